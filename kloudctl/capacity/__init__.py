@@ -1,0 +1,5 @@
+"""Capacity: what a cabinet can admit, and the ranges and addresses each tenant gets."""
+
+from kloudctl.capacity.plan import CabinetPlan, TenantPlan, VmPlan, admit, plan_cabinet
+
+__all__ = ["CabinetPlan", "TenantPlan", "VmPlan", "admit", "plan_cabinet"]

@@ -1,0 +1,255 @@
+"""The offline plan of a cabinet: allocations, capacity and power admission.
+
+Allocations are deterministic so every engine (Pulumi, Ansible, reports) derives the same
+answer from the same declaration:
+- a tenant's VLAN is the declared one, or the first free VLAN of the cabinet's range, in
+  declaration order;
+- its VMID range is the declared one, or the first free block of 100 from 1000 up, so
+  parallel creators never race on `/cluster/nextid`;
+- its subnet is the n-th /prefix of the tenant supernet, n being the VLAN's offset in the
+  range (so renumbering a tenant never moves another); the gateway is the first address,
+  automatic guest addresses start at the tenth.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from kloudctl.errors import AdmissionRefused, Problem
+from kloudctl.model.schema import Cabinet
+from kloudctl.model.types import format_size
+from kloudctl.model.yamlsource import Located, PathKey
+from kloudctl.power import PowerEstimate, estimate_power
+
+VMID_BLOCK = 100
+VMID_START = 1000
+FIRST_AUTO_HOST = 10
+
+
+@dataclass(frozen=True)
+class VmPlan:
+    name: str
+    vmid: int
+    address: ipaddress.IPv4Interface
+    cores: int
+    memory: int
+    disk: int
+    template: str
+    load: float
+
+
+@dataclass(frozen=True)
+class TenantPlan:
+    name: str
+    level: int
+    display_name: str
+    vlan: int
+    vmid_first: int
+    vmid_last: int
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    vcpu: int
+    ram: int
+    disk: int
+    vms: list[VmPlan]
+    auto_vlan: bool
+    auto_vmids: bool
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str
+    reserved: float
+    capacity: float
+    physical: float
+    unit: str
+
+    @property
+    def fits(self) -> bool:
+        return self.reserved <= self.capacity
+
+    def show(self, value: float) -> str:
+        return format_size(value) if self.unit == "bytes" else f"{value:g}"
+
+
+@dataclass
+class CabinetPlan:
+    cabinet: str
+    tenants: list[TenantPlan]
+    resources: list[Resource]
+    power: PowerEstimate
+    problems: list[Problem] = field(default_factory=list)
+
+    def refusals(self) -> list[str]:
+        """Why the plan cannot be admitted, with the numbers that break it."""
+        reasons = [
+            f"{r.name}: {r.show(r.reserved)} reserved exceeds {r.show(r.capacity)} available "
+            f"({r.show(r.physical)} physical)"
+            for r in self.resources
+            if not r.fits
+        ]
+        if not self.power.fits:
+            reasons.append(
+                f"power: estimated draw {self.power.estimated_watts:.0f} W exceeds the "
+                f"{self.power.budget_watts:.0f} W budget"
+            )
+        return reasons
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            if isinstance(value, ipaddress.IPv4Interface | ipaddress.IPv4Network | ipaddress.IPv4Address):
+                return str(value)
+            return value
+
+        return {
+            "cabinet": self.cabinet,
+            "admitted": not self.refusals(),
+            "refusals": self.refusals(),
+            "tenants": [plain(asdict(t)) for t in self.tenants],
+            "resources": [
+                {**asdict(r), "fits": r.fits} for r in self.resources
+            ],
+            "power": {
+                "budget_watts": self.power.budget_watts,
+                "estimated_watts": round(self.power.estimated_watts, 1),
+                "peak_watts": self.power.peak_watts,
+                "other_watts": self.power.other_watts,
+                "nodes": [asdict(n) for n in self.power.nodes],
+                "fits": self.power.fits,
+            },
+        }
+
+
+def _allocate_vlans(cabinet: Cabinet) -> list[int]:
+    rng = cabinet.networks.tenant_vlans
+    taken = {t.vlan for t in cabinet.tenants if t.vlan is not None}
+    free = (v for v in range(rng.first, rng.last + 1) if v not in taken)
+    return [t.vlan if t.vlan is not None else next(free, -1) for t in cabinet.tenants]
+
+
+def _allocate_vmids(cabinet: Cabinet) -> list[tuple[int, int]]:
+    declared = [(t.vmids.first, t.vmids.last) for t in cabinet.tenants if t.vmids is not None]
+
+    def free(first: int) -> bool:
+        last = first + VMID_BLOCK - 1
+        return all(last < a or b < first for a, b in declared)
+
+    result = []
+    candidate = VMID_START
+    for tenant in cabinet.tenants:
+        if tenant.vmids is not None:
+            result.append((tenant.vmids.first, tenant.vmids.last))
+            continue
+        while not free(candidate):
+            candidate += VMID_BLOCK
+        result.append((candidate, candidate + VMID_BLOCK - 1))
+        candidate += VMID_BLOCK
+    return result
+
+
+def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan:
+    """Compute allocations, capacity and power. Never raises on what it finds: problems
+    (address conflicts...) are returned located in `source` when it is given."""
+    problems: list[Problem] = []
+
+    def problem(path: PathKey, message: str) -> None:
+        if source is not None:
+            problems.append(source.problem(path, message))
+        else:
+            problems.append(Problem(cabinet.name, 0, 0, ".".join(map(str, path)), message))
+
+    nets = cabinet.networks
+    subnets_available = 2 ** (nets.tenant_prefix - nets.tenant_supernet.prefixlen) if nets.tenant_prefix >= nets.tenant_supernet.prefixlen else 0
+    vlans = _allocate_vlans(cabinet)
+    vmid_ranges = _allocate_vmids(cabinet)
+    tenants: list[TenantPlan] = []
+    used_addresses: dict[ipaddress.IPv4Address, str] = {}
+    for i, (tenant, vlan, (vfirst, vlast)) in enumerate(
+        zip(cabinet.tenants, vlans, vmid_ranges, strict=True)
+    ):
+        if vlan < 0:
+            problem(("tenants", i, "vlan"), "no free VLAN left in networks.tenant_vlans")
+            continue
+        offset = vlan - nets.tenant_vlans.first
+        if not 0 <= offset < subnets_available:
+            problem(
+                ("tenants", i, "vlan"),
+                f"VLAN {vlan} maps to subnet #{offset} of {nets.tenant_supernet}, which holds "
+                f"only {subnets_available} /{nets.tenant_prefix} subnets",
+            )
+            continue
+        subnet = ipaddress.IPv4Network(
+            (int(nets.tenant_supernet.network_address) + offset * 2 ** (32 - nets.tenant_prefix), nets.tenant_prefix)
+        )
+        hosts = list(subnet.hosts()) if subnet.num_addresses <= 4096 else []
+        gateway = hosts[0]
+        vms: list[VmPlan] = []
+        auto_index = FIRST_AUTO_HOST - 1
+        for k, vm in enumerate(tenant.vms):
+            path = ("tenants", i, "vms", k, "network", "address")
+            if isinstance(vm.network.address, ipaddress.IPv4Interface):
+                address = vm.network.address
+                if address.network != subnet:
+                    problem(path, f"{address} is not in the tenant's subnet {subnet}")
+                elif address.ip in (subnet.network_address, subnet.broadcast_address, gateway):
+                    problem(path, f"{address.ip} is reserved (network, broadcast or gateway)")
+            else:
+                while auto_index < len(hosts) and hosts[auto_index] in used_addresses:
+                    auto_index += 1
+                if auto_index >= len(hosts):
+                    problem(path, f"no free address left in {subnet}")
+                    continue
+                address = ipaddress.IPv4Interface(f"{hosts[auto_index]}/{subnet.prefixlen}")
+                auto_index += 1
+            if address.ip in used_addresses:
+                problem(path, f"{address.ip} is already used by VM '{used_addresses[address.ip]}'")
+            used_addresses[address.ip] = vm.name
+            vms.append(
+                VmPlan(vm.name, vfirst + k, address, vm.cores, vm.memory, vm.disk, vm.template, vm.load)
+            )
+        tenants.append(
+            TenantPlan(
+                name=tenant.name,
+                level=tenant.level,
+                display_name=tenant.display_name,
+                vlan=vlan,
+                vmid_first=vfirst,
+                vmid_last=vlast,
+                subnet=subnet,
+                gateway=gateway,
+                vcpu=tenant.quota.vcpu,
+                ram=tenant.quota.ram,
+                disk=tenant.quota.disk,
+                vms=vms,
+                auto_vlan=tenant.vlan is None,
+                auto_vmids=tenant.vmids is None,
+            )
+        )
+
+    hw = cabinet.hardware
+    cores = sum(n.cores for n in hw.nodes)
+    ram = sum(n.ram for n in hw.nodes)
+    usable_ram = max(0, ram - hw.host_reserve_ram * len(hw.nodes))
+    disk = sum(d.size for n in hw.nodes for d in n.disks)
+    resources = [
+        Resource("vCPU", sum(t.quota.vcpu for t in cabinet.tenants), cores * hw.overcommit.cpu, cores, "count"),
+        Resource("RAM", sum(t.quota.ram for t in cabinet.tenants), usable_ram * hw.overcommit.ram, ram, "bytes"),
+        Resource("disk", sum(t.quota.disk for t in cabinet.tenants), disk * hw.overcommit.disk, disk, "bytes"),
+    ]
+    return CabinetPlan(cabinet.name, tenants, resources, estimate_power(cabinet), problems)
+
+
+def admit(plan: CabinetPlan) -> CabinetPlan:
+    """Refuse a plan that breaks the cabinet's capacity or power budget."""
+    reasons = plan.refusals()
+    if reasons:
+        raise AdmissionRefused(
+            [Problem(f"cabinets/{plan.cabinet}.yaml", 0, 0, "", f"plan refused: {r}") for r in reasons]
+        )
+    return plan

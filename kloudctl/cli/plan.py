@@ -1,0 +1,30 @@
+"""`kloudctl plan CABINET --offline`: capacity, power, VMID ranges and addresses."""
+
+from __future__ import annotations
+
+import click
+
+from kloudctl import console
+from kloudctl.capacity import admit, plan_cabinet
+from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
+from kloudctl.report.plan import render_plan
+
+
+@click.command("plan")
+@click.argument("cabinet", shell_complete=cabinet_names)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Plan from the declaration alone (no cabinet contacted). Live planning of "
+    "tenants is `kloudctl tenants plan`.",
+)
+@json_option
+@pass_fleet
+def command(ctx: FleetContext, cabinet: str, offline: bool, as_json: bool) -> None:
+    """Plan a cabinet: capacity and power admission, VMID ranges, address plan."""
+    plan = plan_cabinet(ctx.fleet().cabinet(cabinet))
+    if as_json:
+        console.emit_json(plan.to_dict())
+    else:
+        render_plan(plan)
+    admit(plan)

@@ -1,0 +1,24 @@
+"""`kloudctl validate [PATHS]`: check declarations, report every problem at once."""
+
+from __future__ import annotations
+
+import click
+
+from kloudctl import console
+from kloudctl.cli.options import FleetContext, json_option, pass_fleet
+from kloudctl.model.validate import validate_paths
+
+
+@click.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@json_option
+@pass_fleet
+def command(ctx: FleetContext, paths: tuple[str, ...], as_json: bool) -> None:
+    """Validate cabinet and backup-policy files (default: the whole fleet)."""
+    summary = validate_paths(list(paths), ctx.fleet_dir)
+    if as_json:
+        console.emit_json(summary)
+    else:
+        console.show(
+            f"ok: {summary['cabinets']} cabinet(s), {summary['policies']} backup policy(ies) valid"
+        )

@@ -1,0 +1,63 @@
+"""The single exception tree of kloudctl's core.
+
+The CLI maps each class to an exit code in one place (`kloudctl.cli.boundary`); the core
+never prints or exits. Messages never carry secret values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One input error, located in a file: `file:line:col field: message`."""
+
+    file: str
+    line: int
+    column: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where += f":{self.line}:{self.column}"
+        field = f"{self.field}:" if self.field else ""
+        return " ".join(part for part in (where, field, self.message) if part)
+
+
+class KloudError(Exception):
+    """Anything kloudctl reports as a failure (exit 1)."""
+
+    exit_code = 1
+
+
+class InputError(KloudError):
+    """Invalid input (a declaration, an argument): exit 2, nothing was changed."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem] | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem("", 0, 0, "", problems)]
+        self.problems = sorted(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class NotFound(InputError):
+    """A named object (cabinet, tenant, mailbox...) does not exist."""
+
+
+class AdmissionRefused(InputError):
+    """A plan exceeds the cabinet's capacity or power budget; nothing was applied."""
+
+
+class ExternalError(KloudError):
+    """A component outside kloudctl (Proxmox API, Pulumi, Ansible, restic) failed."""
+
+
+class PartialFailure(KloudError):
+    """Some targets succeeded, others could not be reached (exit 3)."""
+
+    exit_code = 3

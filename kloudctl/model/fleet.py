@@ -1,0 +1,263 @@
+"""The loaded fleet and the checks that span files (cross-references, overlaps)."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from kloudctl.errors import NotFound, Problem
+from kloudctl.model.schema import BackupPolicy, Cabinet
+from kloudctl.model.types import format_duration, format_size
+from kloudctl.model.yamlsource import Located
+
+
+@dataclass(frozen=True)
+class LoadedCabinet:
+    model: Cabinet
+    source: Located
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    model: BackupPolicy
+    source: Located
+
+
+@dataclass(frozen=True)
+class Fleet:
+    root: Path
+    cabinets: dict[str, LoadedCabinet]
+    policies: dict[str, LoadedPolicy]
+
+    def cabinet(self, name: str) -> Cabinet:
+        try:
+            return self.cabinets[name].model
+        except KeyError:
+            raise NotFound(f"no cabinet named '{name}'{did_you_mean(name, self.cabinets)}") from None
+
+    def __iter__(self) -> Iterator[Cabinet]:
+        return iter(c.model for c in self.cabinets.values())
+
+    def policy_for(self, cabinet: Cabinet) -> BackupPolicy | None:
+        if cabinet.replication is None:
+            return None
+        return self.policies[cabinet.replication.policy].model
+
+
+def did_you_mean(name: str, known: object) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)  # type: ignore[call-overload]
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def cross_check(fleet: Fleet) -> list[Problem]:
+    problems: list[Problem] = []
+    for loaded in fleet.cabinets.values():
+        problems += _check_cabinet(loaded, fleet)
+    problems += _check_fleet_wide(fleet)
+    return problems
+
+
+def _check_cabinet(loaded: LoadedCabinet, fleet: Fleet) -> list[Problem]:
+    cab, src = loaded.model, loaded.source
+    problems: list[Problem] = []
+    nets = cab.networks
+
+    if nets.management.host_address not in nets.management.network:
+        problems.append(
+            src.problem(
+                ("networks", "management", "host_address"),
+                f"{nets.management.host_address} is outside {nets.management.network}",
+            )
+        )
+    if nets.management.gateway not in nets.management.network:
+        problems.append(
+            src.problem(
+                ("networks", "management", "gateway"),
+                f"{nets.management.gateway} is outside {nets.management.network}",
+            )
+        )
+    vlan_count = nets.tenant_vlans.last - nets.tenant_vlans.first + 1
+    subnets = 2 ** (nets.tenant_prefix - nets.tenant_supernet.prefixlen) if nets.tenant_prefix >= nets.tenant_supernet.prefixlen else 0
+    if subnets < min(vlan_count, len(cab.tenants)):
+        problems.append(
+            src.problem(
+                ("networks", "tenant_supernet"),
+                f"{nets.tenant_supernet} holds {subnets} /{nets.tenant_prefix} subnet(s), "
+                f"{len(cab.tenants)} tenant(s) need one each",
+            )
+        )
+
+    councils = [i for i, t in enumerate(cab.tenants) if t.level == 1]
+    if len(councils) != 1:
+        problems.append(
+            src.problem(
+                ("tenants",),
+                f"expected exactly one level-1 tenant (the council), found {len(councils)}",
+            )
+        )
+
+    seen_tenants: dict[str, int] = {}
+    seen_vlans: dict[int, int] = {}
+    seen_vms: dict[str, tuple[int, int]] = {}
+    ranges: list[tuple[int, int, int]] = []
+    for i, tenant in enumerate(cab.tenants):
+        if tenant.name in seen_tenants:
+            problems.append(
+                src.problem(
+                    ("tenants", i, "name"),
+                    f"duplicate tenant '{tenant.name}' (also tenants[{seen_tenants[tenant.name]}])",
+                )
+            )
+        seen_tenants.setdefault(tenant.name, i)
+        if tenant.vlan is not None:
+            if not nets.tenant_vlans.first <= tenant.vlan <= nets.tenant_vlans.last:
+                problems.append(
+                    src.problem(
+                        ("tenants", i, "vlan"),
+                        f"VLAN {tenant.vlan} is outside networks.tenant_vlans "
+                        f"{nets.tenant_vlans.first}-{nets.tenant_vlans.last}",
+                    )
+                )
+            if tenant.vlan in seen_vlans:
+                problems.append(
+                    src.problem(
+                        ("tenants", i, "vlan"),
+                        f"VLAN {tenant.vlan} is already used by tenants[{seen_vlans[tenant.vlan]}]",
+                    )
+                )
+            seen_vlans.setdefault(tenant.vlan, i)
+        if tenant.vmids is not None:
+            for j_first, j_last, j in ranges:
+                if tenant.vmids.first <= j_last and j_first <= tenant.vmids.last:
+                    problems.append(
+                        src.problem(
+                            ("tenants", i, "vmids"),
+                            f"VMID range {tenant.vmids.first}-{tenant.vmids.last} overlaps "
+                            f"tenants[{j}] ({j_first}-{j_last})",
+                        )
+                    )
+            ranges.append((tenant.vmids.first, tenant.vmids.last, i))
+            if len(tenant.vms) > tenant.vmids.last - tenant.vmids.first + 1:
+                problems.append(
+                    src.problem(
+                        ("tenants", i, "vmids"),
+                        f"{len(tenant.vms)} VMs do not fit in {tenant.vmids.last - tenant.vmids.first + 1} VMIDs",
+                    )
+                )
+
+        cores = sum(vm.cores for vm in tenant.vms)
+        memory = sum(vm.memory for vm in tenant.vms)
+        disk = sum(vm.disk for vm in tenant.vms)
+        if cores > tenant.quota.vcpu:
+            problems.append(
+                src.problem(
+                    ("tenants", i, "vms"),
+                    f"VMs use {cores} vCPU, the tenant's quota is {tenant.quota.vcpu}",
+                )
+            )
+        if memory > tenant.quota.ram:
+            problems.append(
+                src.problem(
+                    ("tenants", i, "vms"),
+                    f"VMs use {format_size(memory)} of RAM, the tenant's quota is "
+                    f"{format_size(tenant.quota.ram)}",
+                )
+            )
+        if disk > tenant.quota.disk:
+            problems.append(
+                src.problem(
+                    ("tenants", i, "vms"),
+                    f"VMs use {format_size(disk)} of disk, the tenant's quota is "
+                    f"{format_size(tenant.quota.disk)}",
+                )
+            )
+        for k, vm in enumerate(tenant.vms):
+            if vm.name in seen_vms:
+                ti, vi = seen_vms[vm.name]
+                problems.append(
+                    src.problem(
+                        ("tenants", i, "vms", k, "name"),
+                        f"duplicate VM name '{vm.name}' (also tenants[{ti}].vms[{vi}])",
+                    )
+                )
+            seen_vms.setdefault(vm.name, (i, k))
+
+    if cab.replication is not None:
+        rep = cab.replication
+        if rep.policy not in fleet.policies:
+            problems.append(
+                src.problem(
+                    ("replication", "policy"),
+                    f"no backup policy '{rep.policy}' in backups/{did_you_mean(rep.policy, fleet.policies)}",
+                )
+            )
+        else:
+            policy = fleet.policies[rep.policy].model
+            if rep.rpo is not None and rep.rpo < policy.interval:
+                problems.append(
+                    src.problem(
+                        ("replication", "rpo"),
+                        f"rpo {format_duration(rep.rpo)} is shorter than policy '{policy.name}' "
+                        f"interval {format_duration(policy.interval)}",
+                    )
+                )
+        for j, peer in enumerate(rep.peers):
+            if peer == cab.name:
+                problems.append(
+                    src.problem(("replication", "peers", j), "a cabinet cannot replicate to itself")
+                )
+            elif peer not in fleet.cabinets:
+                problems.append(
+                    src.problem(
+                        ("replication", "peers", j),
+                        f"no cabinet named '{peer}' in cabinets/{did_you_mean(peer, fleet.cabinets)}",
+                    )
+                )
+    # Allocation conflicts (static addresses outside their subnet, exhausted ranges...)
+    # are found by the same code that plans, so validate and plan never disagree.
+    from kloudctl.capacity.plan import plan_cabinet
+
+    problems += plan_cabinet(cab, src).problems
+    return problems
+
+
+def _check_fleet_wide(fleet: Fleet) -> list[Problem]:
+    problems: list[Problem] = []
+    domains: dict[str, str] = {}
+    wans: dict[ipaddress.IPv4Address, str] = {}
+    wg: dict[tuple[str, ipaddress.IPv4Address], str] = {}
+    for name, loaded in sorted(fleet.cabinets.items()):
+        cab, src = loaded.model, loaded.source
+        if cab.mail is not None:
+            for j, domain in enumerate(cab.mail.domains):
+                if domain in domains:
+                    problems.append(
+                        src.problem(
+                            ("mail", "domains", j),
+                            f"domain {domain} is already served by cabinet '{domains[domain]}'",
+                        )
+                    )
+                domains.setdefault(domain, name)
+        wan = cab.networks.wan.address.ip
+        if wan in wans:
+            problems.append(
+                src.problem(
+                    ("networks", "wan", "address"),
+                    f"WAN address {wan} is already used by cabinet '{wans[wan]}'",
+                )
+            )
+        wans.setdefault(wan, name)
+        if cab.federation is not None:
+            key = (cab.federation.name, cab.federation.wireguard.address.ip)
+            if key in wg:
+                problems.append(
+                    src.problem(
+                        ("federation", "wireguard", "address"),
+                        f"mesh address {key[1]} is already used by cabinet '{wg[key]}'",
+                    )
+                )
+            wg.setdefault(key, name)
+    return problems

@@ -1,0 +1,205 @@
+"""Loading a fleet: every file parsed, validated and cross-checked, every error collected.
+
+`load_fleet` either returns a complete, consistent `Fleet` or raises one `InputError`
+carrying all problems found, each located as `file:line:col field: message`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from kloudctl.errors import InputError, NotFound, Problem
+from kloudctl.model.fleet import Fleet, LoadedCabinet, LoadedPolicy, cross_check
+from kloudctl.model.schema import BackupPolicy, Cabinet
+from kloudctl.model.yamlsource import Located, PathKey, load_file
+
+CABINETS_DIR = "cabinets"
+BACKUPS_DIR = "backups"
+# Keys that, when unknown, are most likely a secret pasted in place of a reference.
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "passphrase", "private_key", "apikey")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at `loc` inside `model` (for did-you-mean)."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            args = typing.get_args(current)
+            current = args[0] if args else None
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            current = field.annotation if field else None
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional[...] and Annotated[...] around a model or list type."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            real = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(real) != 1:
+                return annotation
+            annotation = real[0]
+        else:
+            return annotation
+
+
+def _message(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "kloud":
+        return str(error["msg"])
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        if any(word in key.lower().replace("-", "_") for word in _SECRET_WORDS):
+            return (
+                "unknown key; secrets are never written in cabinet files: use a reference "
+                "such as vault:secrets/<cabinet>.vault.yml#<name> in the field meant for it"
+            )
+        allowed = _field_names(model, loc[:-1])
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; expected one of: {', '.join(allowed)}"
+        return f"unknown key{hint}"
+    if kind == "missing":
+        return "required field is missing"
+    expectations = {
+        "int_parsing": "an integer",
+        "int_type": "an integer",
+        "int_from_float": "a whole number",
+        "float_parsing": "a number",
+        "float_type": "a number",
+        "bool_parsing": "true or false",
+        "bool_type": "true or false",
+        "string_type": "a text",
+        "list_type": "a list",
+        "model_type": "a mapping of keys to values",
+        "model_attributes_type": "a mapping of keys to values",
+        "dict_type": "a mapping of keys to values",
+    }
+    if kind in expectations:
+        return f"expected {expectations[kind]}, got {_shown(value)}"
+    if kind == "literal_error":
+        return f"expected one of {ctx.get('expected')}, got {_shown(value)}"
+    bounds = {
+        "greater_than_equal": ("at least", "ge"),
+        "greater_than": ("more than", "gt"),
+        "less_than_equal": ("at most", "le"),
+        "less_than": ("less than", "lt"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"expected a number {words} {ctx.get(key)}, got {_shown(value)}"
+    if kind == "too_short":
+        return f"expected at least {ctx.get('min_length')} item(s)"
+    if kind == "string_too_short":
+        return "expected a non-empty text"
+    if kind == "string_pattern_mismatch":
+        return f"expected text matching {ctx.get('pattern')}, got {_shown(value)}"
+    return f"{error['msg']}, got {_shown(value)}"
+
+
+def validate_document(
+    located: Located, model: type[BaseModel]
+) -> tuple[BaseModel | None, list[Problem]]:
+    """Validate one parsed document against `model`; every problem located."""
+    problems = list(located.problems)
+    if problems:
+        return None, problems
+    if not isinstance(located.data, dict):
+        what = "an empty file" if located.data is None else f"a {type(located.data).__name__}"
+        problems.append(located.problem((), f"expected a mapping of keys to values, got {what}"))
+        return None, problems
+    try:
+        return model.model_validate(located.data), problems
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            loc: PathKey = tuple(p for p in error["loc"] if isinstance(p, str | int))
+            problems.append(located.problem(loc, _message(error, model, loc)))
+        return None, problems
+
+
+def find_root(start: Path) -> Path:
+    """The fleet root: the nearest folder at or above `start` holding `cabinets/`."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / CABINETS_DIR).is_dir():
+            return candidate
+    raise NotFound(f"{start}: no '{CABINETS_DIR}/' folder here or above; use --fleet DIR")
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _yaml_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def load_fleet(root: Path, only: list[Path] | None = None) -> Fleet:
+    """Load and validate the whole fleet under `root`.
+
+    With `only`, problems are reported only for those files (the rest of the fleet is still
+    loaded so cross-references resolve).
+    """
+    root = root.resolve()
+    problems: list[Problem] = []
+    cabinets: dict[str, LoadedCabinet] = {}
+    policies: dict[str, LoadedPolicy] = {}
+
+    for path in _yaml_files(root / BACKUPS_DIR):
+        located = load_file(path, _display(path, root))
+        policy, found = validate_document(located, BackupPolicy)
+        problems += found
+        if isinstance(policy, BackupPolicy):
+            if policy.name != path.stem:
+                problems.append(
+                    located.problem(("name",), f"must match the file name '{path.stem}'")
+                )
+            policies[policy.name] = LoadedPolicy(policy, located)
+
+    for path in _yaml_files(root / CABINETS_DIR):
+        located = load_file(path, _display(path, root))
+        cabinet, found = validate_document(located, Cabinet)
+        problems += found
+        if isinstance(cabinet, Cabinet):
+            if cabinet.name != path.stem:
+                problems.append(
+                    located.problem(("name",), f"must match the file name '{path.stem}'")
+                )
+            cabinets[cabinet.name] = LoadedCabinet(cabinet, located)
+
+    fleet = Fleet(root, cabinets, policies)
+    problems += cross_check(fleet)
+
+    if only is not None:
+        wanted = {_display(p, root) for p in only}
+        problems = [p for p in problems if p.file in wanted]
+    if problems:
+        raise InputError(problems)
+    return fleet

@@ -1,0 +1,58 @@
+"""Estimated power draw of a cabinet.
+
+A node draws its idle power plus a share of (peak - idle) proportional to its CPU
+utilisation. Guests' expected load (`vm.load`, the mean fraction of their vCPUs they keep
+busy) is spread over the nodes in proportion to their cores, as the scheduler would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kloudctl.model.schema import Cabinet
+
+
+@dataclass(frozen=True)
+class NodeDraw:
+    node: str
+    idle_watts: float
+    peak_watts: float
+    utilisation: float
+    estimated_watts: float
+
+
+@dataclass(frozen=True)
+class PowerEstimate:
+    budget_watts: float
+    other_watts: float
+    nodes: list[NodeDraw]
+
+    @property
+    def estimated_watts(self) -> float:
+        return self.other_watts + sum(n.estimated_watts for n in self.nodes)
+
+    @property
+    def peak_watts(self) -> float:
+        return self.other_watts + sum(n.peak_watts for n in self.nodes)
+
+    @property
+    def fits(self) -> bool:
+        return self.estimated_watts <= self.budget_watts
+
+
+def estimate_power(cabinet: Cabinet) -> PowerEstimate:
+    total_cores = sum(n.cores for n in cabinet.hardware.nodes)
+    busy_cores = sum(vm.cores * vm.load for t in cabinet.tenants for vm in t.vms)
+    # More busy vCPUs than cores means the CPUs are saturated: utilisation caps at 1.
+    utilisation = min(1.0, busy_cores / total_cores) if total_cores else 0.0
+    nodes = [
+        NodeDraw(
+            node=n.name,
+            idle_watts=n.idle_watts,
+            peak_watts=n.peak_watts,
+            utilisation=utilisation,
+            estimated_watts=n.idle_watts + (n.peak_watts - n.idle_watts) * utilisation,
+        )
+        for n in cabinet.hardware.nodes
+    ]
+    return PowerEstimate(cabinet.power.budget_watts, cabinet.power.other_watts, nodes)

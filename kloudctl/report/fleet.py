@@ -1,0 +1,82 @@
+"""Fleet read-outs: the cabinet list and one cabinet's details."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kloudctl import console
+from kloudctl.capacity import plan_cabinet
+from kloudctl.model import Fleet
+from kloudctl.model.types import format_duration, format_size
+
+
+def cabinet_rows(fleet: Fleet) -> list[dict[str, Any]]:
+    rows = []
+    for cab in fleet:
+        estimate = plan_cabinet(cab).power.estimated_watts
+        rows.append(
+            {
+                "cabinet": cab.name,
+                "commune": cab.commune.name,
+                "insee": cab.commune.insee,
+                "nodes": len(cab.hardware.nodes),
+                "tenants": len(cab.tenants),
+                "vms": sum(len(t.vms) for t in cab.tenants),
+                "mail_domains": ", ".join(cab.mail.domains) if cab.mail else "",
+                "replicates_to": ", ".join(cab.replication.peers) if cab.replication else "",
+                "federation": cab.federation.name if cab.federation else "",
+                "power": f"{estimate:.0f}/{cab.power.budget_watts:.0f} W",
+            }
+        )
+    return rows
+
+
+def cabinet_detail(fleet: Fleet, name: str) -> dict[str, Any]:
+    cab = fleet.cabinet(name)
+    declaration = cab.model_dump(mode="json")
+    return {"cabinet": declaration, "plan": plan_cabinet(cab).to_dict()}
+
+
+def render_cabinet(detail: dict[str, Any]) -> None:
+    cab = detail["cabinet"]
+    commune = cab["commune"]
+    lines = [
+        f"[bold]{cab['name']}[/] — {commune['name']} (INSEE {commune['insee']}"
+        + (f", {commune['population']} inhabitants" if commune.get("population") else "")
+        + ")",
+        f"site: {cab['site']['address']}",
+        f"contact: {commune['contact']['name']} <{commune['contact']['email']}>",
+        f"Proxmox API: {cab['proxmox']['endpoint']} (token {cab['proxmox']['token']['user']}!{cab['proxmox']['token']['id']})",
+        f"WAN {cab['networks']['wan']['address']}, management {cab['networks']['management']['network']}",
+    ]
+    if cab.get("mail"):
+        lines.append(f"mail: {', '.join(cab['mail']['domains'])} on {cab['mail']['hostname']}")
+    if cab.get("replication"):
+        rep = cab["replication"]
+        rpo = f", RPO {format_duration(rep['rpo'])}" if rep.get("rpo") else ""
+        lines.append(f"replication: policy {rep['policy']} to {', '.join(rep['peers'])}{rpo}")
+    if cab.get("federation"):
+        lines.append(f"federation: {cab['federation']['name']} ({cab['federation']['role']})")
+    for line in lines:
+        console.show(line)
+    nodes = cab["hardware"]["nodes"]
+    console.show(
+        console.table(
+            "Nodes",
+            ["node", "cores", "RAM", "disks", "idle W", "peak W"],
+            [
+                [
+                    n["name"],
+                    n["cores"],
+                    format_size(n["ram"]),
+                    ", ".join(f"{d['name']} {format_size(d['size'])} {d['kind']}" for d in n["disks"]),
+                    n["idle_watts"],
+                    n["peak_watts"],
+                ]
+                for n in nodes
+            ],
+        )
+    )
+
+
+__all__ = ["cabinet_detail", "cabinet_rows", "render_cabinet"]

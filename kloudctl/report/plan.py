@@ -1,0 +1,72 @@
+"""Rendering of a cabinet plan as tables a person can read."""
+
+from __future__ import annotations
+
+from kloudctl import console
+from kloudctl.capacity.plan import CabinetPlan
+from kloudctl.model.types import format_size
+
+
+def render_plan(plan: CabinetPlan) -> None:
+    console.show(f"[bold]Plan for cabinet {plan.cabinet}[/] (offline: from the declaration alone)")
+    console.show(
+        console.table(
+            "Capacity (tenants' quotas against the nodes, after overcommit)",
+            ["resource", "reserved", "available", "physical", "use", "fits"],
+            [
+                [
+                    r.name,
+                    r.show(r.reserved),
+                    r.show(r.capacity),
+                    r.show(r.physical),
+                    f"{100 * r.reserved / r.capacity:.0f}%" if r.capacity else "-",
+                    "yes" if r.fits else "NO",
+                ]
+                for r in plan.resources
+            ],
+        )
+    )
+    p = plan.power
+    rows: list[list[object]] = [
+        [n.node, f"{n.idle_watts:g}", f"{n.peak_watts:g}", f"{100 * n.utilisation:.0f}%", f"{n.estimated_watts:.0f}"]
+        for n in p.nodes
+    ]
+    rows.append(["other (network, UPS)", "", "", "", f"{p.other_watts:.0f}"])
+    rows.append(["total", "", f"{p.peak_watts:g}", "", f"{p.estimated_watts:.0f} / {p.budget_watts:.0f} budget"])
+    console.show(console.table("Power (W)", ["node", "idle", "peak", "CPU use", "estimated"], rows))
+    console.show(
+        console.table(
+            "Tenants",
+            ["tenant", "level", "VLAN", "VMIDs", "subnet", "gateway", "quota", "VMs"],
+            [
+                [
+                    t.name,
+                    t.level,
+                    f"{t.vlan}{' (auto)' if t.auto_vlan else ''}",
+                    f"{t.vmid_first}-{t.vmid_last}{' (auto)' if t.auto_vmids else ''}",
+                    t.subnet,
+                    t.gateway,
+                    f"{t.vcpu} vCPU, {format_size(t.ram)}, {format_size(t.disk)}",
+                    len(t.vms),
+                ]
+                for t in plan.tenants
+            ],
+        )
+    )
+    vm_rows = [
+        [t.name, vm.name, vm.vmid, vm.address, vm.cores, format_size(vm.memory), format_size(vm.disk), vm.template]
+        for t in plan.tenants
+        for vm in t.vms
+    ]
+    if vm_rows:
+        console.show(
+            console.table(
+                "Guests", ["tenant", "VM", "VMID", "address", "cores", "memory", "disk", "template"], vm_rows
+            )
+        )
+    refusals = plan.refusals()
+    if refusals:
+        for reason in refusals:
+            console.show(f"[bold red]refused:[/] {reason}")
+    else:
+        console.show("[green]admitted:[/] the plan fits the cabinet's capacity and power budget")
