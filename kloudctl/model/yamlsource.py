@@ -29,7 +29,10 @@ class Located:
 
     file: str
     data: Any
+    # Scalars are located at their value (where the mistake is); collections at their key,
+    # the line a person looks for.
     positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     def where(self, path: PathKey) -> tuple[int, int]:
@@ -42,6 +45,11 @@ class Located:
 
     def problem(self, path: PathKey, message: str) -> Problem:
         line, column = self.where(path)
+        return Problem(self.file, line, column, dotted(path), message)
+
+    def key_problem(self, path: PathKey, message: str) -> Problem:
+        """A problem about the key itself (unknown, misspelt), located at the key."""
+        line, column = self.keys.get(path) or self.where(path)
         return Problem(self.file, line, column, dotted(path), message)
 
 
@@ -116,7 +124,11 @@ def _construct(loader: Any, node: yaml.Node, path: PathKey, located: Located) ->
                 )
                 continue
             first_seen[key] = _mark(key_node)[0]
-            result[key] = _construct(loader, value_node, (*path, key), located)
+            child = (*path, key)
+            result[key] = _construct(loader, value_node, child, located)
+            located.keys[child] = _mark(key_node)
+            if isinstance(value_node, yaml.MappingNode | yaml.SequenceNode):
+                located.positions[child] = _mark(key_node)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
