@@ -27,8 +27,9 @@ def example_fleet(tmp_path: Path) -> Path:
     return root
 
 
-def run_kloudctl(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-                 stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_kloudctl(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess, as a user would."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(

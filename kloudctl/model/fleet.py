@@ -36,7 +36,9 @@ class Fleet:
         try:
             return self.cabinets[name].model
         except KeyError:
-            raise NotFound(f"no cabinet named '{name}'{did_you_mean(name, self.cabinets)}") from None
+            raise NotFound(
+                f"no cabinet named '{name}'{did_you_mean(name, self.cabinets)}"
+            ) from None
 
     def loaded(self, name: str) -> LoadedCabinet:
         self.cabinet(name)  # raises NotFound with a did-you-mean
@@ -63,7 +65,9 @@ def cross_check(
     valid or not, so an invalid file is reported once, not again by each reference to it."""
     problems: list[Problem] = []
     for loaded in fleet.cabinets.values():
-        problems += _check_cabinet(loaded, fleet, files | set(fleet.cabinets), policy_files | set(fleet.policies))
+        problems += _check_cabinet(
+            loaded, fleet, files | set(fleet.cabinets), policy_files | set(fleet.policies)
+        )
     problems += _check_fleet_wide(fleet)
     return problems
 
@@ -90,7 +94,11 @@ def _check_cabinet(
             )
         )
     vlan_count = nets.tenant_vlans.last - nets.tenant_vlans.first + 1
-    subnets = 2 ** (nets.tenant_prefix - nets.tenant_supernet.prefixlen) if nets.tenant_prefix >= nets.tenant_supernet.prefixlen else 0
+    subnets = (
+        2 ** (nets.tenant_prefix - nets.tenant_supernet.prefixlen)
+        if nets.tenant_prefix >= nets.tenant_supernet.prefixlen
+        else 0
+    )
     if subnets < min(vlan_count, len(cab.tenants)):
         problems.append(
             src.problem(
@@ -154,7 +162,8 @@ def _check_cabinet(
                 problems.append(
                     src.problem(
                         ("tenants", i, "vmids"),
-                        f"{len(tenant.vms)} VMs do not fit in {tenant.vmids.last - tenant.vmids.first + 1} VMIDs",
+                        f"{len(tenant.vms)} VMs do not fit in "
+                        f"{tenant.vmids.last - tenant.vmids.first + 1} VMIDs",
                     )
                 )
 
@@ -201,7 +210,8 @@ def _check_cabinet(
             problems.append(
                 src.problem(
                     ("replication", "policy"),
-                    f"no backup policy '{rep.policy}' in backups/{did_you_mean(rep.policy, fleet.policies)}",
+                    f"no backup policy '{rep.policy}' in backups/"
+                    + did_you_mean(rep.policy, known_policies),
                 )
             )
         elif rep.policy in fleet.policies:
@@ -223,7 +233,7 @@ def _check_cabinet(
                 problems.append(
                     src.problem(
                         ("replication", "peers", j),
-                        f"no cabinet named '{peer}' in cabinets/{did_you_mean(peer, fleet.cabinets)}",
+                        f"no cabinet named '{peer}' in cabinets/" + did_you_mean(peer, known),
                     )
                 )
     # Allocation conflicts (static addresses outside their subnet, exhausted ranges...)
