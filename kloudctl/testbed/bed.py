@@ -137,7 +137,7 @@ def start_ups(bed: Testbed, upses: dict[str, int], password: str) -> cabinets.Ho
     (conf / "upsd.conf").write_text("LISTEN 0.0.0.0 3493\n")
     ups_conf = ""
     for name, watts in upses.items():
-        ups_conf += f"[{name}]\n  driver = dummy-ups\n  port = {name}.dev\n  desc = \"testbed UPS\"\n"
+        ups_conf += f'[{name}]\n  driver = dummy-ups\n  port = {name}.dev\n  desc = "testbed UPS"\n'
         set_draw(bed, name, watts, conf)
     (conf / "ups.conf").write_text(ups_conf)
     users = conf / "upsd.users"
