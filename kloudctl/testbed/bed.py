@@ -90,22 +90,53 @@ def up(
             hostvars["power_budget__ups_host"] = ups.address
             secret_vars[name] = {"power_budget__ups_password": password}
         bed.hostvars[name] = hostvars
-        bed.pairings.setdefault(name, _pairing(name))
     _save_secret_vars(Path(bed.state_dir), secret_vars)
+    _pair_sims(bed, fleet.root)
     bed.save()
     return bed
 
 
-def _pairing(cabinet: str) -> dict[str, str]:
-    """The cabinet's simulated Proxmox API.
+def _pair_sims(bed: Testbed, root: Path) -> None:
+    """Pair every test cabinet with its simulated Proxmox API (`kloudctl sim`).
 
-    INTEGRATION POINT: `kloudctl sim` is built on branch `sim`. Until it is merged the
-    testbed records the pairing as pending; once `kloudctl.sim` is importable, `up` will
-    start one simulator per cabinet here and record its URL and fingerprint.
+    One simulator process (ephemeral, loopback, free ports) serves the testbed's cabinets;
+    its run file (0600, in the testbed's state) holds the URLs, fingerprints and root
+    passwords. INTEGRATION POINT: `kloudctl sim` comes from branch `sim`; where it is not
+    there yet, the pairing is recorded as pending and bootstrap skips the token step.
     """
     if importlib.util.find_spec("kloudctl.sim") is None:
-        return {"sim": "pending", "note": "kloudctl sim not merged yet (branch sim)"}
-    return {"sim": "available", "note": "start with `kloudctl sim` (pairing not wired yet)"}
+        for name in bed.hosts:
+            bed.pairings[name] = {"sim": "pending", "note": "kloudctl sim is not available"}
+        return
+    from kloudctl.sim import runner as sim_runner
+
+    sim_dir = Path(bed.state_dir) / "sim"
+    wanted = sorted(bed.hosts)
+    run = sim_runner.read_run(sim_dir)
+    if run is not None and sorted(c["name"] for c in run["cabinets"]) != wanted:
+        sim_runner.stop(sim_dir)
+        run = None
+    if run is None:
+        args = ["--fleet", str(root), *wanted, "--ephemeral", "--task-seconds", "0.05"]
+        args += ["--base-address", "127.0.0.10", "--port", "0"]
+        run = sim_runner.start_background(args, sim_dir)
+    bed.pairings = {
+        ep["name"]: {
+            "sim": ep["url"],
+            "fingerprint": ep["fingerprint"],
+            "run_file": str(sim_dir / "run.json"),
+        }
+        for ep in run["cabinets"]
+        if ep["name"] in bed.hosts
+    }
+
+
+def _unpair_sims(state: Path) -> None:
+    if importlib.util.find_spec("kloudctl.sim") is None:
+        return
+    from kloudctl.sim import runner as sim_runner
+
+    sim_runner.stop(Path(state) / "sim")
 
 
 def _running(container: str) -> bool:
@@ -211,6 +242,8 @@ def down(root: Path, names: list[str] | None = None) -> list[str]:
         raise InputError(f"not in the testbed: {', '.join(unknown)} (up: {', '.join(bed.hosts)})")
     removed = list(bed.hosts) if not names else list(names)
     cabinets.stop(bed, names or None)
+    if not bed.hosts:
+        _unpair_sims(Path(bed.state_dir))
     return removed
 
 
