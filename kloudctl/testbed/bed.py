@@ -30,6 +30,8 @@ from kloudctl.testbed.cabinets import Testbed
 from kloudctl.testbed.podman import podman
 
 PREFIX = "kloudctl-testbed"
+#: Tests and benchmarks set their own prefix so they never touch a developer's testbed.
+PREFIX_ENV = "KLOUDCTL_TESTBED_PREFIX"
 SECRET_VARS = "secret-vars.json"
 #: What the dummy UPS reports until a test changes it (watts).
 DEFAULT_DRAW = 180
@@ -51,10 +53,11 @@ def up(
     names: list[str] | None = None,
     *,
     state: Path,
-    prefix: str = PREFIX,
+    prefix: str | None = None,
     image: str | None = None,
 ) -> Testbed:
     """Start test cabinets for `names` (all cabinets by default); idempotent."""
+    prefix = prefix or os.environ.get(PREFIX_ENV) or PREFIX
     names = names or [c.name for c in fleet]
     models = {n: fleet.cabinet(n) for n in names}  # NotFound (exit 2) before anything starts
     bed = cabinets.start(

@@ -326,6 +326,13 @@ def _build(rec: dict[str, object], name: str, log_path: Path) -> None:
         logf.write(f"built {name} in {time.monotonic() - started:.0f}s\n")
 
 
+def tag_current(name: str) -> str:
+    """Also tag `name` as ``localhost/kloudctl-debian:12`` (what Molecule scenarios default to)."""
+    current = f"{REPOSITORY}:12"
+    podman("tag", name, current)
+    return current
+
+
 def prune_old_images(keep: str) -> list[str]:
     """Remove our images other than `keep` (older recipes); returns what was removed."""
     listed = podman(
