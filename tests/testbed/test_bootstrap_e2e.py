@@ -120,18 +120,19 @@ def test_broken_cabinet_file_stops_before_any_host_is_touched(fleet: Path, first
     path = fleet / "cabinets" / "mortree.yaml"
     original = path.read_text()
     before = ssh_logins(fleet)
-    path.write_text(original.replace("budget_watts:", "budget_watt:", 1))
+    path.write_text(original.replace("\nhardware:", "\nhardwares:", 1))
     try:
         proc = kl(fleet, "cabinet", "bootstrap", *CABINETS)
     finally:
         path.write_text(original)
     assert proc.returncode == 2
-    assert "cabinets/mortree.yaml:" in proc.stderr and "budget_watt" in proc.stderr
+    assert "cabinets/mortree.yaml:" in proc.stderr and "hardwares" in proc.stderr
     assert ssh_logins(fleet) == before
 
 
 def test_unreachable_host_is_reported_and_the_others_finish(fleet: Path, first_run: dict) -> None:
-    on_host(fleet, "brieux", "systemctl", "stop", "ssh.service")
+    # Stop sshd and end its sessions too (Ansible keeps SSH connections open for reuse).
+    on_host(fleet, "brieux", "sh", "-c", "systemctl stop ssh.service; pkill -x sshd; true")
     try:
         proc = kl(fleet, "cabinet", "bootstrap", "brieux", "mortree", "--json")
     finally:
