@@ -39,12 +39,19 @@ mod_version() {
   echo "$v"
 }
 
-# on_path NAME: NAME from PATH, ignoring our own .tools/bin.
+# on_path NAME: the absolute path of NAME from PATH, ignoring our own .tools/bin however PATH
+# names it (so we never link .tools/bin/NAME to itself).
 on_path() {
-  local p=:$PATH:
-  p=${p//:$bin:/:}
-  p=${p#:}
-  PATH=${p%:} command -v "$1" || true
+  local dirs dir abs own
+  own=$(cd "$bin" && pwd -P)
+  IFS=: read -ra dirs <<<"$PATH"
+  for dir in "${dirs[@]}"; do
+    [[ -n $dir && -f $dir/$1 && -x $dir/$1 ]] || continue
+    abs=$(cd "$dir" && pwd -P) || continue
+    [[ $abs != "$own" ]] || continue
+    echo "$abs/$1"
+    return
+  done
 }
 
 # link TARGET NAME: point .tools/bin/NAME at TARGET (nothing to do when it already does).
@@ -106,3 +113,66 @@ go_tool restic github.com/restic/restic github.com/restic/restic/cmd/restic \
 # rest-server: the peer cabinet's --append-only --private-repos backend.
 go_tool rest-server github.com/restic/rest-server github.com/restic/rest-server/cmd/rest-server \
   '^rest-server (version )?(rest-server )?v?(0\.(1[3-9]|[2-9][0-9])|[1-9][0-9]*)\.' --version
+
+# pulumi_tool: the Pulumi CLI, pinned by scripts/tools/pulumi/go.mod (pkg/v3 and sdk/v3 at one
+# version), plus the two Python helpers the CLI runs from next to itself, which ship as files
+# in the sdk/v3 module: pulumi-language-python-exec and pulumi-resource-pulumi-python (the
+# dynamic-provider shim, `python3 -m pulumi.dynamic`). The Python package `pulumi` in
+# pyproject.toml is pinned to the same version. The CLI is built with its version stamped in:
+# without it the Automation API refuses the CLI.
+#
+# The Go language host (pulumi-language-python) is not here: its module,
+# github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3, is not on our Go module
+# proxy at any version. Automation API inline programs do not need it (the SDK serves the
+# program to the CLI itself); `pulumi up` on a Pulumi.yaml project with runtime python does.
+pulumi_tool() {
+  local moddir=$root/scripts/tools/pulumi version sdk_version
+  version=$(mod_version "$moddir" github.com/pulumi/pulumi/pkg/v3)
+  sdk_version=$(mod_version "$moddir" github.com/pulumi/pulumi/sdk/v3)
+  [[ $version == "$sdk_version" ]] ||
+    die "$moddir/go.mod pins pkg/v3 $version but sdk/v3 $sdk_version: they must be the same version"
+  local py_pin
+  py_pin=$(sed -n 's/^ *"pulumi==\([^"]*\)".*/\1/p' "$root/pyproject.toml")
+  [[ v$py_pin == "$version" ]] ||
+    die "pyproject.toml pins pulumi==$py_pin but $moddir/go.mod pins $version: keep them the same"
+  local helpers=(pulumi-language-python-exec pulumi-resource-pulumi-python) found name
+  # A pulumi on PATH is used only at exactly our version and with both helpers next to it
+  # or on PATH; otherwise we build our own.
+  found=$(on_path pulumi)
+  if [[ -n $found ]] && [[ $("$found" version 2>/dev/null) == "$version" ]]; then
+    local -A use=([pulumi]=$found)
+    for name in "${helpers[@]}"; do
+      if [[ -x ${found%/*}/$name ]]; then
+        use[$name]=${found%/*}/$name
+      else
+        use[$name]=$(on_path "$name")
+      fi
+    done
+    if [[ -n ${use[pulumi-language-python-exec]} && -n ${use[pulumi-resource-pulumi-python]} ]]; then
+      for name in pulumi "${helpers[@]}"; do
+        link "${use[$name]}" "$name"
+      done
+      return
+    fi
+  fi
+  local dest=$cache/pulumi-$version
+  if [[ ! -x $dest/pulumi ]]; then
+    need_go "pulumi $version" "$moddir"
+    say "building pulumi $version (several minutes, once; cached in $dest)"
+    local start=$SECONDS sdkdir
+    rm -rf "$dest.tmp"
+    go_build "$moddir" "$dest.tmp/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
+      -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$version"
+    sdkdir=$(cd "$moddir" && GOWORK=off GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
+    install -m 0755 "$sdkdir/python/cmd/pulumi-language-python-exec" "$dest.tmp/"
+    install -m 0755 "$sdkdir/python/dist/pulumi-resource-pulumi-python" "$dest.tmp/"
+    [[ $("$dest.tmp/pulumi" version 2>&1) == "$version" ]] ||
+      die "the built pulumi reports version '$("$dest.tmp/pulumi" version 2>&1 | head -1)', not $version"
+    rm -rf "$dest" && mv "$dest.tmp" "$dest"
+    say "built pulumi $version in $((SECONDS - start))s"
+  fi
+  for name in pulumi "${helpers[@]}"; do
+    link "$dest/$name" "$name"
+  done
+}
+pulumi_tool
