@@ -94,6 +94,7 @@ class SimCabinet:
         self._running: set[asyncio.Task[None]] = set()
         self.schema = load_schema()
         self.endpoint: Endpoint | None = None
+        self.recorder: list[tuple[tuple[str, str], Any]] | None = None  # conformance tests
         for task in state["tasks"]:  # tasks cut by a restart end as PVE shows them
             if task["status"] == "running":
                 tasks.finish(task, error="unexpected status")
@@ -293,6 +294,8 @@ class SimCabinet:
             body = b'{"data":' + data.json + b"}"
         else:
             body = json.dumps({"data": data}, separators=(",", ":")).encode()
+        if self.recorder is not None:
+            self.recorder.append(((http, template), json.loads(body)["data"]))
         return web.Response(body=body, content_type="application/json")
 
     async def handle_control(self, request: web.Request) -> web.StreamResponse:

@@ -227,6 +227,12 @@ def typetext_format(typetext: str) -> tuple[str | None, dict[str, str]] | None:
     return (default.group(1) if default else None), keys
 
 
+@cache
+def perl_regex(pattern: str) -> re.Pattern[str]:
+    """The schema's patterns are Perl's stringified regexes: `(?^i:...)` → `(?i:...)`."""
+    return re.compile(re.sub(r"\(\?\^([a-z]*):", lambda m: f"(?{m.group(1)}:" if m.group(1) else "(?:", pattern))
+
+
 # --- scalar checks ----------------------------------------------------------------------
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -291,7 +297,7 @@ def coerce(value: Any, schema: dict[str, Any], name: str = "") -> Any:
         raise FormatError(f"value may only be {schema['maxLength']} characters long")
     if "minLength" in schema and len(s) < int(schema["minLength"]):
         raise FormatError(f"value must be at least {schema['minLength']} characters long")
-    if "pattern" in schema and not re.fullmatch(schema["pattern"], s):
+    if "pattern" in schema and not perl_regex(schema["pattern"]).fullmatch(s):
         raise FormatError("value does not match the regex pattern")
     fmt = schema.get("format")
     if isinstance(fmt, dict):
