@@ -92,8 +92,10 @@ class SimCabinet:
         self.cache: dict[Any, bytes] = {}
         self._save_handle: asyncio.Handle | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self.jobs: dict[str, asyncio.Task[None]] = {}
         self.schema = load_schema()
         self.endpoint: Endpoint | None = None
+        self.upload_size = 0
         self.recorder: list[tuple[tuple[str, str], Any]] | None = None  # conformance tests
         for task in state["tasks"]:  # tasks cut by a restart end as PVE shows them
             if task["status"] == "running":
@@ -170,7 +172,9 @@ class SimCabinet:
             self._run(task, work, lock, on_error, fail, warn or 0, duration)
         )
         self._running.add(job)
+        self.jobs[task["upid"]] = job
         job.add_done_callback(self._running.discard)
+        job.add_done_callback(lambda _: self.jobs.pop(task["upid"], None))
         self.changed()
         return str(task["upid"])
 
@@ -185,7 +189,13 @@ class SimCabinet:
         duration: float,
     ) -> None:
         try:
-            await asyncio.sleep(duration)
+            try:
+                await asyncio.sleep(duration)
+            except asyncio.CancelledError:
+                if on_error:
+                    on_error()
+                tasks.finish(task, error="received interrupt")
+                return
             if fail:
                 if on_error:
                     on_error()
@@ -204,6 +214,11 @@ class SimCabinet:
             if lock is not None and self.locks.get(lock) == task["upid"]:
                 self.unlock(lock)
             self.changed()
+
+    def stop_task(self, upid: str) -> None:
+        job = self.jobs.get(upid)
+        if job is not None:
+            job.cancel()
 
     def find_task(self, upid: str) -> dict[str, Any] | None:
         for task in reversed(self.state["tasks"]):
@@ -241,7 +256,7 @@ class SimCabinet:
             await asyncio.sleep(self.faults.latency_ms / 1000)
         if self.faults.error_rate and random.random() < self.faults.error_rate:
             return _error(503, "Service Unavailable (simulated fault)")
-        path = request.path[len(API_PREFIX) :] or "/"
+        path = request.rel_url.raw_path[len(API_PREFIX) :] or "/"  # %2F stays inside a segment
         http = request.method
         routed = self.schema.route(path)
         if routed is None:
@@ -278,6 +293,7 @@ class SimCabinet:
                 )
             if not public and who is not None:
                 self.acl.evaluate(who, perms, params)
+            self.upload_size = int(request.get("upload_size", 0))
             call = Call(self, method, params, who or Identity("nobody@pve"))
             data = handler(call)
             if asyncio.iscoroutine(data):
@@ -358,7 +374,16 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
         _add(params, key, value)
     if request.can_read_body:
         ctype = request.content_type
-        if ctype == "application/json":
+        if ctype == "multipart/form-data":
+            form = await request.post()
+            for key, value in form.items():
+                if isinstance(value, web.FileField):
+                    data = value.file.read()
+                    params[key] = value.filename
+                    request["upload_size"] = len(data)
+                else:
+                    params[key] = value
+        elif ctype == "application/json":
             try:
                 body = await request.json()
             except ValueError:

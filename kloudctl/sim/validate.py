@@ -175,7 +175,7 @@ NAMED_FORMATS: dict[str, Callable[[str], None]] = {
     "pve-bridge-id": _regex(_IFACE, "bridge name"),
     "pve-sdn-zone-id": _regex(_SDN_ID, "zone ID"),
     "pve-sdn-vnet-id": _regex(_SDN_ID, "vnet ID"),
-    "pve-sdn-subnet-id": _regex(re.compile(r"^[a-z0-9][a-z0-9\-_.]*$", re.I), "subnet ID"),
+    "pve-sdn-subnet-id": lambda v: _cidr()(v if "/" in v else "/".join(v.split("-")[1:3])),
     "ip": _ip(),
     "ipv4": _ip(4),
     "ipv6": _ip(6),

@@ -477,7 +477,7 @@ def volume_delete(call: Call) -> str:
     def done(task: dict[str, Any]) -> None:
         vols.pop(volid, None)
 
-    return call.cab.start_task(call, "imgdel", volid, call.p("node"), done)
+    return call.cab.start_task(call, "imgdel", "", call.p("node"), done)
 
 
 @api("POST", "/nodes/{node}/storage/{storage}/upload")
@@ -489,7 +489,7 @@ def upload(call: Call) -> str:
     name = str(call.p("filename"))
     sub = {"iso": "iso", "vztmpl": "vztmpl", "import": "import"}[content]
     volid = f"{sid}:{sub}/{name}"
-    size = int(call.p("_upload_size") or 0)
+    size = call.cab.upload_size
 
     def done(task: dict[str, Any]) -> None:
         call.state["volumes"].setdefault(f"{node}/{sid}", {})[volid] = {
@@ -591,7 +591,7 @@ def task_log(call: Call) -> list[dict[str, Any]]:
 def task_stop(call: Call) -> None:
     task = _task(call)
     if task["status"] == "running":
-        taskmod.finish(task, error="received interrupt")
+        call.cab.stop_task(task["upid"])
 
 
 # --- node network -----------------------------------------------------------------------------
