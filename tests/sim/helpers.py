@@ -13,11 +13,15 @@ from kloudctl.sim.server import Endpoint
 def root_api(ep: Endpoint) -> ProxmoxAPI:
     # verify_ssl=False: the served certificate is checked against ep.fingerprint in
     # test_sim_auth.py::test_fingerprint_matches_served_certificate.
-    return ProxmoxAPI(ep.host, port=ep.port, user="root@pam", password=ep.root_password, verify_ssl=False)
+    return ProxmoxAPI(
+        ep.host, port=ep.port, user="root@pam", password=ep.root_password, verify_ssl=False
+    )
 
 
 def token_api(ep: Endpoint, user: str, token: str, secret: str) -> ProxmoxAPI:
-    return ProxmoxAPI(ep.host, port=ep.port, user=user, token_name=token, token_value=secret, verify_ssl=False)
+    return ProxmoxAPI(
+        ep.host, port=ep.port, user=user, token_name=token, token_value=secret, verify_ssl=False
+    )
 
 
 def user_api(ep: Endpoint, user: str, password: str) -> ProxmoxAPI:

@@ -20,11 +20,24 @@ from kloudctl.sim.schema import load_schema
 from kloudctl.sim.validate import check_returns
 
 CTX = {
-    "node": "pve1", "vmid": "500", "storage": "local-lvm", "userid": "conf@pve", "tokenid": "t1",
-    "groupid": "cg", "roleid": "ConfRole", "poolid": "cp", "iface": "vmbr5", "zone": "cz",
-    "vnet": "cvnet", "subnet": "cz-10.5.0.0-24", "pos": "0", "group": "cgroup", "name": "cnet",
-    "cidr": "10.9.0.1", "volume": "local-lvm:vm-500-disk-9",
-}  # fmt: skip
+    "node": "pve1",
+    "vmid": "500",
+    "storage": "local-lvm",
+    "userid": "conf@pve",
+    "tokenid": "t1",
+    "groupid": "cg",
+    "roleid": "ConfRole",
+    "poolid": "cp",
+    "iface": "vmbr5",
+    "zone": "cz",
+    "vnet": "cvnet",
+    "subnet": "cz-10.5.0.0-24",
+    "pos": "0",
+    "group": "cgroup",
+    "name": "cnet",
+    "cidr": "10.9.0.1",
+    "volume": "local-lvm:vm-500-disk-9",
+}
 
 
 # PVE 9 answers these with an error only (HA groups became rules); checked below.
@@ -42,7 +55,12 @@ def scenario(root: Any) -> None:
     def c(http: str, template: str, /, **kw: Any) -> Any:
         return call(root, http, template, **kw)
 
-    vm, fw_vm, fw_node, fw_cl = "/nodes/{node}/qemu/{vmid}", "/nodes/{node}/qemu/{vmid}/firewall", "/nodes/{node}/firewall", "/cluster/firewall"
+    vm, fw_vm, fw_node, fw_cl = (
+        "/nodes/{node}/qemu/{vmid}",
+        "/nodes/{node}/qemu/{vmid}/firewall",
+        "/nodes/{node}/firewall",
+        "/cluster/firewall",
+    )
 
     # access
     c("POST", "/access/users", userid="conf@pve", password="conf-pass-1", email="conf@example.org")
@@ -59,7 +77,19 @@ def scenario(root: Any) -> None:
     c("POST", "/pools", poolid="cp")
     c("POST", "/pools", poolid="cp2")
     # guests
-    ok(root, c("POST", "/nodes/{node}/qemu", vmid=510, memory="1024", scsi0="local-lvm:4", net0="virtio,bridge=vmbr0", ide2="local-lvm:cloudinit", ipconfig0="ip=dhcp"))
+    ok(
+        root,
+        c(
+            "POST",
+            "/nodes/{node}/qemu",
+            vmid=510,
+            memory="1024",
+            scsi0="local-lvm:4",
+            net0="virtio,bridge=vmbr0",
+            ide2="local-lvm:cloudinit",
+            ipconfig0="ip=dhcp",
+        ),
+    )
     ok(root, c("POST", vm + "/clone", _ctx={"vmid": 9000}, newid=500, name="conf", pool="cp"))
     c("PUT", "/pools/{poolid}", storage="local")
     c("PUT", "/pools", poolid="cp2", vms="510")
@@ -70,17 +100,36 @@ def scenario(root: Any) -> None:
     for action in ("start", "suspend", "resume", "reboot", "reset", "shutdown", "start", "stop"):
         ok(root, c("POST", vm + f"/status/{action}"))
     # storage
-    c("POST", "/nodes/{node}/storage/{storage}/content", vmid=500, filename="vm-500-disk-9", size="1G")
+    c(
+        "POST",
+        "/nodes/{node}/storage/{storage}/content",
+        vmid=500,
+        filename="vm-500-disk-9",
+        size="1G",
+    )
     c("POST", "/storage", storage="extra", type="dir", path="/srv/extra", content="iso")
     c("PUT", "/storage/{storage}", _ctx={"storage": "extra"}, content="iso,backup")
     # network, SDN
-    c("POST", "/nodes/{node}/network", iface="vmbr5", type="bridge", cidr="10.55.0.1/24", bridge_vlan_aware=1)
+    c(
+        "POST",
+        "/nodes/{node}/network",
+        iface="vmbr5",
+        type="bridge",
+        cidr="10.55.0.1/24",
+        bridge_vlan_aware=1,
+    )
     c("PUT", "/nodes/{node}/network/{iface}", type="bridge", comments="tenant bridge")
     c("POST", "/cluster/sdn/zones", zone="cz", type="vlan", bridge="vmbr0")
     c("PUT", "/cluster/sdn/zones/{zone}", mtu=1500)
     c("POST", "/cluster/sdn/vnets", vnet="cvnet", zone="cz", tag=42)
     c("PUT", "/cluster/sdn/vnets/{vnet}", alias="tenant")
-    c("POST", "/cluster/sdn/vnets/{vnet}/subnets", subnet="10.5.0.0/24", type="subnet", gateway="10.5.0.1")
+    c(
+        "POST",
+        "/cluster/sdn/vnets/{vnet}/subnets",
+        subnet="10.5.0.0/24",
+        type="subnet",
+        gateway="10.5.0.1",
+    )
     c("PUT", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}", gateway="10.5.0.254")
     # firewall at every scope
     c("POST", fw_cl + "/groups", group="cgroup", comment="web")
@@ -88,7 +137,15 @@ def scenario(root: Any) -> None:
     c("PUT", fw_cl + "/groups/{group}/{pos}", comment="https")
     for base in (fw_cl, fw_node, fw_vm):
         c("PUT", base + "/options", enable=1)
-        c("POST", base + "/rules", action="ACCEPT", type="in", proto="tcp", dport="22", comment="ssh")
+        c(
+            "POST",
+            base + "/rules",
+            action="ACCEPT",
+            type="in",
+            proto="tcp",
+            dport="22",
+            comment="ssh",
+        )
         c("POST", base + "/rules", action="cgroup", type="group")
         c("PUT", base + "/rules/{pos}", comment="first", moveto=1)
     for base in (fw_cl, fw_vm):
@@ -104,7 +161,12 @@ def scenario(root: Any) -> None:
         if http == "GET" and (http, path) not in ERROR_ONLY:
             extra = {"type": "meta"} if path.endswith("/cloudinit/dump") else {}
             call(root, http, path, _ctx={"upid": task}, **extra)
-    call(root, "GET", "/nodes/{node}/storage/{storage}/content/{volume}", _ctx={"volume": "local-lvm:vm-500-disk-9"})
+    call(
+        root,
+        "GET",
+        "/nodes/{node}/storage/{storage}/content/{volume}",
+        _ctx={"volume": "local-lvm:vm-500-disk-9"},
+    )
     c("GET", "/nodes/{node}/qemu/{vmid}/cloudinit/dump", type="user")
     c("GET", "/nodes/{node}/qemu/{vmid}/cloudinit/dump", type="network")
     c("GET", "/pools", poolid="cp")
@@ -115,7 +177,9 @@ def scenario(root: Any) -> None:
         (Path(tmp) / "tiny.iso").write_bytes(b"0" * 2048)
         with open(Path(tmp) / "tiny.iso", "rb") as iso:
             ok(root, root.nodes("pve1").storage("local").upload.post(content="iso", filename=iso))
-    assert "local:iso/tiny.iso" in {v["volid"] for v in root.nodes("pve1").storage("local").content.get()}
+    assert "local:iso/tiny.iso" in {
+        v["volid"] for v in root.nodes("pve1").storage("local").content.get()
+    }
     cab_task = c("POST", vm + "/status/start")
     c("DELETE", "/nodes/{node}/tasks/{upid}", _ctx={"upid": cab_task})
     ok(root, c("POST", vm + "/status/stop"))
