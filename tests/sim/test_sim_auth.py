@@ -9,7 +9,7 @@ import ssl
 import pytest
 import requests
 import urllib3
-from helpers import error_of, root_api, token_api, user_api
+from simhelpers import error_of, root_api, token_api, user_api
 
 urllib3.disable_warnings()
 

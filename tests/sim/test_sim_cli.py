@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import error_of, root_api
+from simhelpers import error_of, root_api
 
 from kloudctl.sim.server import Endpoint
 
@@ -17,8 +17,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def kloudctl(*args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-c", "from kloudctl.cli import main; main()", "--fleet", str(ROOT), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    cmd = [
+        sys.executable,
+        "-c",
+        "from kloudctl.cli import main; main()",
+        "--fleet",
+        str(ROOT),
+        *args,
+    ]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"}
+    )
 
 
 @pytest.mark.slow
@@ -31,14 +40,20 @@ def test_up_status_fault_down(tmp_path):
         cabinets = {c["name"]: c for c in json.loads(up.stdout)}
         assert set(cabinets) == {"saint-aubin", "sim01"}
         c = cabinets["saint-aubin"]
-        assert c["url"].startswith("https://127.0.0.40:") and cabinets["sim01"]["host"] == "127.0.0.41"
+        assert (
+            c["url"].startswith("https://127.0.0.40:") and cabinets["sim01"]["host"] == "127.0.0.41"
+        )
         assert len(c["fingerprint"].split(":")) == 32 and c["user"] == "root@pam"
-        ep = Endpoint(c["name"], c["host"], c["port"], c["fingerprint"], c["password"], tuple(c["nodes"]))
+        ep = Endpoint(
+            c["name"], c["host"], c["port"], c["fingerprint"], c["password"], tuple(c["nodes"])
+        )
         api = root_api(ep)
         assert api.nodes(ep.nodes[0]).qemu(9000).config.get()["name"] == "debian-12-cloud"
         status = json.loads(kloudctl("sim", "status", "--json", *state).stdout)
         assert status["running"] and all(x["answering"] for x in status["cabinets"])
-        fault = kloudctl("sim", "fault", "saint-aubin", "error_rate", "--rate", "1", "--json", *state)
+        fault = kloudctl(
+            "sim", "fault", "saint-aubin", "error_rate", "--rate", "1", "--json", *state
+        )
         assert fault.returncode == 0, fault.stderr
         assert json.loads(fault.stdout)["error_rate"] == 1.0
         assert error_of(api.version.get).status_code == 503

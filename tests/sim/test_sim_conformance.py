@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import ok, root_api
+from simhelpers import ok, root_api
 
 from kloudctl.cli import cli
 from kloudctl.sim import handlers  # noqa: F401
@@ -234,7 +234,7 @@ def test_every_simulated_method_answers_per_schema(pve_sim):
 
 
 def test_ha_groups_answer_like_pve9(pve_sim):
-    from helpers import error_of
+    from simhelpers import error_of
 
     exc = error_of(root_api(pve_sim["brieux"]).cluster.ha.groups.get)
     assert exc.status_code == 500 and "ha groups have been migrated to rules" in str(exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from helpers import error_of, ok, root_api, wait
+from simhelpers import error_of, ok, root_api, wait
 
 
 @pytest.fixture()

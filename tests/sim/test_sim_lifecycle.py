@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from helpers import error_of, ok, root_api, wait
+from simhelpers import error_of, ok, root_api, wait
 
 UPID = re.compile(r"^UPID:pve1:[0-9A-F]{8}:[0-9A-F]{8,9}:[0-9A-F]{8}:qmclone:9000:root@pam:$")
 

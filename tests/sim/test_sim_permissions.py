@@ -4,7 +4,7 @@ resolution rules (user over group, deeper over inherited, NoAccess, propagation,
 from __future__ import annotations
 
 import pytest
-from helpers import error_of, ok, root_api, token_api
+from simhelpers import error_of, ok, root_api, token_api
 
 
 @pytest.fixture(scope="module")

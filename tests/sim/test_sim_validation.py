@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 import urllib3
-from helpers import error_of, root_api
+from simhelpers import error_of, root_api
 
 from kloudctl.sim.validate import NOT_IN_SCHEMA
 
