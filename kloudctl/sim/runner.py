@@ -136,8 +136,8 @@ def start_background(
     log = open(state_dir / "sim.log", "ab")  # noqa: SIM115 (handed to the child)
     cmd = [
         sys.executable,
-        "-c",
-        "from kloudctl.cli import main; main()",
+        "-m",
+        "kloudctl",
         "sim",
         "serve",
         "--quiet",
