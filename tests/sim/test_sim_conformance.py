@@ -37,11 +37,15 @@ CTX = {
     "name": "cnet",
     "cidr": "10.9.0.1",
     "volume": "local-lvm:vm-500-disk-9",
+    "snapname": "s1",
+    "realm": "pve",
 }
 
 
 # PVE 9 answers these with an error only (HA groups became rules); checked below.
 ERROR_ONLY = {("GET", "/cluster/ha/groups")}
+# Answered only while the guest runs: called explicitly in the scenario.
+NEEDS_RUNNING = {("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces")}
 
 
 def call(api: Any, http: str, template: str, /, **params: Any) -> Any:
@@ -99,6 +103,21 @@ def scenario(root: Any) -> None:
     c("PUT", vm + "/cloudinit")
     for action in ("start", "suspend", "resume", "reboot", "reset", "shutdown", "start", "stop"):
         ok(root, c("POST", vm + f"/status/{action}"))
+    # snapshots, migration, agent, unlink
+    ok(root, c("POST", vm + "/snapshot", snapname="s1", description="before"))
+    c("PUT", vm + "/snapshot/{snapname}/config", description="before upgrade")
+    ok(root, c("POST", vm + "/snapshot/{snapname}/rollback"))
+    ok(root, c("POST", vm + "/migrate", target="pve2", **{"with-local-disks": 1}))
+    ok(
+        root,
+        c("POST", vm + "/migrate", _ctx={"node": "pve2"}, target="pve1", **{"with-local-disks": 1}),
+    )
+    ok(root, c("POST", vm + "/status/start"))
+    assert c("GET", vm + "/agent/network-get-interfaces")["result"][1]["ip-addresses"]
+    ok(root, c("POST", vm + "/status/stop"))
+    c("PUT", vm + "/config", scsi1="local-lvm:1")
+    c("PUT", vm + "/unlink", idlist="scsi1")
+    c("PUT", vm + "/unlink", idlist="unused0", force=1)
     # storage
     c(
         "POST",
@@ -158,9 +177,12 @@ def scenario(root: Any) -> None:
     # every simulated GET, with the objects above
     task = root.nodes("pve1").tasks.get(limit=1)[0]["upid"]
     for http, path in sorted(HANDLERS):
-        if http == "GET" and (http, path) not in ERROR_ONLY:
+        if http == "GET" and (http, path) not in ERROR_ONLY | NEEDS_RUNNING:
             extra = {"type": "meta"} if path.endswith("/cloudinit/dump") else {}
-            call(root, http, path, _ctx={"upid": task}, **extra)
+            try:
+                call(root, http, path, _ctx={"upid": task}, **extra)
+            except Exception as exc:
+                raise AssertionError(f"{http} {path}: {exc}") from exc
     call(
         root,
         "GET",
@@ -203,6 +225,7 @@ def scenario(root: Any) -> None:
     c("DELETE", "/nodes/{node}/network/{iface}")
     ok(root, c("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}"))
     c("DELETE", "/storage/{storage}", _ctx={"storage": "extra"})
+    ok(root, c("DELETE", vm + "/snapshot/{snapname}"))
     ok(root, c("POST", vm + "/template"))
     ok(root, c("DELETE", vm, purge=1))
     ok(root, c("DELETE", vm, _ctx={"vmid": 510}))
