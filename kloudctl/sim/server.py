@@ -36,6 +36,7 @@ from kloudctl.sim.state import hash_secret, new_secret, new_state, verify_secret
 from kloudctl.sim.validate import ParamError, validate_params
 
 API_PREFIX = "/api2/json"
+UPLOAD_SIZE = "\0upload-size"  # never a parameter name: carries an uploaded file's size
 CONTROL_PREFIX = "/_sim"
 
 
@@ -276,6 +277,7 @@ class SimCabinet:
         handler = HANDLERS.get((http, template))
         try:
             raw = await _read_params(request)
+            self.upload_size = int(raw.pop(UPLOAD_SIZE, 0))
             perms = method.permissions
             public = perms is not None and perms.get("user") == "world"
             try:
@@ -301,7 +303,6 @@ class SimCabinet:
                 )
             if not public and who is not None:
                 self.acl.evaluate(who, perms, params)
-            self.upload_size = int(request.get("upload_size", 0))
             call = Call(self, method, params, who or Identity("nobody@pve"))
             data = handler(call)
             if asyncio.iscoroutine(data):
@@ -387,7 +388,7 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
             for name, field in form.items():
                 if isinstance(field, web.FileField):
                     params[name] = field.filename
-                    request["upload_size"] = len(field.file.read())
+                    params[UPLOAD_SIZE] = len(field.file.read())
                 else:
                     params[name] = field
         elif ctype == "application/json":

@@ -5,9 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import urllib3
 from proxmoxer import ProxmoxAPI, ResourceException
 
 from kloudctl.sim.server import Endpoint
+
+# The tests connect with verify_ssl=False; the fingerprint is checked against the served
+# certificate in test_sim_auth.py, so the warning says nothing useful here.
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 def root_api(ep: Endpoint) -> ProxmoxAPI:
