@@ -66,6 +66,7 @@ async def _serve(
             raise ExternalError(
                 f"cannot listen on {_host(base, i)}:{port}: {exc.strerror}"
             ) from None
+    simulator.settle()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

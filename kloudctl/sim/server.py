@@ -9,6 +9,7 @@ permissions, the handler, Proxmox's error shapes), plus the control endpoint `/_
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import hmac
 import json
@@ -316,7 +317,7 @@ class SimCabinet:
         if http != "GET":
             self.changed()
         if isinstance(data, Raw):
-            body = b'{"data":' + data.json + b"}"
+            body = data.body
         else:
             body = json.dumps({"data": data}, separators=(",", ":")).encode()
         if self.recorder is not None:
@@ -512,6 +513,12 @@ class Simulator:
             tuple(cab.state["nodes"]),
         )
         return cab.endpoint
+
+    def settle(self) -> None:
+        """After loading: move the loaded state out of the cyclic GC's way (gc.freeze), so
+        full collections do not walk thousands of guest dicts during requests."""
+        gc.collect()
+        gc.freeze()
 
     async def stop(self) -> None:
         for runner in self._runners:

@@ -175,9 +175,9 @@ def resources(call: Call) -> Raw:
         for name in sorted(call.state["access"]["pools"]):
             if admin or acl.allowed(call.who, f"/pool/{name}", ["Pool.Audit"]):
                 out.append({"id": f"/pool/{name}", "type": "pool", "pool": name})
-    data = json.dumps(out, separators=(",", ":")).encode()
-    call.cab.cache[key] = data
-    return Raw(data)
+    answer = Raw.of(json.dumps(out, separators=(",", ":")).encode())
+    call.cab.cache[key] = answer.body
+    return answer
 
 
 @api("GET", "/cluster/status")
