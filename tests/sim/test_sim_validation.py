@@ -110,3 +110,14 @@ def test_not_simulated_method_answers_501_naming_it(pve_sim):
     # a method the path does not have
     exc = error_of(root.version.post)
     assert exc.status_code == 501
+
+
+def test_snippets_cannot_be_uploaded(pve_sim, tmp_path):
+    """As on PVE, upload accepts iso, vztmpl and import only (the schema's enum says so)."""
+    root = root_api(pve_sim["brieux"])
+    (tmp_path / "user.yaml").write_text("#cloud-config\n")
+    with open(tmp_path / "user.yaml", "rb") as f:
+        exc = error_of(
+            root.nodes("pve1").storage("local").upload.post, content="snippets", filename=f
+        )
+    assert exc.status_code == 400 and "content" in str(exc)
