@@ -267,4 +267,5 @@ def coverage(methods: bool, as_json: bool) -> None:
     rows = [[a["area"], a["simulated"], a["total"]] for a in result["areas"]]
     console.show(console.table("Simulated methods per area", ["area", "simulated", "total"], rows))
     share = f"{result['simulated']} of {result['total']} methods simulated ({result['share']:.1%})"
-    console.show(f"{share}; the others answer 501.")
+    indexes = result["directory_indexes"]
+    console.show(f"{share}, of which {indexes} directory indexes; the others answer 501.")

@@ -248,9 +248,11 @@ def coverage() -> dict[str, Any]:
         areas_total[area] += 1
         if (http, path) in HANDLERS:
             areas_done[area] += 1
+    indexes = [k for k in simulated if getattr(HANDLERS[k], "schema_index", False)]
     return {
         "total": len(methods),
         "simulated": len(simulated),
+        "directory_indexes": len(indexes),
         "share": round(len(simulated) / len(methods), 4),
         "areas": [
             {"area": a, "simulated": areas_done[a], "total": n}

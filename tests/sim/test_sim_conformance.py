@@ -279,3 +279,4 @@ def test_coverage_command(args):
     assert report["share"] == round(len(HANDLERS) / 649, 4)
     text = CliRunner().invoke(cli, ["sim", "coverage"]).output
     assert f"{len(HANDLERS)} of 649 methods simulated" in text
+    assert report["directory_indexes"] < report["simulated"]

@@ -167,3 +167,13 @@ def test_acl_resolution_rules(pve_sim):
     assert roles["PVETemplateUser"] == {"VM.Audit", "VM.Clone"}
     assert "Sys.Modify" not in roles["PVEAdmin"] and "Sys.Modify" in roles["Administrator"]
     assert roles["NoAccess"] == {""}
+
+
+def test_builtin_privileges_are_exactly_those_of_the_schema():
+    """The privilege groups come from PVE::AccessControl; the schema lists PVE 9.1's privileges
+    (the properties of GET /access/roles/{roleid}): both must agree."""
+    from kloudctl.sim.perms import VALID_PRIVS
+    from kloudctl.sim.schema import load_schema
+
+    returns = load_schema().methods[("GET", "/access/roles/{roleid}")].returns
+    assert set(returns["properties"]) == VALID_PRIVS
