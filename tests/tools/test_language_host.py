@@ -63,8 +63,10 @@ print("the program ran")
 
 
 def make_project(path: Path, program: str, virtualenv: str) -> Path:
+    """A project whose runtime stanza is the one pulumi/Pulumi.yaml uses."""
     path.mkdir(parents=True)
-    stanza = ["runtime:", "  name: python", "  options:", f"    virtualenv: {virtualenv}"]
+    options = [f"    virtualenv: {virtualenv}", "    toolchain: pip"]
+    stanza = ["runtime:", "  name: python", "  options:", *options]
     (path / "Pulumi.yaml").write_text("\n".join([f"name: {path.name}", *stanza, ""]))
     (path / "__main__.py").write_text(program)
     return path
@@ -107,7 +109,9 @@ def pulumi(tmp_path: Path):
 
 
 def test_plain_pulumi_runs_a_python_project(tmp_path: Path, pulumi) -> None:
-    project = make_project(tmp_path / "langhost-ok", PROGRAM, sys.prefix)
+    # The virtualenv running the tests (the project's .venv), named relative to the project.
+    project = tmp_path / "langhost-ok"
+    make_project(project, PROGRAM, os.path.relpath(sys.prefix, project))
     marker = tmp_path / "marker"
     token = secrets.token_urlsafe(12)
     pulumi(project, "stack", "init", "test")
