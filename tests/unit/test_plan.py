@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 
 import pytest
 
@@ -50,7 +51,7 @@ def test_brieux_allocations(fleet) -> None:
 def test_vmid_ranges_never_overlap(fleet) -> None:
     for cabinet in fleet:
         ranges = sorted((t.vmid_first, t.vmid_last) for t in plan_cabinet(cabinet).tenants)
-        for (_, last), (first, _) in zip(ranges, ranges[1:], strict=False):
+        for (_, last), (first, _) in itertools.pairwise(ranges):
             assert last < first
 
 
