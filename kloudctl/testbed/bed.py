@@ -111,18 +111,18 @@ def _pair_sims(bed: Testbed, root: Path) -> None:
         for name in bed.hosts:
             bed.pairings[name] = {"sim": "pending", "note": "kloudctl sim is not available"}
         return
-    from kloudctl.sim import runner as sim_runner
+    from kloudctl.sim.runner import read_run, start_background, stop
 
     sim_dir = Path(bed.state_dir) / "sim"
     wanted = sorted(bed.hosts)
-    run = sim_runner.read_run(sim_dir)
+    run = read_run(sim_dir)
     if run is not None and sorted(c["name"] for c in run["cabinets"]) != wanted:
-        sim_runner.stop(sim_dir)
+        stop(sim_dir)
         run = None
     if run is None:
         args = ["--fleet", str(root), *wanted, "--ephemeral", "--task-seconds", "0.05"]
         args += ["--base-address", "127.0.0.10", "--port", "0"]
-        run = sim_runner.start_background(args, sim_dir)
+        run = start_background(args, sim_dir)
     bed.pairings = {
         ep["name"]: {
             "sim": ep["url"],
@@ -137,9 +137,9 @@ def _pair_sims(bed: Testbed, root: Path) -> None:
 def _unpair_sims(state: Path) -> None:
     if importlib.util.find_spec("kloudctl.sim") is None:
         return
-    from kloudctl.sim import runner as sim_runner
+    from kloudctl.sim.runner import stop
 
-    sim_runner.stop(Path(state) / "sim")
+    stop(Path(state) / "sim")
 
 
 def _running(container: str) -> bool:
