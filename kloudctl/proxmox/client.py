@@ -149,6 +149,7 @@ class Client:
         )
         session: requests.Session = self.api._store["session"]
         session.mount("https://", _PinnedAdapter(target.fingerprint))
+        self.endpoint = target.endpoint
         self.retry = retry or RetryPolicy()
         self.on_retry = on_retry
         self.retries = 0
@@ -172,6 +173,11 @@ class Client:
                 raise ProxmoxError(
                     f"{method} /{path.strip('/')}: {_message(exc)}", exc.status_code, exc.errors
                 ) from None
+            except requests.exceptions.SSLError:
+                raise ProxmoxError(
+                    f"{self.endpoint}: its TLS certificate does not match the pinned "
+                    "fingerprint (a different machine, or the certificate was renewed)"
+                ) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt < self.retry.attempts:
                     self._note_retry(f"{method} {path}: {type(exc).__name__}")
@@ -180,10 +186,6 @@ class Client:
                     continue
                 raise ProxmoxError(
                     f"{method} /{path.strip('/')}: cannot reach Proxmox: {type(exc).__name__}"
-                ) from None
-            except requests.exceptions.SSLError:
-                raise ProxmoxError(
-                    f"TLS certificate of {path} does not match the pinned fingerprint"
                 ) from None
         raise AssertionError("unreachable")
 
