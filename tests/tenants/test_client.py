@@ -181,5 +181,5 @@ def test_400_parameter_errors_are_not_retried_and_keep_the_field(server):
 def test_persistent_5xx_gives_up_with_the_message(server):
     port, fingerprint, script = server
     script.on("GET", "/cluster/resources", (503, "Service Unavailable"))
-    with pytest.raises(ProxmoxError, match="503|Service Unavailable"):
+    with pytest.raises(ProxmoxError, match=r"503|Service Unavailable"):
         client(port, fingerprint, attempts=3).get("cluster/resources", type="vm")
