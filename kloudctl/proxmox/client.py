@@ -258,3 +258,66 @@ class Client:
             if int(guest.get("vmid", -1)) == int(vmid):
                 return guest
         return None
+
+
+class UserSession:
+    """A user's own ticket session (pinned TLS too), for what API tokens may not do.
+
+    Proxmox does not let an API token create API tokens, so a tenant's token is created by
+    the tenant's user itself, logged in with the initial password kloudctl gave it.
+    """
+
+    def __init__(self, target: ApiTarget, userid: str, password: str, timeout: float = 30.0):
+        self.base = target.endpoint.rstrip("/") + "/api2/json"
+        self.session = requests.Session()
+        self.session.mount("https://", _PinnedAdapter(target.fingerprint))
+        self.session.verify = False
+        self.session.trust_env = False  # no CA bundle or proxy from the environment
+        self.timeout = timeout
+        self.endpoint = target.endpoint
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        answer = self._send("POST", "access/ticket", {"username": userid, "password": password})
+        self.session.cookies.set("PVEAuthCookie", answer["ticket"])
+        self.session.headers["CSRFPreventionToken"] = answer["CSRFPreventionToken"]
+
+    def _send(self, method: str, path: str, params: dict[str, Any]) -> Any:
+        try:
+            response = self.session.request(
+                method,
+                f"{self.base}/{path.strip('/')}",
+                data=params,
+                timeout=self.timeout,
+                verify=False,  # the pinned fingerprint is the check (see _PinnedAdapter)
+            )
+        except requests.exceptions.SSLError:
+            raise ProxmoxError(
+                f"{self.endpoint}: its TLS certificate does not match the pinned fingerprint"
+            ) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ProxmoxError(f"cannot reach Proxmox: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            try:
+                errors = response.json().get("errors")
+            except ValueError:
+                errors = None
+            detail = f" - {errors}" if errors else ""
+            raise ProxmoxError(
+                f"{method} /{path.strip('/')}: {response.status_code} {response.reason}{detail}",
+                response.status_code,
+                errors,
+            )
+        return response.json().get("data")
+
+    def call(self, method: str, path: str, /, **params: Any) -> Any:
+        params = {k: v for k, v in params.items() if v is not None}
+        delay = 0.2
+        for attempt in range(1, 6):
+            try:
+                return self._send(method, path, params)
+            except ProxmoxError as exc:
+                if attempt < 5 and (exc.status or 0) >= 500 and "already exists" not in str(exc):
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                raise
+        raise AssertionError("unreachable")

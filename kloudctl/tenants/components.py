@@ -174,6 +174,7 @@ class Tenant(pulumi.ComponentResource):
             {
                 "api": api,
                 "userid": user.userid,
+                "login_password": pulumi.Output.secret(user.password),
                 "tokenid": TOKEN_NAME,
                 "privsep": True,
                 "comment": f"automation of tenant {name}",

@@ -25,6 +25,8 @@ class Mocks(pulumi.runtime.Mocks):
         if "tokenid" in outputs:
             outputs["value"] = "mock-token-secret"
             outputs["full_tokenid"] = f"{outputs['userid']}!{outputs['tokenid']}"
+        if "userid" in outputs and "password" in outputs:
+            outputs["password"] = "mock-password"
         if "vmid_hint" in outputs:
             outputs["vmid"] = outputs["vmid_hint"]
         return [f"{args.name}-id", outputs]

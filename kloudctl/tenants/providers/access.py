@@ -7,10 +7,11 @@ instead of failing. (A token cannot be adopted, its secret is shown once: it is 
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from kloudctl.proxmox.client import Client, ProxmoxError
-from kloudctl.tenants.providers.base import ProxmoxProvider, is_gone
+from kloudctl.proxmox.client import ApiTarget, Client, ProxmoxError, UserSession
+from kloudctl.tenants.providers.base import API, ProxmoxProvider, is_gone
 
 EXISTS_WORDS = ("already exists", "already defined")
 
@@ -96,26 +97,31 @@ class GroupProvider(ProxmoxProvider):
 
 
 class UserProvider(ProxmoxProvider):
+    """A tenant's user. It gets a random initial password (a secret output) so that it can
+    log in once to create its own API token: Proxmox refuses tokens creating tokens."""
+
     kind = "user"
     replace_on = ("userid",)
+    computed = ("password",)
 
     def _exists(self, client: Client, userid: str) -> bool:
         return any(u.get("userid") == userid for u in client.get("access/users") or [])
 
     def _create(self, client: Client, props: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        try:
-            client.post(
-                "access/users",
-                userid=props["userid"],
-                groups=_csv(props.get("groups", [])),
-                comment=props.get("comment"),
-                enable=int(props.get("enable", True)),
-            )
-        except ProxmoxError as exc:
-            if not (_exists_error(exc) and self._exists(client, props["userid"])):
-                raise
-            self._update(client, props["userid"], {}, props)
-        return props["userid"], {}
+        userid = props["userid"]
+        if self._exists(client, userid):
+            # Left by an interrupted run: its password is unknown, so make it again.
+            client.delete(f"access/users/{userid}")
+        password = secrets.token_urlsafe(24)
+        client.post(
+            "access/users",
+            userid=userid,
+            password=password,
+            groups=_csv(props.get("groups", [])),
+            comment=props.get("comment"),
+            enable=int(props.get("enable", True)),
+        )
+        return userid, {"password": password}
 
     def _read(self, client: Client, id_: str, props: dict[str, Any]) -> dict[str, Any] | None:
         if not self._exists(client, id_):
@@ -151,7 +157,7 @@ class TokenProvider(ProxmoxProvider):
     """A privilege-separated API token; its secret (`value`) is a secret output."""
 
     kind = "token"
-    replace_on = ("userid", "tokenid", "privsep")
+    replace_on = ("userid", "tokenid", "privsep", "login_password")
     computed = ("value", "full_tokenid")
 
     def _tokens(self, client: Client, userid: str) -> list[dict[str, Any]]:
@@ -167,8 +173,9 @@ class TokenProvider(ProxmoxProvider):
         path = f"access/users/{userid}/token/{tokenid}"
         if any(t.get("tokenid") == tokenid for t in self._tokens(client, userid)):
             client.delete(path)  # left by an interrupted run: its secret is lost, rotate it
-        made = client.post(
-            path, privsep=int(props.get("privsep", True)), comment=props.get("comment")
+        own = UserSession(ApiTarget.from_inputs(props[API]), userid, props["login_password"])
+        made = own.call(
+            "POST", path, privsep=int(props.get("privsep", True)), comment=props.get("comment")
         )
         full = f"{userid}!{tokenid}"
         return full, {"value": made["value"], "full_tokenid": made.get("full-tokenid", full)}
