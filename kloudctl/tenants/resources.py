@@ -41,11 +41,13 @@ class Group(Resource):
 
 class User(Resource):
     userid: pulumi.Output[str]
+    password: pulumi.Output[str]
 
     def __init__(
         self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None
     ):
-        super().__init__(providers.UserProvider(), name, props, _opts(opts))
+        props = {**props, "password": None}
+        super().__init__(providers.UserProvider(), name, props, _opts(opts, "password"))
 
 
 class Token(Resource):
