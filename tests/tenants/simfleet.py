@@ -1,23 +1,22 @@
 """A copy of the example fleet served by `kloudctl sim`, ready for `kloudctl tenants`.
 
-The simulator runs in this process (its own thread and event loop) on 127.0.0.1 with a
-random port per cabinet; each cabinet gets an automation user and full-privilege token made
-through the API as root (ticket auth), exactly as an operator bootstraps a real cabinet.
+The simulator runs in this process (kloudctl.sim.testing: its own thread and event loop)
+on 127.0.0.x with a free port per cabinet; each cabinet gets an automation user and a
+full-privilege token made through the API as root (ticket auth), exactly as an operator
+bootstraps a real cabinet.
 The targets file that `kloudctl.proxmox.target` reads is written 0600 in the fleet copy.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
-import threading
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
 import urllib3
 from proxmoxer import ProxmoxAPI
 
@@ -30,21 +29,18 @@ CABINETS = ("brieux", "saint-aubin", "mortree")
 @dataclass
 class SimFleet:
     root: Path
-    endpoints: dict[str, Any]
-    control_token: str
+    running: Any  # kloudctl.sim.testing.RunningSim
     targets: dict[str, dict[str, str]] = field(default_factory=dict)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _sim: Any = None
-    _thread: threading.Thread | None = None
+    _stack: ExitStack | None = None
+
+    @property
+    def endpoints(self) -> dict[str, Any]:
+        return dict(self.running.endpoints)
 
     # -- the simulator's control endpoint --------------------------------------------------
     def fault(self, cabinet: str, **spec: Any) -> dict[str, Any]:
-        url = self.endpoints[cabinet].url + "/_sim/fault"
-        answer = requests.post(
-            url, json=spec, headers={"X-Sim-Control": self.control_token}, verify=False, timeout=10
-        )
-        answer.raise_for_status()
-        return dict(answer.json())
+        kind = spec.pop("kind")
+        return dict(self.running.fault(cabinet, kind, **spec))
 
     def root_api(self, cabinet: str) -> ProxmoxAPI:
         ep = self.endpoints[cabinet]
@@ -80,18 +76,15 @@ class SimFleet:
         return load_fleet(self.root)
 
     def stop(self) -> None:
-        if self._loop and self._sim:
-            asyncio.run_coroutine_threadsafe(self._sim.stop(), self._loop).result(30)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(10)
+        if self._stack is not None:
+            self._stack.close()
 
 
 def start_sim_fleet(
     workdir: Path, task_seconds: float = 0.05, cabinets: dict[str, str] | None = None
 ) -> SimFleet:
     """Serve `cabinets` (name -> YAML text; default: the example fleet) from one simulator."""
-    from kloudctl.sim.server import Simulator
+    from kloudctl.sim.testing import running_sim
 
     urllib3.disable_warnings()
     root = workdir / "fleet"
@@ -103,31 +96,17 @@ def start_sim_fleet(
     if (ROOT / "backups").is_dir():
         shutil.copytree(ROOT / "backups", root / "backups")
     fleet = load_fleet(root)
-
-    loop = asyncio.new_event_loop()
-    sim = Simulator(state_dir=workdir / "sim", task_seconds=task_seconds)
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, name="kloudctl-sim", daemon=True)
-    thread.start()
-    ready.wait()
-
-    async def start() -> dict[str, Any]:
-        endpoints = {}
+    stack = ExitStack()
+    running = stack.enter_context(
+        running_sim(cabinets=list(cabinets), fleet=fleet, task_seconds=task_seconds)
+    )
+    simfleet = SimFleet(root, running, _stack=stack)
+    try:
         for name in cabinets:
-            cab = sim.add_cabinet(name, fleet.cabinet(name))
-            endpoints[name] = await sim.serve(cab, "127.0.0.1", 0)
-        return endpoints
-
-    endpoints = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
-    simfleet = SimFleet(root, endpoints, sim.control_token, _loop=loop, _sim=sim, _thread=thread)
-    for name in cabinets:
-        simfleet.targets[name] = bootstrap_automation(simfleet, name)
+            simfleet.targets[name] = bootstrap_automation(simfleet, name)
+    except BaseException:
+        stack.close()
+        raise
     targets = root / ".state" / "sim" / "targets.json"
     targets.parent.mkdir(parents=True)
     fd = os.open(targets, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
