@@ -18,3 +18,21 @@ for cabinet in brieux saint-aubin mortree; do
   step "Offline plan of $cabinet: capacity, power, VMID ranges, addresses"
   kloudctl plan "$cabinet" --offline
 done
+
+# --- tenants through Pulumi, on simulated cabinets ----------------------------------------
+demo_sim=$(mktemp -d)
+export KLOUDCTL_PULUMI_STATE=$demo_sim/pulumi  # a throw-away stack set for throw-away cabinets
+trap 'kloudctl sim down --state-dir "$demo_sim/sim" >/dev/null 2>&1 || true; rm -rf "$demo_sim"' EXIT
+
+step "Start simulated cabinets (kloudctl sim) and point the tenants commands at them"
+kloudctl sim up brieux saint-aubin mortree --ephemeral --port 0 --task-seconds 0.05 \
+  --state-dir "$demo_sim/sim" --json >/dev/null
+KLOUDCTL_SIM_DIR=$demo_sim/sim kloudctl tenants use-sim
+
+for cabinet in brieux saint-aubin mortree; do
+  step "Apply the tenants of $cabinet through Pulumi (pools, identities, isolation, guests)"
+  kloudctl tenants apply "$cabinet"
+done
+
+step "Plan brieux again: nothing to change"
+kloudctl tenants plan brieux

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from kloudctl import console
@@ -74,3 +76,25 @@ def destroy(ctx: FleetContext, cabinet: str, yes: bool, as_json: bool) -> None:
 def refresh(ctx: FleetContext, cabinet: str, as_json: bool) -> None:
     """Read the cabinet's live state into the stack (drift shows in the next plan)."""
     _run(ctx, cabinet, "refresh", as_json)
+
+
+@command.command("use-sim")
+@click.option(
+    "--sim-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="KLOUDCTL_SIM_DIR",
+    help="State folder of the running simulator (default: <fleet>/.state/sim).",
+)
+@pass_fleet
+def use_sim(ctx: FleetContext, sim_dir: Path | None) -> None:
+    """Point the tenants commands at the running `kloudctl sim` (test cabinets).
+
+    Bootstraps the cabinet's automation user and token on each simulated cabinet (as
+    root) and writes the targets file (mode 0600); secrets are not printed.
+    """
+    from kloudctl.sim.runner import read_run
+    from kloudctl.tenants.simtargets import use_simulator
+
+    run = read_run(sim_dir or ctx.root / ".state" / "sim")
+    names = use_simulator(ctx.fleet(), ctx.root, run)
+    console.info(f"tenants commands now target the simulator for: {', '.join(names)}")

@@ -117,15 +117,6 @@ def start_sim_fleet(
 
 def bootstrap_automation(simfleet: SimFleet, cabinet: str) -> dict[str, str]:
     """What an operator does once per cabinet: the automation user and its token."""
-    api = simfleet.root_api(cabinet)
-    declared = simfleet.fleet().cabinet(cabinet).proxmox.token
-    api.access.users.post(userid=declared.user, comment="kloudctl automation")
-    api.access.acl.put(path="/", roles="Administrator", users=declared.user)
-    made = api.access.users(declared.user).token(declared.id).post(privsep=0)
-    ep = simfleet.endpoints[cabinet]
-    return {
-        "endpoint": ep.url,
-        "fingerprint": ep.fingerprint,
-        "token_id": f"{declared.user}!{declared.id}",
-        "secret": made["value"],
-    }
+    from kloudctl.tenants.simtargets import bootstrap_target
+
+    return bootstrap_target(simfleet.fleet(), cabinet, simfleet.endpoints[cabinet].as_dict())
