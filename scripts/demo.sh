@@ -22,6 +22,7 @@ done
 # --- tenants through Pulumi, on simulated cabinets ----------------------------------------
 demo_sim=$(mktemp -d)
 export KLOUDCTL_PULUMI_STATE=$demo_sim/pulumi  # a throw-away stack set for throw-away cabinets
+export KLOUDCTL_PROXMOX_TARGETS=$demo_sim/targets.json
 trap 'kloudctl sim down --state-dir "$demo_sim/sim" >/dev/null 2>&1 || true; rm -rf "$demo_sim"' EXIT
 
 step "Start simulated cabinets (kloudctl sim) and point the tenants commands at them"
