@@ -95,6 +95,22 @@ def test_second_plan_shows_zero_changes(sim):
         assert result.changed == 0, result.changes
 
 
+def test_no_secret_in_plaintext_state(sim):
+    state = sim.root / ".state" / "pulumi"
+    passphrase = state / "passphrase"
+    assert passphrase.stat().st_mode & 0o777 == 0o600
+    blob = "\n".join(
+        p.read_text(errors="replace")
+        for p in state.rglob("*")
+        if p.is_file() and p != passphrase and p.stat().st_size < 50_000_000
+    )
+    outputs = TenantsStack(sim.fleet(), sim.root, "brieux").outputs()
+    tenant_secrets = list(outputs["token_secrets"].values())
+    assert tenant_secrets and all(tenant_secrets)
+    for secret in [t["secret"] for t in sim.targets.values()] + tenant_secrets:
+        assert secret not in blob
+
+
 def test_cli_plan_prints_no_changes(sim):
     done = cli(sim, "tenants", "plan", "brieux")
     assert done.returncode == 0, done.stderr
