@@ -62,7 +62,9 @@ def cli(sim: SimFleet, *args: str, **kw) -> subprocess.CompletedProcess[str]:
 
 
 def ops(result, name: str) -> set[str]:
-    return {s.op for s in result.steps if s.name == name and s.status != "planned"}
+    return {
+        s.op for s in result.steps if s.name == name and s.status != "planned" and s.op != "same"
+    }
 
 
 # --- apply and no-op ----------------------------------------------------------------------
