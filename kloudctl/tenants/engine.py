@@ -437,17 +437,26 @@ def _mapped(exc: Exception, events: _EventCollector | None = None) -> KloudError
     return ExternalError(f"pulumi failed: {type(exc).__name__}: {exc}")
 
 
+_EXC_PREFIX = re.compile(r"^(?:[\w.]+\.)?(?:[A-Z]\w*(?:Error|Exception|Failed|Failure)): ")
+
+
 def _failures(errors: list[str], stderr: str) -> list[str]:
-    """The resource errors the engine reported, in Proxmox's words."""
+    """The resource errors the engine reported, in Proxmox's words (no traceback)."""
     found = []
     for text in errors:
         if "update failed" in text or "one or more errors occurred" in text.lower():
             continue
-        # "Exception: POST /nodes/...: 500 ..." -> keep the informative last line
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        message = next(
-            (line.split("Error: ", 1)[-1] for line in reversed(lines) if "Error" in line),
-            lines[-1] if lines else text,
-        )
+        lines = [
+            line.strip()
+            for line in text.splitlines()
+            if line.strip()
+            and not line.startswith((" ", "\t"))
+            and "Traceback (most recent call last)" not in line
+        ]
+        if not lines:
+            continue
+        message = lines[-1]
+        while _EXC_PREFIX.match(message):
+            message = _EXC_PREFIX.sub("", message, count=1)
         found.append(message)
     return found
