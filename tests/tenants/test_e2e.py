@@ -220,7 +220,7 @@ def test_removing_a_tenant_destroys_its_pool_guests_and_identities(sim):
     path = sim.cabinet_file("brieux")
     text = path.read_text()
     start = text.index("  - name: comite-des-fetes")
-    end = text.index("mail:")
+    end = text.index("\nmail:", start) + 1
     path.write_text(text[:start] + text[end:])
     run(sim, "brieux", "apply")
     api = sim.root_api("brieux")
@@ -272,7 +272,7 @@ def test_task_failure_fails_the_apply_with_proxmox_message_and_rerun_converges(s
 
 
 def test_a_run_killed_mid_apply_is_recovered_by_the_next(sim):
-    sim.fault("mortree", kind="latency", ms=150)
+    sim.fault("mortree", kind="latency", ms=300)
     text = sim.cabinet_file("mortree").read_text()
     sim.cabinet_file("mortree").write_text(text.replace("cores: 2", "cores: 1"))
     proc = subprocess.Popen(
@@ -283,16 +283,35 @@ def test_a_run_killed_mid_apply_is_recovered_by_the_next(sim):
     )
     try:
         _wait_for_lock(sim.root, "mortree", proc)
-        time.sleep(3.0)  # inside the update: some guests done, some in flight
+        _wait_for_first_change(sim, proc)  # inside the update: some guests done, some not
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    assert _locks(sim.root, "mortree"), "the killed run should have left its lock"
     sim.fault("mortree", kind="clear")
     result = run(sim, "mortree", "apply")
     assert any("recovered" in w for w in result.warnings), result.warnings
     assert run(sim, "mortree", "plan").changed == 0
     names = [g["name"] for g in sim.root_api("mortree").cluster.resources.get(type="vm")]
     assert len(names) == len(set(names)), names  # nothing duplicated
+    assert not _locks(sim.root, "mortree")
+
+
+def _locks(root: Path, cabinet: str) -> list[Path]:
+    return list((root / ".state/pulumi/backend").glob(f".pulumi/locks/**/{cabinet}/*.json"))
+
+
+def _wait_for_first_change(sim: SimFleet, proc, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    api = sim.root_api("mortree")
+    while time.monotonic() < deadline and proc.poll() is None:
+        for guest in sim.guests("mortree").values():
+            if int(api.nodes(guest["node"]).qemu(guest["vmid"]).config.get()["cores"]) == 1 and (
+                guest["name"] != "foot-site"
+            ):
+                return
+        time.sleep(0.05)
+    raise AssertionError("the apply changed nothing before it ended")
 
 
 def _wait_for_lock(root: Path, cabinet: str, proc, timeout: float = 120.0) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pulumi.dynamic import CheckResult
+
 from kloudctl.proxmox.client import Client, ProxmoxError
 from kloudctl.tenants.providers.base import ProxmoxProvider
 
@@ -24,6 +26,13 @@ def normalise_rule(rule: dict[str, Any]) -> dict[str, Any]:
 class SecurityGroupProvider(ProxmoxProvider):
     kind = "security group"
     replace_on = ("group",)
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        result = super().check(_olds, news)
+        rules = result.inputs.get("rules")
+        if isinstance(rules, list) and all(isinstance(r, dict) for r in rules):
+            result.inputs["rules"] = [normalise_rule(r) for r in rules]
+        return result
 
     def _exists(self, client: Client, group: str) -> bool:
         return any(g.get("group") == group for g in client.get("cluster/firewall/groups") or [])
