@@ -1,27 +1,48 @@
-"""Fixtures shared by every area's tests."""
+"""Shared fixtures. Each area adds its own in tests/<area>/conftest.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from kloudctl.model import Fleet, load_fleet
-from kloudctl.sim.testing import RunningSim, running_sim
-
-ROOT = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session")
-def example_fleet() -> Fleet:
-    """The example fleet shipped in cabinets/ and backups/."""
-    return load_fleet(ROOT)
+@pytest.fixture
+def repo() -> Path:
+    return REPO
 
 
-@pytest.fixture(scope="module")
-def pve_sim(example_fleet: Fleet) -> Iterator[RunningSim]:
-    """The Proxmox VE simulator serving the example cabinet `brieux` (two nodes, template 9000),
-    over real HTTPS on 127.0.0.x; tasks last 0.05 s. One per test module."""
-    with running_sim(["brieux"], fleet=example_fleet, task_seconds=0.05) as sim:
-        yield sim
+@pytest.fixture
+def example_fleet(tmp_path: Path) -> Path:
+    """A copy of the example fleet, safe to modify."""
+    root = tmp_path / "fleet"
+    for folder in ("cabinets", "backups"):
+        shutil.copytree(REPO / folder, root / folder)
+    return root
+
+
+def run_kloudctl(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess, as a user would."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "kloudctl", *args],
+        cwd=cwd,
+        env=full_env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture
+def kloudctl():
+    return run_kloudctl
