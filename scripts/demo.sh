@@ -19,21 +19,52 @@ for cabinet in brieux saint-aubin mortree; do
   kloudctl plan "$cabinet" --offline
 done
 
-# --- tenants through Pulumi, on simulated cabinets ----------------------------------------
-demo_sim=$(mktemp -d)
-export KLOUDCTL_PULUMI_STATE=$demo_sim/pulumi  # a throw-away stack set for throw-away cabinets
-export KLOUDCTL_PROXMOX_TARGETS=$demo_sim/targets.json
-trap 'kloudctl sim down --state-dir "$demo_sim/sim" >/dev/null 2>&1 || true; rm -rf "$demo_sim"' EXIT
+# --- Proxmox VE API simulator (issue 3) ---------------------------------------------------
+sim_dir=.state/demo-sim
+step "Start the example fleet on the Proxmox VE 9.1 API simulator (kloudctl sim up)"
+kloudctl sim down --state-dir "$sim_dir" >/dev/null 2>&1 || true
+kloudctl sim up brieux saint-aubin mortree --ephemeral --port 0 --task-seconds 0.2 --state-dir "$sim_dir"
+trap 'kloudctl sim down --state-dir "$sim_dir" >/dev/null 2>&1 || true' EXIT
 
-step "Start simulated cabinets (kloudctl sim) and point the tenants commands at them"
-kloudctl sim up brieux saint-aubin mortree --ephemeral --port 0 --task-seconds 0.05 \
-  --state-dir "$demo_sim/sim" --json >/dev/null
-KLOUDCTL_SIM_DIR=$demo_sim/sim kloudctl tenants use-sim
+step "The simulated cabinets answer (kloudctl sim status)"
+kloudctl sim status --state-dir "$sim_dir"
+
+step "A Proxmox client, unchanged: clone the debian-12-cloud template on brieux and start it"
+python - "$sim_dir" <<'PY'
+import json, sys
+from proxmoxer import ProxmoxAPI
+from proxmoxer.tools import Tasks
+import urllib3
+urllib3.disable_warnings()
+cab = next(c for c in json.load(open(f"{sys.argv[1]}/run.json"))["cabinets"] if c["name"] == "brieux")
+api = ProxmoxAPI(cab["host"], port=cab["port"], user="root@pam", password=cab["password"], verify_ssl=False)
+node = cab["nodes"][0]
+for step, upid in (("clone", lambda: api.nodes(node).qemu(9000).clone.post(newid=1000, name="brieux-web")),
+                   ("start", lambda: api.nodes(node).qemu(1000).status.start.post())):
+    print(f"{step}: {Tasks.blocking_status(api, upid(), polling_interval=0.1)['exitstatus']}")
+for vm in api.cluster.resources.get(type="vm"):
+    print(f"  {vm['vmid']:>5} {vm['name']:<16} {vm['node']:<5} {vm['status']}")
+PY
+
+step "Simulated share of the PVE 9.1 API (kloudctl sim coverage)"
+kloudctl sim coverage | tail -1
+
+# --- tenants through Pulumi, on the simulated cabinets (issue 4) ----------------------------
+demo_tenants=$(mktemp -d)
+export KLOUDCTL_PULUMI_STATE=$demo_tenants/pulumi  # throw-away stacks for throw-away cabinets
+export KLOUDCTL_PROXMOX_TARGETS=$demo_tenants/targets.json
+trap 'kloudctl sim down --state-dir "$sim_dir" >/dev/null 2>&1 || true; rm -rf "$demo_tenants"' EXIT
+
+step "Point the tenants commands at the simulated cabinets (automation token bootstrapped as root)"
+KLOUDCTL_SIM_DIR=$sim_dir kloudctl tenants use-sim
 
 for cabinet in brieux saint-aubin mortree; do
-  step "Apply the tenants of $cabinet through Pulumi (pools, identities, isolation, guests)"
+  step "Apply the tenants of $cabinet through Pulumi: pools, identities, isolation, guests"
   kloudctl tenants apply "$cabinet"
 done
 
 step "Plan brieux again: nothing to change"
 kloudctl tenants plan brieux
+
+step "Hand the bakery its own token (PVEVMAdmin on its pool only; secret elided here)"
+kloudctl tenant token brieux boulangerie-leroy | sed 's/\(PROXMOX_TOKEN_SECRET=\).*/\1.../'

@@ -6,9 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from kloudctl.model import Fleet, load_fleet
+from kloudctl.sim.testing import RunningSim, running_sim
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,3 +50,19 @@ def run_kloudctl(
 @pytest.fixture
 def kloudctl():
     return run_kloudctl
+
+
+@pytest.fixture(scope="session")
+def sim_fleet() -> Fleet:
+    """The example fleet, loaded (read-only), for the Proxmox VE simulator."""
+    return load_fleet(REPO)
+
+
+@pytest.fixture(scope="module")
+def pve_sim(sim_fleet: Fleet) -> Iterator[RunningSim]:
+    """The Proxmox VE simulator serving the example cabinet `brieux` (two nodes, template
+    9000 `debian-12-cloud` on local-lvm) over real HTTPS on 127.0.0.x; tasks last 0.05 s.
+    One per test module. `pve_sim["brieux"]` has url, host, port, fingerprint,
+    root_password; `pve_sim.fault("brieux", kind, ...)` injects faults."""
+    with running_sim(["brieux"], fleet=sim_fleet, task_seconds=0.05) as sim:
+        yield sim

@@ -49,11 +49,33 @@ def command() -> None:
 
 def _serve_args(f: Any) -> Any:
     f = click.argument("cabinets", nargs=-1)(f)
-    f = click.option("--count", type=click.IntRange(0, 250), default=0, help="Anonymous cabinets to add (sim01...).")(f)
+    f = click.option(
+        "--count",
+        type=click.IntRange(0, 250),
+        default=0,
+        help="Anonymous cabinets to add (sim01...).",
+    )(f)
     f = click.option("--ephemeral", is_flag=True, help="Keep no state across restarts.")(f)
-    f = click.option("--task-seconds", type=click.FloatRange(0, 3600), default=1.0, show_default=True, help="How long a task runs.")(f)
-    f = click.option("--base-address", default="127.0.0.10", show_default=True, help="Address of the first cabinet; the next ones follow.")(f)
-    f = click.option("--port", type=click.IntRange(0, 65535), default=runner.DEFAULT_PORT, show_default=True, help="Port of every cabinet (0: any free port).")(f)
+    f = click.option(
+        "--task-seconds",
+        type=click.FloatRange(0, 3600),
+        default=1.0,
+        show_default=True,
+        help="How long a task runs.",
+    )(f)
+    f = click.option(
+        "--base-address",
+        default="127.0.0.10",
+        show_default=True,
+        help="Address of the first cabinet; the next ones follow.",
+    )(f)
+    f = click.option(
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=runner.DEFAULT_PORT,
+        show_default=True,
+        help="Port of every cabinet (0: any free port).",
+    )(f)
     return state_dir_option(f)
 
 
@@ -61,15 +83,34 @@ def _serve_args(f: Any) -> Any:
 @_serve_args
 @json_option
 @pass_fleet
-def up(ctx: FleetContext, cabinets: tuple[str, ...], count: int, ephemeral: bool, task_seconds: float,
-       base_address: str, port: int, state_dir: Path, as_json: bool) -> None:  # fmt: skip
+def up(
+    ctx: FleetContext,
+    cabinets: tuple[str, ...],
+    count: int,
+    ephemeral: bool,
+    task_seconds: float,
+    base_address: str,
+    port: int,
+    state_dir: Path,
+    as_json: bool,
+) -> None:
     """Start simulated cabinets in the background (named from the fleet, or --count N)."""
     names = list(cabinets)
     if names:
         fleet = ctx.fleet()
         for name in names:
             fleet.cabinet(name)  # unknown names fail here, before anything starts
-    args = [*names, "--count", str(count), "--task-seconds", str(task_seconds), "--base-address", base_address, "--port", str(port)]
+    args = [
+        *names,
+        "--count",
+        str(count),
+        "--task-seconds",
+        str(task_seconds),
+        "--base-address",
+        base_address,
+        "--port",
+        str(port),
+    ]
     if ephemeral:
         args.append("--ephemeral")
     if ctx.fleet_dir:
@@ -85,8 +126,18 @@ def up(ctx: FleetContext, cabinets: tuple[str, ...], count: int, ephemeral: bool
 @click.option("--quiet", is_flag=True, hidden=True)
 @click.option("--fleet", "fleet_dir", hidden=True)
 @pass_fleet
-def serve(ctx: FleetContext, cabinets: tuple[str, ...], count: int, ephemeral: bool, task_seconds: float,
-          base_address: str, port: int, state_dir: Path, quiet: bool, fleet_dir: str | None) -> None:  # fmt: skip
+def serve(
+    ctx: FleetContext,
+    cabinets: tuple[str, ...],
+    count: int,
+    ephemeral: bool,
+    task_seconds: float,
+    base_address: str,
+    port: int,
+    state_dir: Path,
+    quiet: bool,
+    fleet_dir: str | None,
+) -> None:
     """Serve simulated cabinets in the foreground (Ctrl-C stops)."""
     if fleet_dir:
         ctx = FleetContext(fleet_dir)
@@ -98,8 +149,16 @@ def serve(ctx: FleetContext, cabinets: tuple[str, ...], count: int, ephemeral: b
             _show_endpoints(run["cabinets"], False)
             console.info("serving; Ctrl-C stops")
 
-    runner.serve_forever(names, fleet, state_dir=state_dir, ephemeral=ephemeral, task_seconds=task_seconds,
-                         base=base_address, port=port, on_ready=ready)  # fmt: skip
+    runner.serve_forever(
+        names,
+        fleet,
+        state_dir=state_dir,
+        ephemeral=ephemeral,
+        task_seconds=task_seconds,
+        base=base_address,
+        port=port,
+        on_ready=ready,
+    )
 
 
 @command.command("status")
@@ -114,8 +173,17 @@ def status(state_dir: Path, as_json: bool) -> None:
     if not result["running"]:
         console.info("no simulator running")
         return
-    rows = [[c["name"], c["url"], "yes" if c["answering"] else "NO", c["fingerprint"]] for c in result["cabinets"]]
-    console.show(console.table(f"Simulator pid {result['pid']}", ["cabinet", "endpoint", "answering", "fingerprint"], rows))
+    rows = [
+        [c["name"], c["url"], "yes" if c["answering"] else "NO", c["fingerprint"]]
+        for c in result["cabinets"]
+    ]
+    console.show(
+        console.table(
+            f"Simulator pid {result['pid']}",
+            ["cabinet", "endpoint", "answering", "fingerprint"],
+            rows,
+        )
+    )
 
 
 @command.command("down")
@@ -135,23 +203,50 @@ def down(state_dir: Path) -> None:
 @click.option("--rate", type=float, help="error_rate: share of calls answering 503 (0..1).")
 @click.option("--vmid", type=int, help="lock_timeout / move_guest: the guest.")
 @click.option("--node", help="node_offline / node_online / move_guest: the node.")
-@click.option("--count", type=int, help="task_failure / task_warnings / no_worker_upid / status_400: how many.")
+@click.option(
+    "--count",
+    type=int,
+    help="task_failure / task_warnings / no_worker_upid / status_400: how many.",
+)
 @click.option("--message", help="task_failure: the error text.")
 @click.option("--warnings", type=int, help="task_warnings: n in 'WARNINGS: n'.")
 @state_dir_option
 @json_option
-def fault(cabinet: str, kind: str | None, ms: float | None, rate: float | None, vmid: int | None, node: str | None,
-          count: int | None, message: str | None, warnings: int | None, state_dir: Path, as_json: bool) -> None:  # fmt: skip
+def fault(
+    cabinet: str,
+    kind: str | None,
+    ms: float | None,
+    rate: float | None,
+    vmid: int | None,
+    node: str | None,
+    count: int | None,
+    message: str | None,
+    warnings: int | None,
+    state_dir: Path,
+    as_json: bool,
+) -> None:
     """Inject a fault into a simulated cabinet (no KIND: show its faults)."""
     spec = None
     if kind:
-        given = {"ms": ms, "rate": rate, "vmid": vmid, "node": node, "count": count, "message": message, "warnings": warnings}
+        given = {
+            "ms": ms,
+            "rate": rate,
+            "vmid": vmid,
+            "node": node,
+            "count": count,
+            "message": message,
+            "warnings": warnings,
+        }
         spec = {"kind": kind, **{k: v for k, v in given.items() if v is not None}}
     result = runner.fault(cabinet, spec, state_dir)
     if as_json:
         console.emit_json(result)
     else:
-        console.show(console.table(f"Faults of {cabinet}", ["fault", "value"], [[k, v] for k, v in result.items()]))
+        console.show(
+            console.table(
+                f"Faults of {cabinet}", ["fault", "value"], [[k, v] for k, v in result.items()]
+            )
+        )
 
 
 @command.command("coverage")
@@ -164,8 +259,13 @@ def coverage(methods: bool, as_json: bool) -> None:
         console.emit_json(result)
         return
     if methods:
-        rows = [[m["method"], m["path"], m["name"], "yes" if m["simulated"] else "501"] for m in result["methods"]]
+        rows = [
+            [m["method"], m["path"], m["name"], "yes" if m["simulated"] else "501"]
+            for m in result["methods"]
+        ]
         console.show(console.table("Methods", ["method", "path", "name", "simulated"], rows))
     rows = [[a["area"], a["simulated"], a["total"]] for a in result["areas"]]
     console.show(console.table("Simulated methods per area", ["area", "simulated", "total"], rows))
-    console.show(f"{result['simulated']} of {result['total']} methods simulated ({result['share']:.1%}); the others answer 501.")
+    share = f"{result['simulated']} of {result['total']} methods simulated ({result['share']:.1%})"
+    indexes = result["directory_indexes"]
+    console.show(f"{share}, of which {indexes} directory indexes; the others answer 501.")

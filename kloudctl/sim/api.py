@@ -50,10 +50,14 @@ class Call:
 
 
 class Raw:
-    """A pre-serialised `data` value (JSON text), for hot read paths."""
+    """A pre-serialised answer (the whole `{"data":...}` body), for hot read paths."""
 
-    def __init__(self, json_data: bytes) -> None:
-        self.json = json_data
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    @classmethod
+    def of(cls, json_data: bytes) -> Raw:
+        return cls(b'{"data":' + json_data + b"}")
 
 
 def api(http: str, *paths: str) -> Callable[[Handler], Handler]:

@@ -24,13 +24,30 @@ _PRIVGROUPS: dict[str, dict[str, list[str]]] = {
     "VM": {
         "root": [],
         "admin": [
-            "VM.Config.Disk", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network",
-            "VM.Config.HWType", "VM.Config.Options", "VM.Allocate", "VM.Clone", "VM.Migrate",
-            "VM.Snapshot", "VM.Snapshot.Rollback", "VM.Replicate", "VM.GuestAgent.FileRead",
-            "VM.GuestAgent.FileWrite", "VM.GuestAgent.FileSystemMgmt",
+            "VM.Config.Disk",
+            "VM.Config.CPU",
+            "VM.Config.Memory",
+            "VM.Config.Network",
+            "VM.Config.HWType",
+            "VM.Config.Options",
+            "VM.Allocate",
+            "VM.Clone",
+            "VM.Migrate",
+            "VM.Snapshot",
+            "VM.Snapshot.Rollback",
+            "VM.Replicate",
+            "VM.GuestAgent.FileRead",
+            "VM.GuestAgent.FileWrite",
+            "VM.GuestAgent.FileSystemMgmt",
             "VM.GuestAgent.Unrestricted",
         ],
-        "user": ["VM.Config.CDROM", "VM.Config.Cloudinit", "VM.Console", "VM.Backup", "VM.PowerMgmt"],
+        "user": [
+            "VM.Config.CDROM",
+            "VM.Config.Cloudinit",
+            "VM.Console",
+            "VM.Backup",
+            "VM.PowerMgmt",
+        ],
         "audit": ["VM.Audit", "VM.GuestAgent.Audit"],
     },
     "Sys": {
@@ -69,7 +86,7 @@ _PRIVGROUPS: dict[str, dict[str, list[str]]] = {
         "user": ["Mapping.Use"],
         "audit": ["Mapping.Audit"],
     },
-}  # fmt: skip
+}
 
 
 def _builtin_roles() -> tuple[frozenset[str], dict[str, frozenset[str]]]:
@@ -192,10 +209,7 @@ class AccessControl:
             return set()
         privs: set[str] = set()
         for p in paths:
-            if who.user == "root@pam":
-                up = set(VALID_PRIVS)
-            else:
-                up = self._privs_on(who.user, "user", p)
+            up = set(VALID_PRIVS) if who.user == "root@pam" else self._privs_on(who.user, "user", p)
             if who.token:
                 token = user.get("tokens", {}).get(who.token)
                 if token is None:
@@ -283,15 +297,15 @@ class AccessControl:
             privs = expr[1]
             if self.allowed(who, "/access/groups", privs):
                 return
-            target = params.get("userid")
-            groups = self.access["users"].get(target, {}).get("groups", []) if target else []
+            member = params.get("userid")
+            groups = self.access["users"].get(member, {}).get("groups", []) if member else []
             if not any(self.allowed(who, f"/access/groups/{g}", privs) for g in groups):
                 raise PermissionDenied(f"Permission check failed (/access/groups, {privs[0]})")
         else:  # an expression PVE knows and we do not: refuse rather than allow
             raise PermissionDenied(f"Permission check failed (unsupported check '{op}')")
 
     def check_perm_modify(self, who: Identity, path: str) -> None:
-        """RPCEnvironment::check_perm_modify: Permissions.Modify, or the object's allocate privilege."""
+        """check_perm_modify: Permissions.Modify, or the object's allocate privilege."""
         path = normalize_path(path)
         privs = ["Permissions.Modify"]
         if re.match(r"^/storage/.+", path):

@@ -63,7 +63,10 @@ async def _serve(
             endpoints.append(await simulator.serve(cab, _host(base, i), port))
         except OSError as exc:
             await simulator.stop()
-            raise ExternalError(f"cannot listen on {_host(base, i)}:{port}: {exc.strerror}") from None
+            raise ExternalError(
+                f"cannot listen on {_host(base, i)}:{port}: {exc.strerror}"
+            ) from None
+    simulator.settle()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -123,15 +126,29 @@ def read_run(state_dir: Path = DEFAULT_DIR) -> dict[str, Any] | None:
     return run if _alive(int(run["pid"])) else None
 
 
-def start_background(args: list[str], state_dir: Path = DEFAULT_DIR, timeout: float = 60) -> dict[str, Any]:
+def start_background(
+    args: list[str], state_dir: Path = DEFAULT_DIR, timeout: float = 60
+) -> dict[str, Any]:
     """Start `kloudctl sim serve ARGS` detached; return its run record once it serves."""
     if read_run(state_dir) is not None:
         raise KloudError(f"a simulator already runs from {state_dir} (kloudctl sim down first)")
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "run.json").unlink(missing_ok=True)
     log = open(state_dir / "sim.log", "ab")  # noqa: SIM115 (handed to the child)
-    cmd = [sys.executable, "-c", "from kloudctl.cli import main; main()", "sim", "serve", "--quiet", "--state-dir", str(state_dir), *args]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "kloudctl",
+        "sim",
+        "serve",
+        "--quiet",
+        "--state-dir",
+        str(state_dir),
+        *args,
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+    )
     log.close()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -156,7 +173,12 @@ def status(state_dir: Path = DEFAULT_DIR) -> dict[str, Any]:
             cab["answering"] = True
         except ExternalError:
             cab["answering"] = False
-    return {"running": True, "pid": run["pid"], "started": run["started"], "cabinets": run["cabinets"]}
+    return {
+        "running": True,
+        "pid": run["pid"],
+        "started": run["started"],
+        "cabinets": run["cabinets"],
+    }
 
 
 def stop(state_dir: Path = DEFAULT_DIR, timeout: float = 20) -> bool:
@@ -192,7 +214,9 @@ def _control(url: str, token: str, what: str, spec: dict[str, Any] | None = None
         raise ExternalError(f"the simulator does not answer at {url}: {exc}") from None
 
 
-def fault(cabinet: str, spec: dict[str, Any] | None, state_dir: Path = DEFAULT_DIR) -> dict[str, Any]:
+def fault(
+    cabinet: str, spec: dict[str, Any] | None, state_dir: Path = DEFAULT_DIR
+) -> dict[str, Any]:
     """Inject a fault (spec) into a running cabinet, or show its faults (spec None)."""
     run = read_run(state_dir)
     if run is None:
@@ -200,7 +224,8 @@ def fault(cabinet: str, spec: dict[str, Any] | None, state_dir: Path = DEFAULT_D
     for cab in run["cabinets"]:
         if cab["name"] == cabinet:
             return _control(cab["url"], run["control_token"], "/fault", spec)
-    raise NotFound(f"no simulated cabinet named '{cabinet}' (running: {', '.join(c['name'] for c in run['cabinets'])})")
+    running = ", ".join(c["name"] for c in run["cabinets"])
+    raise NotFound(f"no simulated cabinet named '{cabinet}' (running: {running})")
 
 
 def coverage() -> dict[str, Any]:
@@ -215,19 +240,31 @@ def coverage() -> dict[str, Any]:
     areas_total: Counter[str] = Counter()
     areas_done: Counter[str] = Counter()
     for http, path in methods:
-        area = "/".join(path.split("/")[:3]) if path.startswith("/nodes/{node}/") else "/".join(path.split("/")[:2])
+        area = (
+            "/".join(path.split("/")[:3])
+            if path.startswith("/nodes/{node}/")
+            else "/".join(path.split("/")[:2])
+        )
         areas_total[area] += 1
         if (http, path) in HANDLERS:
             areas_done[area] += 1
+    indexes = [k for k in simulated if getattr(HANDLERS[k], "schema_index", False)]
     return {
         "total": len(methods),
         "simulated": len(simulated),
+        "directory_indexes": len(indexes),
         "share": round(len(simulated) / len(methods), 4),
         "areas": [
-            {"area": a, "simulated": areas_done[a], "total": n} for a, n in sorted(areas_total.items())
+            {"area": a, "simulated": areas_done[a], "total": n}
+            for a, n in sorted(areas_total.items())
         ],
         "methods": [
-            {"method": h, "path": p, "name": schema.methods[(h, p)].name, "simulated": (h, p) in HANDLERS}
+            {
+                "method": h,
+                "path": p,
+                "name": schema.methods[(h, p)].name,
+                "simulated": (h, p) in HANDLERS,
+            }
             for h, p in methods
         ],
     }

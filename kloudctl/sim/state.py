@@ -179,14 +179,31 @@ def _fw_scope() -> dict[str, Any]:
 
 def _default_network(node: dict[str, Any]) -> dict[str, Any]:
     return {
-        "eno1": {"iface": "eno1", "type": "eth", "method": "manual", "families": ["inet"], "active": 1, "autostart": 1},
-        "vmbr0": {
-            "iface": "vmbr0", "type": "bridge", "method": "static", "families": ["inet"],
-            "cidr": f"{node['ip']}/24", "address": node["ip"], "netmask": "24",
-            "gateway": "10.0.0.254", "bridge_ports": "eno1", "bridge_stp": "off", "bridge_fd": "0",
-            "bridge_vlan_aware": 1, "active": 1, "autostart": 1,
+        "eno1": {
+            "iface": "eno1",
+            "type": "eth",
+            "method": "manual",
+            "families": ["inet"],
+            "active": 1,
+            "autostart": 1,
         },
-    }  # fmt: skip
+        "vmbr0": {
+            "iface": "vmbr0",
+            "type": "bridge",
+            "method": "static",
+            "families": ["inet"],
+            "cidr": f"{node['ip']}/24",
+            "address": node["ip"],
+            "netmask": "24",
+            "gateway": "10.0.0.254",
+            "bridge_ports": "eno1",
+            "bridge_stp": "off",
+            "bridge_fd": "0",
+            "bridge_vlan_aware": 1,
+            "active": 1,
+            "autostart": 1,
+        },
+    }
 
 
 def add_guest(
@@ -210,8 +227,12 @@ def add_volume(
     state: dict[str, Any], node: str, storage: str, volid: str, size: int, vmid: int
 ) -> None:
     state["volumes"].setdefault(f"{node}/{storage}", {})[volid] = {
-        "size": size, "format": "raw", "content": "images", "vmid": vmid, "ctime": int(time.time()),
-    }  # fmt: skip
+        "size": size,
+        "format": "raw",
+        "content": "images",
+        "vmid": vmid,
+        "ctime": int(time.time()),
+    }
 
 
 def new_secret() -> str:

@@ -29,6 +29,11 @@ class ParamError(Exception):
         self.errors = errors
 
 
+NOT_IN_SCHEMA = (
+    "property is not defined in schema and the schema does not allow additional properties"
+)
+
+
 class FormatError(ValueError):
     pass
 
@@ -59,9 +64,8 @@ def _ip(version: int | None = None) -> Callable[[str], None]:
         try:
             addr = ipaddress.ip_address(v)
         except ValueError:
-            raise FormatError(
-                f"value does not look like a valid IP{'v' + str(version) if version else ''} address"
-            ) from None
+            kind = f"IPv{version}" if version else "IP"
+            raise FormatError(f"value does not look like a valid {kind} address") from None
         if version and addr.version != version:
             raise FormatError(f"value does not look like a valid IPv{version} address")
 
@@ -175,7 +179,7 @@ NAMED_FORMATS: dict[str, Callable[[str], None]] = {
     "pve-bridge-id": _regex(_IFACE, "bridge name"),
     "pve-sdn-zone-id": _regex(_SDN_ID, "zone ID"),
     "pve-sdn-vnet-id": _regex(_SDN_ID, "vnet ID"),
-    "pve-sdn-subnet-id": _regex(re.compile(r"^[a-z0-9][a-z0-9\-_.]*$", re.I), "subnet ID"),
+    "pve-sdn-subnet-id": lambda v: _cidr()(v if "/" in v else "/".join(v.split("-")[1:3])),
     "ip": _ip(),
     "ipv4": _ip(4),
     "ipv6": _ip(6),
@@ -204,6 +208,11 @@ NAMED_FORMATS: dict[str, Callable[[str], None]] = {
     ),
 }
 
+
+def _int_value(v: str) -> None:
+    _int(v, {})
+
+
 # Values of property-string keys that only `typetext` names (e.g. ipconfig's `ip=`).
 _TYPETEXT_VALUES: dict[str, Callable[[str], None]] = {
     "IPv4Format/CIDR": lambda v: None if v == "dhcp" else _cidr(4)(v),
@@ -211,7 +220,7 @@ _TYPETEXT_VALUES: dict[str, Callable[[str], None]] = {
     "GatewayIPv4": _ip(4),
     "GatewayIPv6": _ip(6),
     "volume": _volume_or_path,
-    "integer": lambda v: _int(v, {}),
+    "integer": lambda v: _int_value(v),
 }
 
 _TYPETEXT_KEY = re.compile(r"\[?,?\[?([A-Za-z][\w\-]*)=\]?<([^>]*)>")
@@ -230,7 +239,9 @@ def typetext_format(typetext: str) -> tuple[str | None, dict[str, str]] | None:
 @cache
 def perl_regex(pattern: str) -> re.Pattern[str]:
     """The schema's patterns are Perl's stringified regexes: `(?^i:...)` → `(?i:...)`."""
-    return re.compile(re.sub(r"\(\?\^([a-z]*):", lambda m: f"(?{m.group(1)}:" if m.group(1) else "(?:", pattern))
+    return re.compile(
+        re.sub(r"\(\?\^([a-z]*):", lambda m: f"(?{m.group(1)}:" if m.group(1) else "(?:", pattern)
+    )
 
 
 # --- scalar checks ----------------------------------------------------------------------
@@ -418,9 +429,7 @@ def validate_params(parameters: dict[str, Any], raw: dict[str, Any]) -> dict[str
         schema = _schema_for(name, properties)
         if schema is None:
             if not additional:
-                errors[name] = (
-                    "property is not defined in schema and the schema does not allow additional properties"
-                )
+                errors[name] = NOT_IN_SCHEMA
             else:
                 out[name] = value
             continue
@@ -492,7 +501,7 @@ def check_returns(schema: dict[str, Any], value: Any, where: str = "data") -> li
             return [f"{where}: expected string, got {value!r}"]
         if "enum" in schema and value not in schema["enum"]:
             return [f"{where}: {value!r} not in enum {schema['enum']}"]
-    if kind in ("integer", "number") and schema.get("minimum") is not None:
-        if value < float(schema["minimum"]):
-            problems.append(f"{where}: {value} below minimum {schema['minimum']}")
+    minimum = schema.get("minimum")
+    if kind in ("integer", "number") and minimum is not None and value < float(minimum):
+        problems.append(f"{where}: {value} below minimum {minimum}")
     return problems

@@ -1,28 +1,14 @@
-"""Fixtures of the simulator's tests (moved from tests/conftest.py when merging main,
-whose `example_fleet` is a folder: here it is the loaded Fleet, as these tests expect)."""
+"""The simulator's tests connect with verify_ssl=False (proxmoxer); the served certificate is
+checked against the reported fingerprint in test_sim_auth.py, so urllib3's warning is noise."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from kloudctl.model import Fleet, load_fleet
-from kloudctl.sim.testing import RunningSim, running_sim
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def example_fleet() -> Fleet:
-    """The example fleet shipped in cabinets/ and backups/."""
-    return load_fleet(ROOT)
-
-
-@pytest.fixture(scope="module")
-def pve_sim(example_fleet: Fleet) -> Iterator[RunningSim]:
-    """The Proxmox VE simulator serving the example cabinet `brieux` (two nodes, template 9000),
-    over real HTTPS on 127.0.0.x; tasks last 0.05 s. One per test module."""
-    with running_sim(["brieux"], fleet=example_fleet, task_seconds=0.05) as sim:
-        yield sim
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/sim/" in str(item.path):
+            item.add_marker(
+                pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+            )

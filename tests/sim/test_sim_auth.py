@@ -9,7 +9,7 @@ import ssl
 import pytest
 import requests
 import urllib3
-from helpers import error_of, root_api, token_api, user_api
+from simhelpers import error_of, root_api, token_api, user_api
 
 urllib3.disable_warnings()
 
@@ -31,7 +31,11 @@ def test_fingerprint_matches_served_certificate(pve_sim):
 def test_ticket_cookie_and_csrf(pve_sim):
     ep = pve_sim["brieux"]
     base = f"{ep.url}/api2/json"
-    r = requests.post(f"{base}/access/ticket", data={"username": "root@pam", "password": ep.root_password}, verify=False)
+    r = requests.post(
+        f"{base}/access/ticket",
+        data={"username": "root@pam", "password": ep.root_password},
+        verify=False,
+    )
     assert r.status_code == 200
     data = r.json()["data"]
     assert data["ticket"].startswith("PVE:root@pam:")
@@ -43,19 +47,29 @@ def test_ticket_cookie_and_csrf(pve_sim):
     assert r.status_code == 401
     assert "csrf" in r.reason.lower()
     r = requests.post(
-        f"{base}/pools", data={"poolid": "csrf"}, cookies=cookies,
-        headers={"CSRFPreventionToken": data["CSRFPreventionToken"]}, verify=False,
-    )  # fmt: skip
+        f"{base}/pools",
+        data={"poolid": "csrf"},
+        cookies=cookies,
+        headers={"CSRFPreventionToken": data["CSRFPreventionToken"]},
+        verify=False,
+    )
     assert r.status_code == 200, r.text
     # a forged ticket is refused
     forged = data["ticket"].rsplit("::", 1)[0] + "::AAAA"
-    assert requests.get(f"{base}/version", cookies={"PVEAuthCookie": forged}, verify=False).status_code == 401
+    assert (
+        requests.get(f"{base}/version", cookies={"PVEAuthCookie": forged}, verify=False).status_code
+        == 401
+    )
     assert requests.get(f"{base}/version", verify=False).status_code == 401
 
 
 def test_bad_credentials_answer_401(pve_sim):
     ep = pve_sim["brieux"]
-    r = requests.post(f"{ep.url}/api2/json/access/ticket", data={"username": "root@pam", "password": "wrong"}, verify=False)
+    r = requests.post(
+        f"{ep.url}/api2/json/access/ticket",
+        data={"username": "root@pam", "password": "wrong"},
+        verify=False,
+    )
     assert r.status_code == 401
     assert r.reason == "authentication failure"
     bad = {"Authorization": "PVEAPIToken=root@pam!nope=00000000-0000-0000-0000-000000000000"}
@@ -99,5 +113,5 @@ def test_user_ticket_login_and_token_forbidden_calls(pve_sim):
     root.access.users.post(userid="bob@pve", password="bob-pass-123")
     bob = user_api(ep, "bob@pve", "bob-pass-123")
     assert bob.version.get()["release"] == "9.1"
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="401"):
         user_api(ep, "bob@pve", "not-his")

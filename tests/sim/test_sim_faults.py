@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from helpers import error_of, ok, root_api, wait
+from simhelpers import error_of, ok, root_api, wait
 
 
 @pytest.fixture()
@@ -45,7 +45,10 @@ def test_task_failure_and_warnings(sim):
     sim.fault("brieux", "task_failure", count=1, message="clone failed: out of space")
     status = wait(root, root.nodes("pve1").qemu(9000).clone.post(newid=301))
     assert status["exitstatus"] == "clone failed: out of space"
-    assert root.nodes("pve1").tasks(status["upid"]).log.get()[-1]["t"] == "TASK ERROR: clone failed: out of space"
+    assert (
+        root.nodes("pve1").tasks(status["upid"]).log.get()[-1]["t"]
+        == "TASK ERROR: clone failed: out of space"
+    )
     assert 301 not in [v["vmid"] for v in root.cluster.resources.get(type="vm")]  # rolled back
     sim.fault("brieux", "task_warnings", count=1, warnings=2)
     status = wait(root, root.nodes("pve1").qemu(9000).clone.post(newid=301))
@@ -75,7 +78,10 @@ def test_node_offline(sim):
     assert error_of(root.nodes("pve2").status.get).status_code == 595
     nodes = {n["node"]: n["status"] for n in root.nodes.get()}
     assert nodes == {"pve1": "online", "pve2": "offline"}
-    assert {n["name"]: n["online"] for n in root.cluster.status.get() if n["type"] == "node"} == {"pve1": 1, "pve2": 0}
+    assert {n["name"]: n["online"] for n in root.cluster.status.get() if n["type"] == "node"} == {
+        "pve1": 1,
+        "pve2": 0,
+    }
     sim.fault("brieux", "node_online", node="pve2")
     assert root.nodes("pve2").status.get()["cpuinfo"]["cores"] == 16
 
@@ -86,7 +92,9 @@ def test_guest_moved_like_ha(sim):
     sim.fault("brieux", "move_guest", vmid=304, node="pve2")
     where = {v["vmid"]: v["node"] for v in root.cluster.resources.get(type="vm")}
     assert where[304] == "pve2"
-    assert error_of(root.nodes("pve1").qemu(304).config.get).status_code == 500  # pinned node drifts
+    assert (
+        error_of(root.nodes("pve1").qemu(304).config.get).status_code == 500
+    )  # pinned node drifts
     assert root.nodes("pve2").qemu(304).config.get()["name"]
 
 

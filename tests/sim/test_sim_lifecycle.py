@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from helpers import error_of, ok, root_api, wait
+from simhelpers import error_of, ok, root_api, wait
 
 UPID = re.compile(r"^UPID:pve1:[0-9A-F]{8}:[0-9A-F]{8,9}:[0-9A-F]{8}:qmclone:9000:root@pam:$")
 
@@ -60,9 +60,15 @@ def test_config_digest_pending_resize_cloudinit(pve_sim):
     ok(root, node.qemu(9000).clone.post(newid=210, name="cfg"))
     vm = node.qemu(210)
     digest = vm.config.get()["digest"]
-    vm.config.put(memory="4096", cores=2, digest=digest, ciuser="admin",
-                  ipconfig0="ip=10.161.0.10/24,gw=10.161.0.1", nameserver="10.161.0.1",
-                  sshkeys="ssh-ed25519%20AAAAC3Nza%20me%40host")  # fmt: skip
+    vm.config.put(
+        memory="4096",
+        cores=2,
+        digest=digest,
+        ciuser="admin",
+        ipconfig0="ip=10.161.0.10/24,gw=10.161.0.1",
+        nameserver="10.161.0.1",
+        sshkeys="ssh-ed25519%20AAAAC3Nza%20me%40host",
+    )
     config = vm.config.get()
     assert config["memory"] == "4096" and config["cores"] == 2 and config["digest"] != digest
     exc = error_of(vm.config.put, memory="1024", digest=digest)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from helpers import ok, root_api
+from simhelpers import ok, root_api
 
 from kloudctl.sim.testing import running_sim
 
 
-def test_state_survives_restart(tmp_path, example_fleet):
-    with running_sim(["mortree"], fleet=example_fleet, state_dir=tmp_path) as sim:
+def test_state_survives_restart(tmp_path, sim_fleet):
+    with running_sim(["mortree"], fleet=sim_fleet, state_dir=tmp_path) as sim:
         ep = sim["mortree"]
         root = root_api(ep)
         ok(root, root.nodes(ep.nodes[0]).qemu(9000).clone.post(newid=400, name="kept"))
@@ -22,7 +22,7 @@ def test_state_survives_restart(tmp_path, example_fleet):
     assert "ci" in state["access"]["users"]["root@pam"]["tokens"]
     assert tok["value"] not in (tmp_path / "mortree" / "state.json").read_text()  # hashed only
     assert not list((tmp_path / "mortree").glob(".*.tmp"))  # no torn writes left behind
-    with running_sim(["mortree"], fleet=example_fleet, state_dir=tmp_path) as sim:
+    with running_sim(["mortree"], fleet=sim_fleet, state_dir=tmp_path) as sim:
         ep = sim["mortree"]
         assert ep.fingerprint == first.fingerprint
         assert ep.root_password == first.root_password
@@ -31,18 +31,18 @@ def test_state_survives_restart(tmp_path, example_fleet):
         assert "kept-pool" in [p["poolid"] for p in root.pools.get()]
 
 
-def test_ephemeral_keeps_nothing(example_fleet):
-    with running_sim(["mortree"], fleet=example_fleet) as sim:
+def test_ephemeral_keeps_nothing(sim_fleet):
+    with running_sim(["mortree"], fleet=sim_fleet) as sim:
         root = root_api(sim["mortree"])
         ok(root, root.nodes(sim["mortree"].nodes[0]).qemu(9000).clone.post(newid=401))
-    with running_sim(["mortree"], fleet=example_fleet) as sim:
+    with running_sim(["mortree"], fleet=sim_fleet) as sim:
         root = root_api(sim["mortree"])
         assert 401 not in [v["vmid"] for v in root.cluster.resources.get(type="vm")]
 
 
-def test_fleet_cabinets_get_their_hardware(example_fleet):
-    cab = example_fleet.cabinet("brieux")
-    with running_sim(["brieux"], count=1, fleet=example_fleet) as sim:
+def test_fleet_cabinets_get_their_hardware(sim_fleet):
+    cab = sim_fleet.cabinet("brieux")
+    with running_sim(["brieux"], count=1, fleet=sim_fleet) as sim:
         root = root_api(sim["brieux"])
         nodes = {n["node"]: n for n in root.nodes.get()}
         assert set(nodes) == {n.name for n in cab.hardware.nodes}

@@ -20,14 +20,14 @@ _ACL_PATH = re.compile(
 
 
 def _users(call: Call) -> dict[str, Any]:
-    return call.state["access"]["users"]  # type: ignore[no-any-return]
+    return call.state["access"]["users"]
 
 
 def _user(call: Call, userid: str) -> dict[str, Any]:
     user = _users(call).get(userid)
     if user is None:
         raise ApiError(500, f"no such user ('{userid}')")
-    return user  # type: ignore[no-any-return]
+    return user
 
 
 def _split(value: Any) -> list[str]:
@@ -229,7 +229,7 @@ def _token(call: Call) -> dict[str, Any]:
     tok = user.get("tokens", {}).get(call.p("tokenid"))
     if tok is None:
         raise ApiError(500, f"no such token '{call.p('tokenid')}' for user '{call.p('userid')}'")
-    return tok  # type: ignore[no-any-return]
+    return tok
 
 
 @api("GET", "/access/users/{userid}/token/{tokenid}")
@@ -310,7 +310,7 @@ def _group(call: Call) -> dict[str, Any]:
     group = call.state["access"]["groups"].get(call.p("groupid"))
     if group is None:
         raise ApiError(500, f"group '{call.p('groupid')}' does not exist")
-    return group  # type: ignore[no-any-return]
+    return group
 
 
 @api("GET", "/access/groups/{groupid}")
@@ -502,7 +502,7 @@ def _pool(call: Call, poolid: str) -> dict[str, Any]:
     pool = call.state["access"]["pools"].get(poolid)
     if pool is None:
         raise ApiError(500, f"pool '{poolid}' does not exist")
-    return pool  # type: ignore[no-any-return]
+    return pool
 
 
 def _pool_members(call: Call, poolid: str) -> list[dict[str, Any]]:

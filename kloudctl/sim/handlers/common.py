@@ -26,10 +26,31 @@ CLOUDINIT_KEYS = {
     "searchdomain",
 }
 OPTION_KEYS = {
-    "name", "description", "onboot", "tags", "protection", "startup", "boot", "bootdisk", "ostype",
-    "tablet", "localtime", "kvm", "acpi", "agent", "hotplug", "keyboard", "freeze", "reboot",
-    "startdate", "vmstatestorage", "lock", "template", "hookscript", "meta",
-}  # fmt: skip
+    "name",
+    "description",
+    "onboot",
+    "tags",
+    "protection",
+    "startup",
+    "boot",
+    "bootdisk",
+    "ostype",
+    "tablet",
+    "localtime",
+    "kvm",
+    "acpi",
+    "agent",
+    "hotplug",
+    "keyboard",
+    "freeze",
+    "reboot",
+    "startdate",
+    "vmstatestorage",
+    "lock",
+    "template",
+    "hookscript",
+    "meta",
+}
 CPU_KEYS = {"cores", "sockets", "vcpus", "cpu", "cpulimit", "cpuunits", "affinity", "numa"}
 MEMORY_KEYS = {"memory", "balloon", "shares", "hugepages", "keephugepages"}
 
@@ -49,7 +70,7 @@ def fmt_size(size: int) -> str:
 
 
 def config_priv(key: str) -> str:
-    """The privilege PVE asks for to change one config key (PVE::API2::Qemu check_vm_modify_config_perm)."""
+    """The privilege PVE asks to change one config key (check_vm_modify_config_perm)."""
     base = re.sub(r"\d+$", "", key)
     if key in CLOUDINIT_KEYS or base == "ipconfig":
         return "VM.Config.Cloudinit"
@@ -74,7 +95,7 @@ def guest(call: Call, vmid: int | None = None, node: str | None = None) -> dict[
         raise ApiError(
             500, f"Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does not exist"
         )
-    return g  # type: ignore[no-any-return]
+    return g
 
 
 def check_config_lock(g: dict[str, Any], skiplock: bool = False) -> None:
@@ -205,7 +226,7 @@ def guest_volumes(g: dict[str, Any]) -> list[str]:
 def boot_disk_size(g: dict[str, Any]) -> int:
     for key in sorted(g["config"]):
         if DISK_KEYS.match(key) and not key.startswith("unused"):
-            vol, opts = disk_volume(str(g["config"][key]))
+            _vol, opts = disk_volume(str(g["config"][key]))
             if opts.get("media") == "cdrom":
                 continue
             size = opts.get("size")

@@ -37,13 +37,13 @@ def _scope(call: Call) -> dict[str, Any]:
         g = c.guest(call)
         return fw["vms"].setdefault(
             str(g["vmid"]), {"options": {}, "rules": [], "aliases": {}, "ipset": {}}
-        )  # type: ignore[no-any-return]
+        )
     if path.startswith(ND):
         call.cab.node(call.p("node"))
         return fw["nodes"].setdefault(
             call.p("node"), {"options": {}, "rules": [], "aliases": {}, "ipset": {}}
-        )  # type: ignore[no-any-return]
-    return fw["cluster"]  # type: ignore[no-any-return]
+        )
+    return fw["cluster"]
 
 
 def _rules(call: Call) -> list[dict[str, Any]]:
@@ -51,8 +51,8 @@ def _rules(call: Call) -> list[dict[str, Any]]:
         group = call.state["firewall"]["groups"].get(call.p("group"))
         if group is None:
             raise ApiError(500, f"no such security group '{call.p('group')}'")
-        return group["rules"]  # type: ignore[no-any-return]
-    return _scope(call)["rules"]  # type: ignore[no-any-return]
+        return group["rules"]
+    return _scope(call)["rules"]
 
 
 def _digest(obj: Any) -> str:
@@ -132,8 +132,7 @@ def _rule(call: Call) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     CL + "/groups/{group}/{pos}",
 )
 def rule_get(call: Call) -> dict[str, Any]:
-    rules, rule = _rule(call)
-    return dict(rule)
+    return dict(_rule(call)[1])
 
 
 @api(
@@ -213,7 +212,7 @@ def groups_delete(call: Call) -> None:
 
 
 def _aliases(call: Call) -> dict[str, Any]:
-    return _scope(call)["aliases"]  # type: ignore[no-any-return]
+    return _scope(call)["aliases"]
 
 
 @api("GET", CL + "/aliases", VM + "/aliases")
@@ -242,7 +241,7 @@ def _alias(call: Call) -> dict[str, Any]:
     alias = aliases.get(call.p("name"))
     if alias is None:
         raise ApiError(500, f"no such alias '{call.p('name')}'")
-    return alias  # type: ignore[no-any-return]
+    return alias
 
 
 @api("GET", CL + "/aliases/{name}", VM + "/aliases/{name}")
@@ -276,7 +275,7 @@ def alias_delete(call: Call) -> None:
 
 
 def _ipsets(call: Call) -> dict[str, Any]:
-    return _scope(call)["ipset"]  # type: ignore[no-any-return]
+    return _scope(call)["ipset"]
 
 
 @api("GET", CL + "/ipset", VM + "/ipset")
@@ -307,7 +306,7 @@ def _ipset(call: Call) -> dict[str, Any]:
     ipset = _ipsets(call).get(call.p("name"))
     if ipset is None:
         raise ApiError(500, f"no such IPSet '{call.p('name')}'")
-    return ipset  # type: ignore[no-any-return]
+    return ipset
 
 
 @api("GET", CL + "/ipset/{name}", VM + "/ipset/{name}")

@@ -39,6 +39,7 @@ def _make(names: list[str], keys: list[str]) -> Any:
             call.cab.node(node)
         return [{k: name for k in keys} if keys else {"name": name} for name in names]
 
+    handler.schema_index = True  # type: ignore[attr-defined]
     return handler
 
 

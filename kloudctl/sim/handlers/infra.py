@@ -145,11 +145,20 @@ def resources(call: Call) -> Raw:
                 ):
                     continue
                 s = _storage_status(call, node, storage)
-                out.append({
-                    "id": f"storage/{node}/{storage}", "type": "storage", "node": node, "storage": storage,
-                    "status": "available" if n["online"] else "unknown", "plugintype": s["type"], "content": s["content"],
-                    "shared": s["shared"], "disk": s["used"], "maxdisk": s["total"],
-                })  # fmt: skip
+                out.append(
+                    {
+                        "id": f"storage/{node}/{storage}",
+                        "type": "storage",
+                        "node": node,
+                        "storage": storage,
+                        "status": "available" if n["online"] else "unknown",
+                        "plugintype": s["type"],
+                        "content": s["content"],
+                        "shared": s["shared"],
+                        "disk": s["used"],
+                        "maxdisk": s["total"],
+                    }
+                )
         if kind in (None, "sdn") and (
             admin or acl.allowed(call.who, "/sdn/zones/localnetwork", ["SDN.Audit"])
         ):
@@ -166,9 +175,9 @@ def resources(call: Call) -> Raw:
         for name in sorted(call.state["access"]["pools"]):
             if admin or acl.allowed(call.who, f"/pool/{name}", ["Pool.Audit"]):
                 out.append({"id": f"/pool/{name}", "type": "pool", "pool": name})
-    data = json.dumps(out, separators=(",", ":")).encode()
-    call.cab.cache[key] = data
-    return Raw(data)
+    answer = Raw.of(json.dumps(out, separators=(",", ":")).encode())
+    call.cab.cache[key] = answer.body
+    return answer
 
 
 @api("GET", "/cluster/status")
@@ -185,10 +194,18 @@ def cluster_status(call: Call) -> list[dict[str, Any]]:
         }
     ]
     for i, (name, n) in enumerate(nodes.items()):
-        out.append({
-            "type": "node", "id": f"node/{name}", "name": name, "ip": n["ip"], "online": 1 if n["online"] else 0,
-            "local": 1 if i == 0 else 0, "nodeid": n["nodeid"], "level": "",
-        })  # fmt: skip
+        out.append(
+            {
+                "type": "node",
+                "id": f"node/{name}",
+                "name": name,
+                "ip": n["ip"],
+                "online": 1 if n["online"] else 0,
+                "local": 1 if i == 0 else 0,
+                "nodeid": n["nodeid"],
+                "level": "",
+            }
+        )
     return out
 
 
@@ -477,7 +494,7 @@ def volume_delete(call: Call) -> str:
     def done(task: dict[str, Any]) -> None:
         vols.pop(volid, None)
 
-    return call.cab.start_task(call, "imgdel", volid, call.p("node"), done)
+    return call.cab.start_task(call, "imgdel", "", call.p("node"), done)
 
 
 @api("POST", "/nodes/{node}/storage/{storage}/upload")
@@ -489,12 +506,15 @@ def upload(call: Call) -> str:
     name = str(call.p("filename"))
     sub = {"iso": "iso", "vztmpl": "vztmpl", "import": "import"}[content]
     volid = f"{sid}:{sub}/{name}"
-    size = int(call.p("_upload_size") or 0)
+    size = call.cab.upload_size
 
     def done(task: dict[str, Any]) -> None:
         call.state["volumes"].setdefault(f"{node}/{sid}", {})[volid] = {
-            "size": size, "format": name.rsplit(".", 1)[-1], "content": content, "ctime": int(time.time()),
-        }  # fmt: skip
+            "size": size,
+            "format": name.rsplit(".", 1)[-1],
+            "content": content,
+            "ctime": int(time.time()),
+        }
 
     return call.cab.start_task(call, "imgcopy", "", node, done)
 
@@ -503,10 +523,8 @@ def upload(call: Call) -> str:
 
 
 def _may_see(call: Call, task: dict[str, Any]) -> bool:
-    if (
-        task["user"] == call.who.authid
-        or (task["user"].split("!")[0] == call.who.user
-        and not call.who.token)
+    if task["user"] == call.who.authid or (
+        task["user"].split("!")[0] == call.who.user and not call.who.token
     ):
         return True
     return call.cab.acl.allowed(call.who, f"/nodes/{task['node']}", ["Sys.Audit"])
@@ -591,19 +609,38 @@ def task_log(call: Call) -> list[dict[str, Any]]:
 def task_stop(call: Call) -> None:
     task = _task(call)
     if task["status"] == "running":
-        taskmod.finish(task, error="received interrupt")
+        call.cab.stop_task(task["upid"])
 
 
 # --- node network -----------------------------------------------------------------------------
 
-_NET_KEYS = ("type", "address", "netmask", "cidr", "gateway", "bridge_ports", "bridge_vlan_aware", "bridge_vids",
-             "autostart", "comments", "mtu", "vlan-id", "vlan-raw-device", "slaves", "bond_mode", "address6", "cidr6", "gateway6", "netmask6")  # fmt: skip
+_NET_KEYS = (
+    "type",
+    "address",
+    "netmask",
+    "cidr",
+    "gateway",
+    "bridge_ports",
+    "bridge_vlan_aware",
+    "bridge_vids",
+    "autostart",
+    "comments",
+    "mtu",
+    "vlan-id",
+    "vlan-raw-device",
+    "slaves",
+    "bond_mode",
+    "address6",
+    "cidr6",
+    "gateway6",
+    "netmask6",
+)
 
 
 def _ifaces(call: Call) -> dict[str, Any]:
     node = call.p("node")
     call.cab.node(node)
-    return call.state["network"].setdefault(node, {})  # type: ignore[no-any-return]
+    return call.state["network"].setdefault(node, {})
 
 
 @api("GET", "/nodes/{node}/network")
@@ -611,7 +648,7 @@ def network_list(call: Call) -> list[dict[str, Any]]:
     ifaces = _ifaces(call)
     kind = call.p("type")
     out = []
-    for name, iface in sorted(ifaces.items()):
+    for _name, iface in sorted(ifaces.items()):
         if kind == "any_bridge" and iface["type"] not in ("bridge", "OVSBridge"):
             continue
         if kind and kind != "any_bridge" and kind != "any_local_bridge" and iface["type"] != kind:
@@ -714,7 +751,7 @@ def network_revert(call: Call) -> None:
 
 
 def _sdn(call: Call) -> dict[str, Any]:
-    return call.state["sdn"]  # type: ignore[no-any-return]
+    return call.state["sdn"]
 
 
 @api("PUT", "/cluster/sdn")
@@ -764,7 +801,7 @@ def _get(call: Call, kind: str, key: str, what: str) -> dict[str, Any]:
     obj = _sdn(call)[kind].get(key)
     if obj is None:
         raise ApiError(500, f"sdn {what} '{key}' does not exist")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 @api("GET", "/cluster/sdn/zones/{zone}")

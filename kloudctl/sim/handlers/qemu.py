@@ -17,10 +17,24 @@ Q = "/nodes/{node}/qemu"
 V = Q + "/{vmid}"
 
 _NOT_CONFIG = {
-    "node", "vmid", "start", "pool", "storage", "force", "unique", "archive", "bwlimit",
-    "live-restore", "import-working-storage", "digest", "delete", "revert", "skiplock",
-    "background_delay", "ha-managed",
-}  # fmt: skip
+    "node",
+    "vmid",
+    "start",
+    "pool",
+    "storage",
+    "force",
+    "unique",
+    "archive",
+    "bwlimit",
+    "live-restore",
+    "import-working-storage",
+    "digest",
+    "delete",
+    "revert",
+    "skiplock",
+    "background_delay",
+    "ha-managed",
+}
 
 
 @api("GET", Q)
@@ -63,9 +77,9 @@ def create(call: Call) -> str:
     if pool and pool not in call.state["access"]["pools"]:
         raise ApiError(500, f"pool '{pool}' does not exist")
     privs = sorted({c.config_priv(k) for k in call.params if k not in _NOT_CONFIG})
-    if privs and not call.cab.acl.allowed(call.who, f"/vms/{vmid}", privs):
-        if not pool or not call.cab.acl.allowed(call.who, f"/pool/{pool}", privs):
-            call.cab.acl.check(call.who, f"/vms/{vmid}", privs)
+    in_pool = bool(pool) and call.cab.acl.allowed(call.who, f"/pool/{pool}", privs)
+    if privs and not in_pool and not call.cab.acl.allowed(call.who, f"/vms/{vmid}", privs):
+        call.cab.acl.check(call.who, f"/vms/{vmid}", privs)
     config = _config_from_params(call, node, vmid)
     config.setdefault("memory", "512")
     config.setdefault("cores", 1)

@@ -5,19 +5,28 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import urllib3
 from proxmoxer import ProxmoxAPI, ResourceException
 
 from kloudctl.sim.server import Endpoint
+
+# The tests connect with verify_ssl=False; the fingerprint is checked against the served
+# certificate in test_sim_auth.py, so the warning says nothing useful here.
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 def root_api(ep: Endpoint) -> ProxmoxAPI:
     # verify_ssl=False: the served certificate is checked against ep.fingerprint in
     # test_sim_auth.py::test_fingerprint_matches_served_certificate.
-    return ProxmoxAPI(ep.host, port=ep.port, user="root@pam", password=ep.root_password, verify_ssl=False)
+    return ProxmoxAPI(
+        ep.host, port=ep.port, user="root@pam", password=ep.root_password, verify_ssl=False
+    )
 
 
 def token_api(ep: Endpoint, user: str, token: str, secret: str) -> ProxmoxAPI:
-    return ProxmoxAPI(ep.host, port=ep.port, user=user, token_name=token, token_value=secret, verify_ssl=False)
+    return ProxmoxAPI(
+        ep.host, port=ep.port, user=user, token_name=token, token_value=secret, verify_ssl=False
+    )
 
 
 def user_api(ep: Endpoint, user: str, password: str) -> ProxmoxAPI:
