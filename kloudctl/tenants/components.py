@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pulumi
+
 from kloudctl.tenants.resources import Acl, Group, Pool, SecurityGroup, Token, User, Vm
 
 TENANT_ROLE = "PVEVMAdmin"

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pulumi
+
 from kloudctl.capacity import plan_cabinet
 from kloudctl.model import load_fleet
 from kloudctl.model.schema import Cabinet

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 from pulumi.dynamic import Resource
 
-import pulumi
 from kloudctl.tenants import providers
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import pulumi
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
