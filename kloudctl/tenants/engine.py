@@ -142,6 +142,16 @@ def find_pulumi() -> str:
     return path
 
 
+def _pulumi_command() -> Any:
+    """The CLI the tools step built (or the one on PATH), as the Automation API wants it."""
+    from pulumi import automation as auto
+
+    binary = Path(find_pulumi())
+    if binary.parent.name != "bin":
+        return None
+    return auto.PulumiCommand(root=str(binary.parent.parent))
+
+
 # --- stale locks and pending operations --------------------------------------------
 
 
@@ -202,9 +212,7 @@ class TenantsStack:
                 runtime="python",
                 backend=auto.ProjectBackend(url=f"file://{self.paths.backend}"),
             ),
-            pulumi_command=auto.PulumiCommand(root=str(Path(find_pulumi()).parent.parent))
-            if Path(find_pulumi()).parent.name == "bin"
-            else None,
+            pulumi_command=_pulumi_command(),
         )
 
     def _program(self) -> Callable[[], None]:

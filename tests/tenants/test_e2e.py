@@ -30,7 +30,14 @@ try:
 except Exception:  # pragma: no cover - depends on the tools step
     pytest.skip("needs the Pulumi CLI (make tools)", allow_module_level=True)
 
-pytestmark = [pytest.mark.slow, pytest.mark.pulumi]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.pulumi,
+    # the tests' own root/tenant clients do not pin the simulator's certificate
+    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+    # Pulumi's inline-program host closes its callback server after the loop is gone
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 GIB = 1024**3
 KLOUDCTL = str(Path(sys.executable).parent / "kloudctl")
 
