@@ -32,13 +32,20 @@ GUESTS_PER_TENANT = 10
 BASE = (REPO / "cabinets" / "brieux.yaml").read_text()
 
 
-def cabinet_yaml(name: str) -> str:
+def cabinet_yaml(name: str, index: int) -> str:
+    """brieux's hardware and networks, renumbered so two bench cabinets can coexist."""
     head = BASE[: BASE.index("tenants:")].replace("name: brieux", f"name: {name}", 1)
+    for old, new in (
+        ("203.0.113.", f"203.0.{113 + index}."),
+        ("10.61.63.", f"10.61.{70 + index}."),
+        ('insee: "61063"', f'insee: "6107{index}"'),
+    ):
+        head = head.replace(old, new)
     lines = ["tenants:"]
     for t in range(TENANTS):
         lines += [
-            f"  - name: bench-{t}",
-            "    level: 2",
+            f"  - name: {'council' if t == 0 else f'bench-{t}'}",
+            f"    level: {1 if t == 0 else 2}",
             f"    display_name: Bench tenant {t}",
             "    quota: {vcpu: 10, ram: 12GiB, disk: 120GiB}",
             "    vms:",
