@@ -195,8 +195,8 @@ def main() -> None:
             workdir,
             task_seconds=0.05,
             cabinets={
-                "bench-pulumi": cabinet_yaml("bench-pulumi"),
-                "bench-ansible": cabinet_yaml("bench-ansible"),
+                "bench-pulumi": cabinet_yaml("bench-pulumi", 0),
+                "bench-ansible": cabinet_yaml("bench-ansible", 1),
             },
         )
         try:
