@@ -140,6 +140,7 @@ def run_playbook(workdir: Path, sim, cabinet: str) -> tuple[float, str]:
         "pve_token_id": token,
         "pve_token_secret": target["secret"],
         "pve_node": ep.nodes[0],
+        "ansible_python_interpreter": sys.executable,  # the venv: proxmoxer is there
         "tenants": [{"name": t.name} for t in plan.tenants],
         "guests": [
             {
@@ -161,7 +162,7 @@ def run_playbook(workdir: Path, sim, cabinet: str) -> tuple[float, str]:
     playbook.write_text(PLAYBOOK)
     env = {
         **os.environ,
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.oneline",
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
         "ANSIBLE_LOCALHOST_WARNING": "false",
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
     }
