@@ -92,6 +92,7 @@ PLAYBOOK = """
         type: group
         ugid: "tenant-{{ item.name }}"
         roleid: PVEVMAdmin
+        state: present
       loop: "{{ tenants }}"
     - name: Clone the guests from the template
       community.proxmox.proxmox_kvm:
