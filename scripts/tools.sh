@@ -121,10 +121,13 @@ go_tool rest-server github.com/restic/rest-server github.com/restic/rest-server/
 # pyproject.toml is pinned to the same version. The CLI is built with its version stamped in:
 # without it the Automation API refuses the CLI.
 #
-# The Go language host (pulumi-language-python) is not here: its module,
-# github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3, is not on our Go module
-# proxy at any version. Automation API inline programs do not need it (the SDK serves the
-# program to the CLI itself); `pulumi up` on a Pulumi.yaml project with runtime python does.
+# Pulumi's Go language host (module github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3)
+# is not on our Go module proxy at any version, so `pulumi up` on a `runtime: python` project
+# runs our own minimal host instead: scripts/tools/pulumi-language-python (see langhost_build).
+# The CLI trusts a language host only next to itself (a different one found on PATH draws a
+# warning), so .tools/bin links into a bundle directory, $cache/pulumi-VERSION+lh-HASH, holding
+# hard links (or copies) of the CLI, the two helpers and the host. Editing the host changes HASH:
+# a new bundle is made in seconds, the CLI is not rebuilt.
 pulumi_tool() {
   local moddir=$root/scripts/tools/pulumi version sdk_version
   version=$(mod_version "$moddir" github.com/pulumi/pulumi/pkg/v3)
@@ -152,6 +155,12 @@ pulumi_tool() {
       for name in pulumi "${helpers[@]}"; do
         link "${use[$name]}" "$name"
       done
+      # That CLI's own language host when it has one next to it, else ours.
+      if [[ -x ${found%/*}/pulumi-language-python ]]; then
+        link "${found%/*}/pulumi-language-python" pulumi-language-python
+      else
+        link "$(langhost_build "$version")/pulumi-language-python" pulumi-language-python
+      fi
       return
     fi
   fi
@@ -171,8 +180,47 @@ pulumi_tool() {
     rm -rf "$dest" && mv "$dest.tmp" "$dest"
     say "built pulumi $version in $((SECONDS - start))s"
   fi
-  for name in pulumi "${helpers[@]}"; do
-    link "$dest/$name" "$name"
+  local host hash bundle
+  host=$(langhost_build "$version")
+  hash=${host##*-}
+  bundle=$cache/pulumi-$version+lh-$hash
+  if [[ ! -x $bundle/pulumi-language-python ]]; then
+    rm -rf "$bundle.tmp" && mkdir -p "$bundle.tmp"
+    for name in pulumi "${helpers[@]}"; do
+      ln "$dest/$name" "$bundle.tmp/$name" 2>/dev/null || cp -p "$dest/$name" "$bundle.tmp/$name"
+    done
+    ln "$host/pulumi-language-python" "$bundle.tmp/" 2>/dev/null ||
+      cp -p "$host/pulumi-language-python" "$bundle.tmp/"
+    rm -rf "$bundle" && mv "$bundle.tmp" "$bundle"
+  fi
+  for name in pulumi "${helpers[@]}" pulumi-language-python; do
+    link "$bundle/$name" "$name"
   done
 }
+
+# langhost_build VERSION: build kloudctl's Python language host (scripts/tools/pulumi-language-python,
+# requiring sdk/v3 at VERSION, the CLI's) once per content of its sources, into
+# $cache/pulumi-language-python-VERSION-HASH; print that directory. Messages go to stderr.
+langhost_build() {
+  local moddir=$root/scripts/tools/pulumi-language-python version=$1 sdk_version hash
+  sdk_version=$(mod_version "$moddir" github.com/pulumi/pulumi/sdk/v3)
+  [[ $sdk_version == "$version" ]] ||
+    die "$moddir/go.mod pins sdk/v3 $sdk_version but the Pulumi CLI is $version: they must be the same version"
+  local sources=("$moddir"/go.mod "$moddir"/go.sum "$moddir"/*.go)
+  hash=$(cat "${sources[@]}" | sha256sum | cut -c1-12)
+  local dest=$cache/pulumi-language-python-$version-$hash
+  if [[ ! -x $dest/pulumi-language-python ]]; then
+    need_go "pulumi-language-python $version" "$moddir"
+    say "building kloudctl's pulumi-language-python ($version, sources $hash; cached in $dest)" >&2
+    local start=$SECONDS
+    rm -rf "$dest.tmp"
+    go_build "$moddir" "$dest.tmp/pulumi-language-python" . -ldflags "-X main.version=${version#v}" >&2
+    [[ $("$dest.tmp/pulumi-language-python" -version 2>&1) == "${version#v}" ]] ||
+      die "the built pulumi-language-python reports version '$("$dest.tmp/pulumi-language-python" -version 2>&1 | head -1)', not ${version#v}"
+    rm -rf "$dest" && mv "$dest.tmp" "$dest"
+    say "built pulumi-language-python in $((SECONDS - start))s" >&2
+  fi
+  echo "$dest"
+}
+
 pulumi_tool
