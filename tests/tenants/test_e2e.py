@@ -9,6 +9,7 @@ the tests run in file order, each leaving the fleet converged for the next.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 pytest.importorskip("kloudctl.sim.server", reason="needs the simulator (kloudctl sim)")
 
 from kloudctl.errors import AdmissionRefused, ApplyFailed, NotFound, StackBusy
-from kloudctl.tenants.engine import TenantsStack, find_pulumi
+from kloudctl.tenants.engine import TenantsStack, find_pulumi, pulumi_env, state_paths
 
 from .simfleet import CABINETS, SimFleet, start_sim_fleet
 
@@ -39,6 +40,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
 GIB = 1024**3
+ROOT = Path(__file__).resolve().parents[2]
 KLOUDCTL = str(Path(sys.executable).parent / "kloudctl")
 
 
@@ -102,6 +104,30 @@ def test_second_plan_shows_zero_changes(sim):
     for cabinet in CABINETS:
         result = run(sim, cabinet, "plan")
         assert result.changed == 0, result.changes
+
+
+def test_plain_pulumi_cli_runs_the_same_project_and_sees_no_change(sim, tmp_path):
+    """`pulumi preview` in a copy of pulumi/ (the language host, not the Automation API),
+    on kloudctl's stack and state: the same program, so nothing to change."""
+    project = tmp_path / "project"
+    project.mkdir()
+    venv = Path(sys.executable).parent.parent
+    text = (ROOT / "pulumi" / "Pulumi.yaml").read_text()
+    (project / "Pulumi.yaml").write_text(text.replace("../.venv", str(venv)))
+    shutil.copy(ROOT / "pulumi" / "__main__.py", project)
+    state = sim.root / ".state" / "pulumi"
+    shutil.copy(state / "work" / "Pulumi.brieux.yaml", project)
+    env = {**os.environ, **pulumi_env(state_paths(sim.root))}
+    done = subprocess.run(
+        [find_pulumi(), "preview", "--stack", "brieux", "--non-interactive", "--expect-no-changes"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sim.targets["brieux"]["secret"] not in done.stdout + done.stderr
 
 
 def test_no_secret_in_plaintext_state(sim):
