@@ -391,10 +391,10 @@ class _EventCollector:
                 self.warnings.append(text)
 
     def _step(self, meta: Any, status: str) -> None:
+        if meta.type.startswith(_HIDDEN_TYPES):
+            return  # the stack, the provider, and the Guest wrapper of each guest's VM
         op = str(getattr(meta.op, "value", meta.op))
         kind = _kind(meta.type, meta.urn)
-        if kind in ("pulumi:pulumi:Stack",):
-            return
         name = meta.urn.rsplit("::", 1)[-1]
         seconds = time.monotonic() - self.started.get(meta.urn, time.monotonic())
         step = Step(op, name, kind, status, seconds)
@@ -403,21 +403,23 @@ class _EventCollector:
             self.on_step(step)
 
 
-_PROVIDER_KINDS = {
-    "-pool": "pool",
-    "-group": "group",
-    "-user": "user",
-    "-token": "token",
-    "-acl-group": "acl",
-    "-acl-token": "acl",
-    "-firewall": "security group",
-}
+_HIDDEN_TYPES = ("pulumi:pulumi:Stack", "pulumi:providers:", "kloudctl:tenants:Guest")
+# Resource names end with what they are (see components.Tenant); longest suffix first.
+_PROVIDER_KINDS = (
+    ("-acl-group", "acl"),
+    ("-acl-token", "acl"),
+    ("-firewall", "security group"),
+    ("-pool", "pool"),
+    ("-group", "group"),
+    ("-user", "user"),
+    ("-token", "token"),
+)
 
 
 def _kind(type_: str, urn: str) -> str:
     if type_ == "pulumi-python:dynamic:Resource":
         name = urn.rsplit("::", 1)[-1]
-        for suffix, kind in _PROVIDER_KINDS.items():
+        for suffix, kind in _PROVIDER_KINDS:
             if name.endswith(suffix):
                 return kind
         return "guest"
