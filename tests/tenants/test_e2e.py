@@ -405,3 +405,15 @@ def test_concurrent_update_and_missing_stack_are_mapped(sim, tmp_path):
             run(sim, "brieux", "refresh")
         finally:
             del os.environ["KLOUDCTL_PULUMI_STATE"]
+
+
+def test_destroy_removes_every_tenant_object(sim):
+    done = cli(sim, "tenants", "destroy", "saint-aubin", "--yes")
+    assert done.returncode == 0, done.stderr
+    api = sim.root_api("saint-aubin")
+    assert sim.guests("saint-aubin") == {}
+    assert [p["poolid"] for p in api.pools.get()] == []
+    assert {u["userid"] for u in api.access.users.get()} == {"root@pam", "kloudctl@pve"}
+    assert [g["group"] for g in api.cluster.firewall.groups.get()] == []
+    template = [g for g in api.cluster.resources.get(type="vm") if g.get("template")]
+    assert template, "the template is not kloudctl's: it stays"
