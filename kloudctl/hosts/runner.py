@@ -162,6 +162,12 @@ def run_playbook(
             event_handler=handle,
             suppress_env_files=True,
             rotate_artifacts=1,
+            # Same as a plain ansible-playbook run with our ansible.cfg: facts stay in
+            # memory (ansible-runner's default writes a jsonfile fact cache into the
+            # throw-away private dir, one JSON dump per host on every fact update) ...
+            fact_cache_type="memory",
+            # ... and no stdout copy in the artifacts: events reach `handle` directly.
+            suppress_output_file=True,
         )
     result.rc = int(runner.rc or 0)
     result.status = str(runner.status)
