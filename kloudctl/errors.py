@@ -61,3 +61,44 @@ class PartialFailure(KloudError):
     """Some targets succeeded, others could not be reached (exit 3)."""
 
     exit_code = 3
+
+
+class ResticError(ExternalError):
+    """restic ended with a failure. `code` is its exit code, `message` its own words."""
+
+    code: int = 1
+
+    def __init__(self, command: str, message: str, code: int | None = None) -> None:
+        if code is not None:
+            self.code = code
+        self.command = command
+        self.message = message
+        super().__init__(f"restic {command} failed (exit {self.code}): {message}")
+
+
+class RepositoryMissing(ResticError):
+    """The repository does not exist (restic exit 10)."""
+
+    code = 10
+
+
+class RepositoryLocked(ResticError):
+    """The repository stayed locked through every retry (restic exit 11)."""
+
+    code = 11
+
+
+class WrongPassword(ResticError):
+    """No key of the repository opens with the password (restic exit 12); never retried."""
+
+    code = 12
+
+
+class ResticCancelled(ResticError):
+    """restic was interrupted (exit 130)."""
+
+    code = 130
+
+
+class ToolMissing(ExternalError):
+    """A tool kloudctl needs (restic, rest-server) is not on PATH; `make tools` builds it."""
