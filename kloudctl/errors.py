@@ -100,5 +100,11 @@ class ResticCancelled(ResticError):
     code = 130
 
 
+class ResticTimeout(ResticError):
+    """restic did not finish in time (it retries an unreachable server for many minutes)."""
+
+    code = -1
+
+
 class ToolMissing(ExternalError):
     """A tool kloudctl needs (restic, rest-server) is not on PATH; `make tools` builds it."""

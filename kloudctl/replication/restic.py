@@ -6,7 +6,8 @@ Every restic invocation of the project goes through `Restic.run`:
   (`status`, `summary`, `error`, `exit_error`, ...); lines that are not JSON are kept as text;
   a command whose stdout is one JSON document (`snapshots`, `stats`) gets it in `document`.
 - exit codes become typed outcomes: 0 ok; 3 warning (the snapshot is kept, the result says
-  so); 10 `RepositoryMissing`; 11 `RepositoryLocked` after retries with backoff; 12
+  so); 10 `RepositoryMissing`; 11 `RepositoryLocked` after retries with backoff (stale locks
+  of killed runs are removed with `unlock` between attempts, live ones are waited for); 12
   `WrongPassword`, never retried; 130 `ResticCancelled`; anything else `ResticError`.
 - secrets reach restic only as password files or commands (`RESTIC_PASSWORD_FILE`,
   `RESTIC_PASSWORD_COMMAND`, `RESTIC_FROM_PASSWORD_FILE` for `copy`/`init --from-repo`),
@@ -21,6 +22,7 @@ Command builders are pure functions returning argument lists (no shell anywhere)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -40,6 +42,7 @@ from kloudctl.errors import (
     RepositoryMissing,
     ResticCancelled,
     ResticError,
+    ResticTimeout,
     ToolMissing,
     WrongPassword,
 )
@@ -281,6 +284,7 @@ class Restic:
         on_message: MessageHandler | None = None,
         retry_locked: bool = True,
         stdin: int | None = subprocess.DEVNULL,
+        timeout: float | None = None,
     ) -> Result:
         """Run one restic command; return its Result or raise the typed error."""
         argv = self.argv(repo, args, from_repo=from_repo)
@@ -290,10 +294,15 @@ class Restic:
         started = time.monotonic()
         while True:
             attempt += 1
-            result = self._once(argv, env, on_message, stdin, args[0] if args else "?")
+            name = args[0] if args else "?"
+            result = self._once(argv, env, on_message, stdin, name, timeout)
             result.attempts = attempt
             result.duration = time.monotonic() - started
             if result.exit_code == 11 and delays:
+                # A lock left by a killed run (its process is gone, or it is 30 minutes
+                # old) blocks every exclusive lock until removed: `unlock` removes only those.
+                if name != "unlock":
+                    self._once(self.argv(repo, ["unlock"]), env, None, subprocess.DEVNULL, "unlock")
                 self.sleep(delays.pop(0))
                 continue
             return _outcome(args[0] if args else "", result)
@@ -305,6 +314,7 @@ class Restic:
         on_message: MessageHandler | None,
         stdin: int | None,
         name: str,
+        timeout: float | None = None,
     ) -> Result:
         result = Result(command=list(argv), exit_code=-1, outcome=Outcome.OK)
         lock = threading.Lock()
@@ -364,9 +374,21 @@ class Restic:
 
         reader = threading.Thread(target=pump, args=(proc.stderr, "stderr"), daemon=True)
         reader.start()
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+
+        timer = threading.Timer(timeout, expire) if timeout else None
+        if timer is not None:
+            timer.start()
         try:
             pump(proc.stdout, "stdout")
             result.exit_code = proc.wait()
+            if expired.is_set():
+                raise ResticTimeout(name, f"no answer within {timeout:.0f}s")
         except KeyboardInterrupt:
             # restic cleans up (removes its lock) on SIGINT; give it a moment.
             proc.send_signal(signal.SIGINT)
@@ -377,6 +399,8 @@ class Restic:
                 proc.wait()
             raise ResticCancelled(name, "interrupted") from None
         finally:
+            if timer is not None:
+                timer.cancel()
             reader.join(timeout=30)
         return result
 
@@ -405,7 +429,10 @@ _BY_CODE: dict[int, type[ResticError]] = {
 def _outcome(command: str, result: Result) -> Result:
     code = result.exit_code
     if code == 0:
-        result.outcome = Outcome.OK
+        # restic 0.18 `forget` exits 0 when the server refuses to delete (append-only),
+        # printing only `unable to remove ...`: a refusal must not pass for success.
+        refused = command == "forget" and any("unable to remove" in t for t in result.text)
+        result.outcome = Outcome.WARNING if refused else Outcome.OK
         return result
     if code == 3:
         result.outcome = Outcome.WARNING
