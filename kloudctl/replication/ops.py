@@ -105,20 +105,24 @@ class Replicator:
         return repo
 
     def ensure_peer(self, cabinet: str, peer: str) -> Repo:
-        """The peer copy, created with the local repository's chunker parameters."""
-        local = self.layout.local_repo(cabinet)
+        """The peer copy, created if missing with the local repository's chunker parameters."""
         remote = self.layout.peer_repo(cabinet, peer)
         probe(remote.location)
         try:
             self.restic.run(remote, ["cat", "config"])
         except RepositoryMissing:
-            self.restic.run(
-                remote, r.init_args(from_repo=local, copy_chunker_params=True), from_repo=local
-            )
-            # The owner of the peer prunes by age, so it needs a key of its own.
-            owner_key = self.layout.secret(f"{cabinet}@{peer}.owner.password")
-            self.restic.run(remote, ["key", "add", "--new-password-file", str(owner_key)])
+            self.init_peer(cabinet, peer)
         return remote
+
+    def init_peer(self, cabinet: str, peer: str) -> None:
+        local = self.layout.local_repo(cabinet)
+        remote = self.layout.peer_repo(cabinet, peer)
+        self.restic.run(
+            remote, r.init_args(from_repo=local, copy_chunker_params=True), from_repo=local
+        )
+        # The owner of the peer prunes by age, so it needs a key of its own.
+        owner_key = self.layout.secret(f"{cabinet}@{peer}.owner.password")
+        self.restic.run(remote, ["key", "add", "--new-password-file", str(owner_key)])
 
     # ---- the steps
     def backup(self, cabinet: str) -> list[Step]:
@@ -161,8 +165,13 @@ class Replicator:
 
     def copy(self, cabinet: str, peer: str) -> tuple[str, dict[str, Any], bool]:
         local = self.layout.local_repo(cabinet)
-        remote = self.ensure_peer(cabinet, peer)
-        result = self.restic.run(remote, r.copy_args(local), from_repo=local)
+        remote = self.layout.peer_repo(cabinet, peer)
+        probe(remote.location)
+        try:
+            result = self.restic.run(remote, r.copy_args(local), from_repo=local)
+        except RepositoryMissing:  # first copy: create the peer repository, then copy
+            self.init_peer(cabinet, peer)
+            result = self.restic.run(remote, r.copy_args(local), from_repo=local)
         copied = sum(
             1 for line in result.text if line.startswith("snapshot ") and line.endswith(" saved")
         )
