@@ -106,8 +106,8 @@ def status(ctx, cabinet, all_, as_json, state_dir, now_):  # type: ignore[no-unt
         )
         table.append([
             row["cabinet"], row["peer"],
-            f"{row['newest_local_id'] or '-'} {row['newest_local'] or ''}".strip(),
-            f"{row.get('newest_copied_original') or '-'} {row.get('newest_copied') or ''}".strip(),
+            f"{row['newest_local_id'] or '-'} {_when(row['newest_local'])}".strip(),
+            f"{row.get('newest_copied_original') or '-'} {_when(row.get('newest_copied'))}".strip(),
             "-" if lag is None else st.format_duration(lag),
             "-" if row.get("unreplicated") is None else row["unreplicated"],
             _size(row.get("local_size")), _size(row.get("peer_size")), check,
@@ -121,6 +121,10 @@ def status(ctx, cabinet, all_, as_json, state_dir, now_):  # type: ignore[no-unt
             table,
         )
     )  # fmt: skip
+
+
+def _when(stamp: str | None) -> str:
+    return stamp[:19].replace("T", " ") if stamp else ""
 
 
 def _result(ok: bool, warning: bool) -> str:
