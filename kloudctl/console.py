@@ -11,13 +11,16 @@ from rich.markup import escape
 from rich.table import Table
 
 # stdout for results, stderr for diagnostics, so `--json` output stays parseable.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: fingerprints like "...:AB:CD:..." must not turn into emoji codes.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def emit_json(data: Any) -> None:
     """Print machine-readable output (stable keys, no colour)."""
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.write(
+        json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False) + "\n"
+    )
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:

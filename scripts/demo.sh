@@ -19,22 +19,69 @@ for cabinet in brieux saint-aubin mortree; do
   kloudctl plan "$cabinet" --offline
 done
 
+# --- Proxmox VE API simulator (issue 3) ---------------------------------------------------
+sim_dir=.state/demo-sim
+step "Start the example fleet on the Proxmox VE 9.1 API simulator (kloudctl sim up)"
+kloudctl sim down --state-dir "$sim_dir" >/dev/null 2>&1 || true
+kloudctl sim up brieux saint-aubin mortree --ephemeral --port 0 --task-seconds 0.2 --state-dir "$sim_dir"
+trap 'kloudctl sim down --state-dir "$sim_dir" >/dev/null 2>&1 || true' EXIT
+
+step "The simulated cabinets answer (kloudctl sim status)"
+kloudctl sim status --state-dir "$sim_dir"
+
+step "A Proxmox client, unchanged: clone the debian-12-cloud template on brieux and start it"
+python - "$sim_dir" <<'PY'
+import json, sys
+from proxmoxer import ProxmoxAPI
+from proxmoxer.tools import Tasks
+import urllib3
+urllib3.disable_warnings()
+cab = next(c for c in json.load(open(f"{sys.argv[1]}/run.json"))["cabinets"] if c["name"] == "brieux")
+api = ProxmoxAPI(cab["host"], port=cab["port"], user="root@pam", password=cab["password"], verify_ssl=False)
+node = cab["nodes"][0]
+for step, upid in (("clone", lambda: api.nodes(node).qemu(9000).clone.post(newid=1000, name="brieux-web")),
+                   ("start", lambda: api.nodes(node).qemu(1000).status.start.post())):
+    print(f"{step}: {Tasks.blocking_status(api, upid(), polling_interval=0.1)['exitstatus']}")
+for vm in api.cluster.resources.get(type="vm"):
+    print(f"  {vm['vmid']:>5} {vm['name']:<16} {vm['node']:<5} {vm['status']}")
+PY
+
+step "Simulated share of the PVE 9.1 API (kloudctl sim coverage)"
+kloudctl sim coverage | tail -1
+# --- Test cabinets and host bootstrap (issue 5) ----------------------------------------
+step "Test cabinets: the three example cabinets as real Debian systems in podman"
+if problem=$(python -c 'from tests.testbed.conftest import podman_problem; print(podman_problem() or "")') && [[ -z $problem ]]; then
+  (
+    export KLOUDCTL_TESTBED_PREFIX=kloudctl-demo
+    trap 'kloudctl testbed down >/dev/null 2>&1 || true' EXIT
+    kloudctl testbed up
+    step "Bootstrap the three cabinets in parallel (roles base, proxmox_host, power_budget)"
+    kloudctl cabinet bootstrap brieux mortree saint-aubin
+    step "Bootstrap again: nothing changes"
+    kloudctl cabinet bootstrap brieux mortree saint-aubin
+  )
+else
+  echo "skipped: test cabinets cannot run here: $problem"
+fi
+# --- Replication (issue 6) ------------------------------------------------------------
 step "Replication: one round between the example cabinets (real restic, rest-servers on loopback), then status"
-repl=$(mktemp -d /tmp/kloudctl-demo-replication.XXXXXX)
-trap 'kill "${repl_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$repl"' EXIT
-endpoints='{"cabinets": {'
-for cabinet in brieux saint-aubin mortree; do
-  # Each cabinet's files, simulated as a folder: what the `standard` policy backs up.
-  root=$repl/files/$cabinet
-  mkdir -p "$root/etc" "$root/var/lib/vz/dump" "$root/var/lib/kloudctl"
-  echo "$cabinet" > "$root/etc/hostname"
-  head -c 2000000 /dev/urandom > "$root/var/lib/vz/dump/vzdump-qemu-1000.vma"
-  endpoints+="\"$cabinet\": {\"root\": \"$root\"},"
-done
-printf '%s\n' "${endpoints%,}}}" > "$repl/endpoints.json"
-kloudctl replication serve --state-dir "$repl" > "$repl/serve.log" 2>&1 &
-repl_pid=$!
-for _ in $(seq 100); do grep -q ready "$repl/serve.log" && break; sleep 0.2; done
-kloudctl replication run --all --state-dir "$repl"
-kloudctl replication status --state-dir "$repl"
-kloudctl replication check --all --state-dir "$repl" || true
+(
+  repl=$(mktemp -d /tmp/kloudctl-demo-replication.XXXXXX)
+  trap 'kill "${repl_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$repl"' EXIT
+  endpoints='{"cabinets": {'
+  for cabinet in brieux saint-aubin mortree; do
+    # Each cabinet's files, simulated as a folder: what the `standard` policy backs up.
+    root=$repl/files/$cabinet
+    mkdir -p "$root/etc" "$root/var/lib/vz/dump" "$root/var/lib/kloudctl"
+    echo "$cabinet" > "$root/etc/hostname"
+    head -c 2000000 /dev/urandom > "$root/var/lib/vz/dump/vzdump-qemu-1000.vma"
+    endpoints+="\"$cabinet\": {\"root\": \"$root\"},"
+  done
+  printf '%s\n' "${endpoints%,}}}" > "$repl/endpoints.json"
+  kloudctl replication serve --state-dir "$repl" > "$repl/serve.log" 2>&1 &
+  repl_pid=$!
+  for _ in $(seq 100); do grep -q ready "$repl/serve.log" && break; sleep 0.2; done
+  kloudctl replication run --all --state-dir "$repl"
+  kloudctl replication status --state-dir "$repl"
+  kloudctl replication check --all --state-dir "$repl" || true
+)

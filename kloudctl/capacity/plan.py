@@ -81,21 +81,42 @@ class CabinetPlan:
     resources: list[Resource]
     power: PowerEstimate
     problems: list[Problem] = field(default_factory=list)
+    source: Located | None = field(default=None, repr=False)
 
-    def refusals(self) -> list[str]:
-        """Why the plan cannot be admitted, with the numbers that break it."""
-        reasons = [
-            f"{r.name}: {r.show(r.reserved)} reserved exceeds {r.show(r.capacity)} available "
-            f"({r.show(r.physical)} physical)"
+    def _refusals(self) -> list[tuple[PathKey, str]]:
+        reasons: list[tuple[PathKey, str]] = [
+            (
+                ("tenants",),
+                f"{r.name}: tenants' quotas reserve {r.show(r.reserved)}, the nodes offer "
+                f"{r.show(r.capacity)} ({r.show(r.physical)} physical, after overcommit and "
+                "host reserve)",
+            )
             for r in self.resources
             if not r.fits
         ]
         if not self.power.fits:
             reasons.append(
-                f"power: estimated draw {self.power.estimated_watts:.0f} W exceeds the "
-                f"{self.power.budget_watts:.0f} W budget"
+                (
+                    ("power", "budget_watts"),
+                    f"power: estimated draw {self.power.estimated_watts:.0f} W exceeds the "
+                    f"{self.power.budget_watts:.0f} W budget",
+                )
             )
         return reasons
+
+    def refusals(self) -> list[str]:
+        """Why the plan cannot be admitted, with the numbers that break it."""
+        return [reason for _, reason in self._refusals()]
+
+    def refusal_problems(self) -> list[Problem]:
+        out = []
+        for path, reason in self._refusals():
+            message = f"plan refused: {reason}"
+            if self.source is not None:
+                out.append(self.source.problem(path, message))
+            else:
+                out.append(Problem(f"cabinets/{self.cabinet}.yaml", 0, 0, "", message))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -103,7 +124,9 @@ class CabinetPlan:
                 return {k: plain(v) for k, v in value.items()}
             if isinstance(value, list):
                 return [plain(v) for v in value]
-            if isinstance(value, ipaddress.IPv4Interface | ipaddress.IPv4Network | ipaddress.IPv4Address):
+            if isinstance(
+                value, ipaddress.IPv4Interface | ipaddress.IPv4Network | ipaddress.IPv4Address
+            ):
                 return str(value)
             return value
 
@@ -112,9 +135,7 @@ class CabinetPlan:
             "admitted": not self.refusals(),
             "refusals": self.refusals(),
             "tenants": [plain(asdict(t)) for t in self.tenants],
-            "resources": [
-                {**asdict(r), "fits": r.fits} for r in self.resources
-            ],
+            "resources": [{**asdict(r), "fits": r.fits} for r in self.resources],
             "power": {
                 "budget_watts": self.power.budget_watts,
                 "estimated_watts": round(self.power.estimated_watts, 1),
@@ -165,7 +186,11 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
             problems.append(Problem(cabinet.name, 0, 0, ".".join(map(str, path)), message))
 
     nets = cabinet.networks
-    subnets_available = 2 ** (nets.tenant_prefix - nets.tenant_supernet.prefixlen) if nets.tenant_prefix >= nets.tenant_supernet.prefixlen else 0
+    subnets_available = (
+        2 ** (nets.tenant_prefix - nets.tenant_supernet.prefixlen)
+        if nets.tenant_prefix >= nets.tenant_supernet.prefixlen
+        else 0
+    )
     vlans = _allocate_vlans(cabinet)
     vmid_ranges = _allocate_vmids(cabinet)
     tenants: list[TenantPlan] = []
@@ -185,7 +210,10 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
             )
             continue
         subnet = ipaddress.IPv4Network(
-            (int(nets.tenant_supernet.network_address) + offset * 2 ** (32 - nets.tenant_prefix), nets.tenant_prefix)
+            (
+                int(nets.tenant_supernet.network_address) + offset * 2 ** (32 - nets.tenant_prefix),
+                nets.tenant_prefix,
+            )
         )
         hosts = list(subnet.hosts()) if subnet.num_addresses <= 4096 else []
         gateway = hosts[0]
@@ -211,7 +239,9 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
                 problem(path, f"{address.ip} is already used by VM '{used_addresses[address.ip]}'")
             used_addresses[address.ip] = vm.name
             vms.append(
-                VmPlan(vm.name, vfirst + k, address, vm.cores, vm.memory, vm.disk, vm.template, vm.load)
+                VmPlan(
+                    vm.name, vfirst + k, address, vm.cores, vm.memory, vm.disk, vm.template, vm.load
+                )
             )
         tenants.append(
             TenantPlan(
@@ -238,18 +268,34 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
     usable_ram = max(0, ram - hw.host_reserve_ram * len(hw.nodes))
     disk = sum(d.size for n in hw.nodes for d in n.disks)
     resources = [
-        Resource("vCPU", sum(t.quota.vcpu for t in cabinet.tenants), cores * hw.overcommit.cpu, cores, "count"),
-        Resource("RAM", sum(t.quota.ram for t in cabinet.tenants), usable_ram * hw.overcommit.ram, ram, "bytes"),
-        Resource("disk", sum(t.quota.disk for t in cabinet.tenants), disk * hw.overcommit.disk, disk, "bytes"),
+        Resource(
+            "vCPU",
+            sum(t.quota.vcpu for t in cabinet.tenants),
+            cores * hw.overcommit.cpu,
+            cores,
+            "count",
+        ),
+        Resource(
+            "RAM",
+            sum(t.quota.ram for t in cabinet.tenants),
+            usable_ram * hw.overcommit.ram,
+            ram,
+            "bytes",
+        ),
+        Resource(
+            "disk",
+            sum(t.quota.disk for t in cabinet.tenants),
+            disk * hw.overcommit.disk,
+            disk,
+            "bytes",
+        ),
     ]
-    return CabinetPlan(cabinet.name, tenants, resources, estimate_power(cabinet), problems)
+    return CabinetPlan(cabinet.name, tenants, resources, estimate_power(cabinet), problems, source)
 
 
 def admit(plan: CabinetPlan) -> CabinetPlan:
     """Refuse a plan that breaks the cabinet's capacity or power budget."""
-    reasons = plan.refusals()
-    if reasons:
-        raise AdmissionRefused(
-            [Problem(f"cabinets/{plan.cabinet}.yaml", 0, 0, "", f"plan refused: {r}") for r in reasons]
-        )
+    problems = plan.refusal_problems()
+    if problems:
+        raise AdmissionRefused(problems)
     return plan
