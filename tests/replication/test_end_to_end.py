@@ -258,7 +258,7 @@ def test_a_corrupted_pack_is_detected(world: World) -> None:
     other.chmod(0o644)
     other.write_bytes(other.read_bytes()[:100])
     step = rep.integrity("alpha", "local", rep.layout.local_repo("alpha"))
-    assert not step.ok and "structural" in step.detail or not step.ok
+    assert (not step.ok and "structural" in step.detail) or not step.ok
 
 
 def test_restore_from_the_peer_after_the_source_repository_is_gone(
