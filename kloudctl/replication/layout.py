@@ -203,12 +203,21 @@ class Layout:
                 f"no rest-server known for cabinet '{peer}' (peer of '{source}'): declare it in "
                 f"{self.state / 'endpoints.json'} or start one with `kloudctl replication serve`"
             )
+        hint = self.state / "key-hints" / f"{source}@{peer}"
         return Repo(
             f"rest:{server.url}/{source}/",
             password_file=self.secret(f"{source}@{peer}.password"),
             rest_credentials_file=self.rest_identity(source, peer),
             cacert=server.cacert,
+            # The copy has two keys (the source's, the owner's); each wrong try costs a
+            # full scrypt derivation, so tell restic which one to try first.
+            key_hint=hint.read_text().strip() if hint.exists() else None,
         )
+
+    def remember_key_hint(self, source: str, peer: str, key_id: str) -> None:
+        folder = self.state / "key-hints"
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / f"{source}@{peer}", key_id + "\n")
 
     def hosted_repo(self, owner: str, source: str) -> Repo:
         """The copy of `source` that `owner` hosts, opened directly by the owner to prune it."""

@@ -123,6 +123,10 @@ class Replicator:
         # The owner of the peer prunes by age, so it needs a key of its own.
         owner_key = self.layout.secret(f"{cabinet}@{peer}.owner.password")
         self.restic.run(remote, ["key", "add", "--new-password-file", str(owner_key)])
+        keys = self.restic.run(remote, ["key", "list"]).document or []
+        mine = [k.get("id") for k in keys if isinstance(k, dict) and k.get("current")]
+        if mine and mine[0]:
+            self.layout.remember_key_hint(cabinet, peer, str(mine[0]))
 
     # ---- the steps
     def backup(self, cabinet: str) -> list[Step]:

@@ -68,6 +68,7 @@ class Repo:
     password_command: str | None = None
     rest_credentials_file: Path | None = None  # one line `user:password`, 0600
     cacert: Path | None = None
+    key_hint: str | None = None  # id of the key the password opens: saves trying the others
 
     def __post_init__(self) -> None:
         if (self.password_file is None) == (self.password_command is None):
@@ -273,6 +274,8 @@ class Restic:
         argv = [binary, "--json", "--repo", repo.location]
         if repo.cacert is not None:
             argv += ["--cacert", str(repo.cacert)]
+        if repo.key_hint:
+            argv += ["--key-hint", repo.key_hint]
         return [*argv, *args]
 
     def run(
