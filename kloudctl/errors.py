@@ -61,3 +61,7 @@ class PartialFailure(KloudError):
     """Some targets succeeded, others could not be reached (exit 3)."""
 
     exit_code = 3
+
+
+class Forbidden(KloudError):
+    """The acting person may not do this (e.g. a domain administrator on another domain)."""
