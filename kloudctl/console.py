@@ -17,7 +17,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def emit_json(data: Any) -> None:
     """Print machine-readable output (stable keys, no colour)."""
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.write(
+        json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False) + "\n"
+    )
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:

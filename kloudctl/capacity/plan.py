@@ -103,7 +103,9 @@ class CabinetPlan:
                 return {k: plain(v) for k, v in value.items()}
             if isinstance(value, list):
                 return [plain(v) for v in value]
-            if isinstance(value, ipaddress.IPv4Interface | ipaddress.IPv4Network | ipaddress.IPv4Address):
+            if isinstance(
+                value, ipaddress.IPv4Interface | ipaddress.IPv4Network | ipaddress.IPv4Address
+            ):
                 return str(value)
             return value
 
@@ -112,9 +114,7 @@ class CabinetPlan:
             "admitted": not self.refusals(),
             "refusals": self.refusals(),
             "tenants": [plain(asdict(t)) for t in self.tenants],
-            "resources": [
-                {**asdict(r), "fits": r.fits} for r in self.resources
-            ],
+            "resources": [{**asdict(r), "fits": r.fits} for r in self.resources],
             "power": {
                 "budget_watts": self.power.budget_watts,
                 "estimated_watts": round(self.power.estimated_watts, 1),
@@ -165,7 +165,11 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
             problems.append(Problem(cabinet.name, 0, 0, ".".join(map(str, path)), message))
 
     nets = cabinet.networks
-    subnets_available = 2 ** (nets.tenant_prefix - nets.tenant_supernet.prefixlen) if nets.tenant_prefix >= nets.tenant_supernet.prefixlen else 0
+    subnets_available = (
+        2 ** (nets.tenant_prefix - nets.tenant_supernet.prefixlen)
+        if nets.tenant_prefix >= nets.tenant_supernet.prefixlen
+        else 0
+    )
     vlans = _allocate_vlans(cabinet)
     vmid_ranges = _allocate_vmids(cabinet)
     tenants: list[TenantPlan] = []
@@ -185,7 +189,10 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
             )
             continue
         subnet = ipaddress.IPv4Network(
-            (int(nets.tenant_supernet.network_address) + offset * 2 ** (32 - nets.tenant_prefix), nets.tenant_prefix)
+            (
+                int(nets.tenant_supernet.network_address) + offset * 2 ** (32 - nets.tenant_prefix),
+                nets.tenant_prefix,
+            )
         )
         hosts = list(subnet.hosts()) if subnet.num_addresses <= 4096 else []
         gateway = hosts[0]
@@ -211,7 +218,9 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
                 problem(path, f"{address.ip} is already used by VM '{used_addresses[address.ip]}'")
             used_addresses[address.ip] = vm.name
             vms.append(
-                VmPlan(vm.name, vfirst + k, address, vm.cores, vm.memory, vm.disk, vm.template, vm.load)
+                VmPlan(
+                    vm.name, vfirst + k, address, vm.cores, vm.memory, vm.disk, vm.template, vm.load
+                )
             )
         tenants.append(
             TenantPlan(
@@ -238,9 +247,27 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
     usable_ram = max(0, ram - hw.host_reserve_ram * len(hw.nodes))
     disk = sum(d.size for n in hw.nodes for d in n.disks)
     resources = [
-        Resource("vCPU", sum(t.quota.vcpu for t in cabinet.tenants), cores * hw.overcommit.cpu, cores, "count"),
-        Resource("RAM", sum(t.quota.ram for t in cabinet.tenants), usable_ram * hw.overcommit.ram, ram, "bytes"),
-        Resource("disk", sum(t.quota.disk for t in cabinet.tenants), disk * hw.overcommit.disk, disk, "bytes"),
+        Resource(
+            "vCPU",
+            sum(t.quota.vcpu for t in cabinet.tenants),
+            cores * hw.overcommit.cpu,
+            cores,
+            "count",
+        ),
+        Resource(
+            "RAM",
+            sum(t.quota.ram for t in cabinet.tenants),
+            usable_ram * hw.overcommit.ram,
+            ram,
+            "bytes",
+        ),
+        Resource(
+            "disk",
+            sum(t.quota.disk for t in cabinet.tenants),
+            disk * hw.overcommit.disk,
+            disk,
+            "bytes",
+        ),
     ]
     return CabinetPlan(cabinet.name, tenants, resources, estimate_power(cabinet), problems)
 
@@ -250,6 +277,9 @@ def admit(plan: CabinetPlan) -> CabinetPlan:
     reasons = plan.refusals()
     if reasons:
         raise AdmissionRefused(
-            [Problem(f"cabinets/{plan.cabinet}.yaml", 0, 0, "", f"plan refused: {r}") for r in reasons]
+            [
+                Problem(f"cabinets/{plan.cabinet}.yaml", 0, 0, "", f"plan refused: {r}")
+                for r in reasons
+            ]
         )
     return plan

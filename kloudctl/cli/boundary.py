@@ -50,6 +50,8 @@ def run_with_boundary(command: click.Command) -> None:
     except Exception as exc:  # a bug: say so without leaking locals
         if debug:
             traceback.print_exc()
-        console.error(f"internal error: {type(exc).__name__}: {exc} (set KLOUDCTL_DEBUG=1 for a traceback)")
+        console.error(
+            f"internal error: {type(exc).__name__}: {exc} (set KLOUDCTL_DEBUG=1 for a traceback)"
+        )
         sys.exit(1)
     sys.exit(0)

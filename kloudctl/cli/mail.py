@@ -386,3 +386,104 @@ def dkim_list(m: MailContext, domain_name: str | None, as_json: bool) -> None:
     if not as_json:
         rows = [{k: v for k, v in r.items() if k != "public_key"} for r in rows]
     _rows("DKIM keys", rows, as_json)
+
+
+# --- DNS ------------------------------------------------------------------------------
+
+
+@command.group("dns")
+def dns_group() -> None:
+    """DNS records of a hosted domain: what to publish, and whether it is published."""
+
+
+def _dns_records(
+    m: MailContext, domain_name: str, hostname: str | None, ipv4: str | None, no_dkim: bool
+) -> list[Any]:
+    from kloudctl.mail import dns
+
+    if no_dkim:
+        keys: list[dict[str, Any]] = []
+    else:
+        keys = m.store().dkim_list(domain_name)
+    fleet = None
+    if hostname is None or ipv4 is None:
+        fleet = m.fleet.fleet()
+    return dns.plan_for_domain(fleet, domain_name, keys, hostname, ipv4)
+
+
+dns_options = [
+    click.option(
+        "--hostname", help="Mail host name (default: from the cabinet declaring the domain)."
+    ),
+    click.option("--ipv4", help="Mail host's public IPv4 (default: the cabinet's WAN address)."),
+    click.option("--no-dkim", is_flag=True, help="Leave DKIM out (no accounts store at hand)."),
+]
+
+
+def _dns_opts(f: Any) -> Any:
+    for option in reversed(dns_options):
+        f = option(f)
+    return f
+
+
+@dns_group.command("plan")
+@click.argument("domain_name")
+@_dns_opts
+@json_option
+@pass_mail
+def dns_plan(
+    m: MailContext,
+    domain_name: str,
+    hostname: str | None,
+    ipv4: str | None,
+    no_dkim: bool,
+    as_json: bool,
+) -> None:
+    """Records to publish for DOMAIN (zone snippet, or --json)."""
+    from kloudctl.mail import dns
+
+    records = _dns_records(m, domain_name, hostname, ipv4, no_dkim)
+    if as_json:
+        console.emit_json([r.as_dict() for r in records])
+    else:
+        sys.stdout.write(dns.zone_snippet(domain_name, records))
+
+
+@dns_group.command("check")
+@click.argument("domain_name")
+@click.option("--resolver", help="Ask this resolver: IP[:PORT] (default: the system's).")
+@_dns_opts
+@json_option
+@pass_mail
+def dns_check(
+    m: MailContext,
+    domain_name: str,
+    resolver: str | None,
+    hostname: str | None,
+    ipv4: str | None,
+    no_dkim: bool,
+    as_json: bool,
+) -> None:
+    """Compare DOMAIN's published records with the plan; exit 1 if any is missing or wrong."""
+    from kloudctl.errors import KloudError
+    from kloudctl.mail import dns
+
+    records = _dns_records(m, domain_name, hostname, ipv4, no_dkim)
+    findings = dns.check_records(records, dns.make_resolver(resolver))
+    bad = [f for f in findings if f.status != "ok"]
+    if as_json:
+        console.emit_json([f.as_dict() for f in findings])
+    else:
+        rows = [
+            [f.record.name, f.record.type, f.status, f.message or f.record.purpose]
+            for f in findings
+        ]
+        console.show(
+            console.table(f"DNS of {domain_name}", ["name", "type", "status", "note"], rows)
+        )
+    if bad:
+        raise KloudError(
+            f"{len(bad)} record(s) missing or wrong for {domain_name}: "
+            + "; ".join(f"{f.record.name} {f.record.type} {f.status}" for f in bad)
+        )
+    console.info(f"all {len(findings)} records of {domain_name} are published as planned")

@@ -37,4 +37,6 @@ def cabinet_names(ctx: click.Context, param: click.Parameter, incomplete: str) -
         root = FleetContext(ctx.find_root().params.get("fleet_dir")).root
     except Exception:
         return []
-    return sorted(p.stem for p in (root / "cabinets").glob("*.yaml") if p.stem.startswith(incomplete))
+    return sorted(
+        p.stem for p in (root / "cabinets").glob("*.yaml") if p.stem.startswith(incomplete)
+    )

@@ -36,7 +36,9 @@ class Fleet:
         try:
             return self.cabinets[name].model
         except KeyError:
-            raise NotFound(f"no cabinet named '{name}'{did_you_mean(name, self.cabinets)}") from None
+            raise NotFound(
+                f"no cabinet named '{name}'{did_you_mean(name, self.cabinets)}"
+            ) from None
 
     def __iter__(self) -> Iterator[Cabinet]:
         return iter(c.model for c in self.cabinets.values())
@@ -80,7 +82,11 @@ def _check_cabinet(loaded: LoadedCabinet, fleet: Fleet) -> list[Problem]:
             )
         )
     vlan_count = nets.tenant_vlans.last - nets.tenant_vlans.first + 1
-    subnets = 2 ** (nets.tenant_prefix - nets.tenant_supernet.prefixlen) if nets.tenant_prefix >= nets.tenant_supernet.prefixlen else 0
+    subnets = (
+        2 ** (nets.tenant_prefix - nets.tenant_supernet.prefixlen)
+        if nets.tenant_prefix >= nets.tenant_supernet.prefixlen
+        else 0
+    )
     if subnets < min(vlan_count, len(cab.tenants)):
         problems.append(
             src.problem(

@@ -79,7 +79,9 @@ def _message(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
             )
         allowed = _field_names(model, loc[:-1])
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; expected one of: {', '.join(allowed)}"
+        hint = (
+            f"; did you mean '{close[0]}'?" if close else f"; expected one of: {', '.join(allowed)}"
+        )
         return f"unknown key{hint}"
     if kind == "missing":
         return "required field is missing"

@@ -90,7 +90,9 @@ class Overcommit(Strict):
 class Hardware(Strict):
     nodes: list[Node] = Field(min_length=1)
     overcommit: Overcommit = Overcommit()
-    host_reserve_ram: Size = Field(default=4 * 1024**3, description="RAM kept for the host, per node")
+    host_reserve_ram: Size = Field(
+        default=4 * 1024**3, description="RAM kept for the host, per node"
+    )
     storage: str = "local-lvm"
 
 

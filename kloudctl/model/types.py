@@ -175,7 +175,9 @@ def _auto_or_interface(value: Any) -> Any:
             return ipaddress.IPv4Interface(value)
         except ValueError:
             pass
-    raise fail(f"expected 'auto' or an IPv4 address/prefix such as 10.20.1.10/24, got {_shown(value)}")
+    raise fail(
+        f"expected 'auto' or an IPv4 address/prefix such as 10.20.1.10/24, got {_shown(value)}"
+    )
 
 
 AutoOrInterface = Annotated[ipaddress.IPv4Interface | str, BeforeValidator(_auto_or_interface)]

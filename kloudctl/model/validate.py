@@ -30,7 +30,9 @@ def validate_paths(paths: list[str], fleet_dir: str | None = None) -> dict[str, 
             continue
         if path.parent.name not in ("cabinets", "backups"):
             problems.append(
-                Problem(raw, 0, 0, "", "expected a file inside a fleet's cabinets/ or backups/ folder")
+                Problem(
+                    raw, 0, 0, "", "expected a file inside a fleet's cabinets/ or backups/ folder"
+                )
             )
             continue
         by_root.setdefault(path.parent.parent, []).append(path)

@@ -131,7 +131,11 @@ def load_file(path: Path, display: str | None = None) -> Located:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        return Located(name, None, problems=[Problem(name, 1, 1, "", f"not UTF-8 text: {exc.reason}")])
+        return Located(
+            name, None, problems=[Problem(name, 1, 1, "", f"not UTF-8 text: {exc.reason}")]
+        )
     except OSError as exc:
-        return Located(name, None, problems=[Problem(name, 0, 0, "", f"cannot read: {exc.strerror}")])
+        return Located(
+            name, None, problems=[Problem(name, 0, 0, "", f"cannot read: {exc.strerror}")]
+        )
     return load_text(text, name)

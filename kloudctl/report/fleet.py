@@ -69,7 +69,9 @@ def render_cabinet(detail: dict[str, Any]) -> None:
                     n["name"],
                     n["cores"],
                     format_size(n["ram"]),
-                    ", ".join(f"{d['name']} {format_size(d['size'])} {d['kind']}" for d in n["disks"]),
+                    ", ".join(
+                        f"{d['name']} {format_size(d['size'])} {d['kind']}" for d in n["disks"]
+                    ),
                     n["idle_watts"],
                     n["peak_watts"],
                 ]

@@ -28,11 +28,25 @@ def render_plan(plan: CabinetPlan) -> None:
     )
     p = plan.power
     rows: list[list[object]] = [
-        [n.node, f"{n.idle_watts:g}", f"{n.peak_watts:g}", f"{100 * n.utilisation:.0f}%", f"{n.estimated_watts:.0f}"]
+        [
+            n.node,
+            f"{n.idle_watts:g}",
+            f"{n.peak_watts:g}",
+            f"{100 * n.utilisation:.0f}%",
+            f"{n.estimated_watts:.0f}",
+        ]
         for n in p.nodes
     ]
     rows.append(["other (network, UPS)", "", "", "", f"{p.other_watts:.0f}"])
-    rows.append(["total", "", f"{p.peak_watts:g}", "", f"{p.estimated_watts:.0f} / {p.budget_watts:.0f} budget"])
+    rows.append(
+        [
+            "total",
+            "",
+            f"{p.peak_watts:g}",
+            "",
+            f"{p.estimated_watts:.0f} / {p.budget_watts:.0f} budget",
+        ]
+    )
     console.show(console.table("Power (W)", ["node", "idle", "peak", "CPU use", "estimated"], rows))
     console.show(
         console.table(
@@ -54,14 +68,25 @@ def render_plan(plan: CabinetPlan) -> None:
         )
     )
     vm_rows = [
-        [t.name, vm.name, vm.vmid, vm.address, vm.cores, format_size(vm.memory), format_size(vm.disk), vm.template]
+        [
+            t.name,
+            vm.name,
+            vm.vmid,
+            vm.address,
+            vm.cores,
+            format_size(vm.memory),
+            format_size(vm.disk),
+            vm.template,
+        ]
         for t in plan.tenants
         for vm in t.vms
     ]
     if vm_rows:
         console.show(
             console.table(
-                "Guests", ["tenant", "VM", "VMID", "address", "cores", "memory", "disk", "template"], vm_rows
+                "Guests",
+                ["tenant", "VM", "VMID", "address", "cores", "memory", "disk", "template"],
+                vm_rows,
             )
         )
     refusals = plan.refusals()
