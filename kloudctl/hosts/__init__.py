@@ -1,0 +1,1 @@
+"""Cabinet hosts through Ansible: the inventory built from the model, the runner, bootstrap."""

@@ -1,0 +1,225 @@
+"""`kloudctl testbed up|status|down`: the fleet's cabinets as test cabinets in podman.
+
+One container per cabinet host (named ``kloudctl-testbed-<cabinet>``, host name = the
+cabinet's first node) on an internal podman network, plus two side containers:
+
+- ``mirror``: serves the local apt repository of stand-in Proxmox packages over HTTP
+  (see `kloudctl.testbed.aptrepo`);
+- ``ups``: a real NUT server (upsd) with one ``dummy-ups`` per declared UPS, reporting a
+  draw the tests can change, so the power_budget role's NUT client and recorder run for
+  real.
+
+State lives in ``.state/testbed/`` (mode 0700): the testbed description (no secrets), the
+SSH key pair, known_hosts, and ``secret-vars.json`` (0600) with run-time test secrets.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from kloudctl.errors import InputError
+from kloudctl.model import Fleet
+from kloudctl.testbed import aptrepo, cabinets
+from kloudctl.testbed.cabinets import Testbed
+from kloudctl.testbed.podman import podman
+
+PREFIX = "kloudctl-testbed"
+SECRET_VARS = "secret-vars.json"
+#: What the dummy UPS reports until a test changes it (watts).
+DEFAULT_DRAW = 180
+
+
+def state_dir(root: Path) -> Path:
+    return Path(root) / ".state" / "testbed"
+
+
+def load(root: Path) -> Testbed | None:
+    try:
+        return Testbed.load(state_dir(root))
+    except (OSError, ValueError):
+        return None
+
+
+def up(
+    fleet: Fleet,
+    names: list[str] | None = None,
+    *,
+    state: Path,
+    prefix: str = PREFIX,
+    image: str | None = None,
+) -> Testbed:
+    """Start test cabinets for `names` (all cabinets by default); idempotent."""
+    names = names or [c.name for c in fleet]
+    models = {n: fleet.cabinet(n) for n in names}  # NotFound (exit 2) before anything starts
+    bed = cabinets.start(
+        names,
+        prefix=prefix,
+        state_dir=state,
+        image=image,
+        hostnames={n: c.hardware.nodes[0].name for n, c in models.items()},
+    )
+    mirror = bed.services.get("mirror")
+    if mirror is None or not _running(mirror.container):
+        repo = aptrepo.build(Path(bed.state_dir) / "repo")
+        mirror = cabinets.start_service(
+            bed,
+            "mirror",
+            ["python3", "-m", "http.server", "80", "--bind", "0.0.0.0", "--directory", "/srv"],
+            volumes={str(repo): "/srv:ro"},
+        )
+    upses = {c.power.ups.name: DEFAULT_DRAW for c in fleet if c.name in bed.hosts and c.power.ups}
+    secret_vars = _secret_vars(Path(bed.state_dir))
+    password = secret_vars.setdefault("_ups_password", secrets.token_urlsafe(18))
+    ups = bed.services.get("ups")
+    if upses and (ups is None or not _running(ups.container)):
+        ups = start_ups(bed, upses, password)
+    url = f"http://{mirror.address}"
+    for name in bed.hosts:
+        model = fleet.cabinet(name) if name in fleet.cabinets else None
+        hostvars: dict[str, object] = {
+            "proxmox_host__repository_url": url,
+            "proxmox_host__repository_key_url": f"{url}/{aptrepo.KEY_FILE}",
+        }
+        if model is not None and model.power.ups and ups is not None:
+            hostvars["power_budget__ups_host"] = ups.address
+            secret_vars[name] = {"power_budget__ups_password": password}
+        bed.hostvars[name] = hostvars
+        bed.pairings.setdefault(name, _pairing(name))
+    _save_secret_vars(Path(bed.state_dir), secret_vars)
+    bed.save()
+    return bed
+
+
+def _pairing(cabinet: str) -> dict[str, str]:
+    """The cabinet's simulated Proxmox API.
+
+    INTEGRATION POINT: `kloudctl sim` is built on branch `sim`. Until it is merged the
+    testbed records the pairing as pending; once `kloudctl.sim` is importable, `up` will
+    start one simulator per cabinet here and record its URL and fingerprint.
+    """
+    if importlib.util.find_spec("kloudctl.sim") is None:
+        return {"sim": "pending", "note": "kloudctl sim not merged yet (branch sim)"}
+    return {"sim": "available", "note": "start with `kloudctl sim` (pairing not wired yet)"}
+
+
+def _running(container: str) -> bool:
+    proc = podman("inspect", "--format", "{{.State.Running}}", container, check=False)
+    return proc.returncode == 0 and proc.stdout.strip() == "true"
+
+
+def _secret_vars(state: Path) -> dict[str, Any]:
+    path = state / SECRET_VARS
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_secret_vars(state: Path, data: dict[str, Any]) -> None:
+    path = state / SECRET_VARS
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    path.chmod(0o600)
+
+
+def start_ups(bed: Testbed, upses: dict[str, int], password: str) -> cabinets.Host:
+    """A NUT server with one dummy UPS per name, each reporting `watts`."""
+    conf = Path(bed.state_dir) / "nut"
+    conf.mkdir(exist_ok=True)
+    (conf / "nut.conf").write_text("MODE=netserver\n")
+    (conf / "upsd.conf").write_text("LISTEN 0.0.0.0 3493\n")
+    ups_conf = ""
+    for name, watts in upses.items():
+        ups_conf += f"[{name}]\n  driver = dummy-ups\n  port = {name}.dev\n  desc = \"testbed UPS\"\n"
+        set_draw(bed, name, watts, conf)
+    (conf / "ups.conf").write_text(ups_conf)
+    users = conf / "upsd.users"
+    fd = os.open(users, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"[monitor]\n  password = {password}\n  upsmon secondary\n")
+    return cabinets.start_service(
+        bed,
+        "ups",
+        [
+            "sh",
+            "-c",
+            "mkdir -p /run/nut && upsdrvctl -u root start && exec upsd -u root -F",
+        ],
+        volumes={str(conf): "/etc/nut"},
+    )
+
+
+def set_draw(bed: Testbed, ups: str, watts: int, conf: Path | None = None) -> None:
+    """What the simulated UPS `ups` reports as its real power (the dummy driver rereads it)."""
+    conf = conf or Path(bed.state_dir) / "nut"
+    (conf / f"{ups}.dev").write_text(
+        f"ups.status: OL\nups.realpower: {watts}\nups.realpower.nominal: 900\n"
+        f"ups.load: {round(watts * 100 / 900)}\n"
+    )
+
+
+def status(root: Path) -> list[dict[str, Any]]:
+    bed = load(root)
+    if bed is None:
+        return []
+    rows = []
+    for name, host in sorted(bed.hosts.items()):
+        running = _running(host.container)
+        ssh = "-"
+        if running:
+            proc = bed.ssh(name, "systemctl", "is-system-running", check=False)
+            ssh = proc.stdout.strip() or f"unreachable ({proc.returncode})"
+        rows.append(
+            {
+                "cabinet": name,
+                "container": host.container,
+                "hostname": host.hostname,
+                "address": host.address,
+                "running": running,
+                "system": ssh,
+                "sim": bed.pairings.get(name, {}).get("sim", "-"),
+            }
+        )
+    for name, svc in sorted(bed.services.items()):
+        rows.append(
+            {
+                "cabinet": f"({name})",
+                "container": svc.container,
+                "hostname": "-",
+                "address": svc.address,
+                "running": _running(svc.container),
+                "system": "-",
+                "sim": "-",
+            }
+        )
+    return rows
+
+
+def down(root: Path, names: list[str] | None = None) -> list[str]:
+    bed = load(root)
+    if bed is None:
+        return []
+    unknown = [n for n in names or [] if n not in bed.hosts]
+    if unknown:
+        raise InputError(f"not in the testbed: {', '.join(unknown)} (up: {', '.join(bed.hosts)})")
+    removed = list(bed.hosts) if not names else list(names)
+    cabinets.stop(bed, names or None)
+    return removed
+
+
+def ssh_command(root: Path, cabinet: str) -> list[str]:
+    bed = load(root)
+    if bed is None or cabinet not in bed.hosts:
+        raise InputError(f"{cabinet} is not running in the testbed")
+    return ["ssh", *bed.ssh_options(), f"root@{bed.hosts[cabinet].address}"]
+
+
+def run_ssh(root: Path, cabinet: str, command: list[str]) -> int:
+    return subprocess.call([*ssh_command(root, cabinet), *command])
