@@ -24,8 +24,11 @@ class MailContext:
         host: str | None,
         cabinet: str | None,
         actor: str | None,
+        ssh_key: str | None = None,
+        known_hosts: str | None = None,
     ) -> None:
         self.fleet, self.db, self.host, self.cabinet, self.actor = fleet, db, host, cabinet, actor
+        self.ssh_key, self.known_hosts = ssh_key, known_hosts
 
     def transport(self) -> Transport:
         given = [x for x in (self.db, self.host, self.cabinet) if x]
@@ -49,7 +52,13 @@ class MailContext:
         name, _, port = rest.partition(":")
         if port and not port.isdigit():
             raise InputError(f"--host: bad port in {host!r}")
-        return SshTransport(name, user=user or None, port=int(port) if port else None)
+        return SshTransport(
+            name,
+            user=user or None,
+            port=int(port) if port else None,
+            key_filename=self.ssh_key,
+            known_hosts=self.known_hosts,
+        )
 
     def store(self) -> MailStore:
         return MailStore(self.transport(), actor=self.actor)
@@ -116,14 +125,25 @@ def _rows(
     envvar="KLOUDCTL_MAIL_ADMIN",
     help="Act as this domain administrator (limited to the domains they manage).",
 )
+@click.option("--ssh-key", envvar="KLOUDCTL_MAIL_SSH_KEY", help="SSH private key for --host.")
+@click.option(
+    "--known-hosts",
+    envvar="KLOUDCTL_MAIL_KNOWN_HOSTS",
+    help="Accept only the host keys in this file (default: fabric's, ~/.ssh/known_hosts).",
+)
 @click.pass_context
 def command(
-    ctx: click.Context, db: str | None, host: str | None, cabinet: str | None, actor: str | None
+    ctx: click.Context,
+    db: str | None,
+    host: str | None,
+    cabinet: str | None,
+    actor: str | None,
+    ssh_key: str | None,
+    known_hosts: str | None,
 ) -> None:
     """Residents' mailboxes on the communes' domains."""
-    ctx.obj = MailContext(
-        ctx.find_object(FleetContext) or FleetContext(None), db, host, cabinet, actor
-    )
+    fleet = ctx.find_object(FleetContext) or FleetContext(None)
+    ctx.obj = MailContext(fleet, db, host, cabinet, actor, ssh_key, known_hosts)
 
 
 # --- domains --------------------------------------------------------------------------
@@ -243,6 +263,33 @@ def mailbox_add(m: MailContext, address: str, quota: str | None, password_stdin:
     check(accounts_db.check_mailbox_address, address)  # before asking for a password
     result = store.mailbox_add(address, _password(password_stdin), size)
     _done(result, f"mailbox {result['address']} added, quota {format_size(result['quota'])}")
+
+
+@mailbox.command("import")
+@pass_mail
+def mailbox_import(m: MailContext) -> None:
+    """Create many mailboxes at once from stdin, one per line: ADDRESS PASSWORD [QUOTA].
+
+    All are created or none (one transaction). Lines starting with # are skipped. Read from
+    stdin only, so passwords never appear in a command line.
+    """
+    items: list[tuple[str, str, int | None]] = []
+    problems = []
+    for n, line in enumerate(sys.stdin, start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) not in (2, 3):
+            problems.append(f"stdin:{n}: expected ADDRESS PASSWORD [QUOTA]")
+            continue
+        quota = _size(fields[2], f"stdin:{n}: quota") if len(fields) == 3 else None
+        items.append((fields[0], fields[1], quota))
+    if problems:
+        raise InputError("\n".join(problems))
+    if not items:
+        raise InputError("stdin: no mailbox to import")
+    result = m.store().mailbox_add_many(items)
+    _done(result, f"{result['added']} mailbox(es) added")
 
 
 @mailbox.command("passwd")

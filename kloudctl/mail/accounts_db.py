@@ -306,6 +306,47 @@ class Accounts:
                 raise _cap_error(exc, domain) from None
         return {"address": address, "quota": quota, "changed": True}
 
+    def mailbox_add_many(self, mailboxes: list[dict[str, Any]]) -> dict[str, Any]:
+        """Many mailboxes in one transaction (all or none), e.g. a commune's residents."""
+        checked = []
+        for i, item in enumerate(mailboxes):
+            address, domain = check_mailbox_address(item.get("address"), f"line {i + 1}")
+            check_hash(item.get("password"))
+            quota = item.get("quota")
+            if quota is not None:
+                check_quota(quota, f"line {i + 1}")
+            checked.append((address, domain, item["password"], quota))
+        if len({c[0] for c in checked}) != len(checked):
+            raise OpError("input", "the same address appears twice", "address")
+        with _transaction(self.db):
+            defaults = {}
+            for address, domain, _, _ in checked:
+                if domain not in defaults:
+                    defaults[domain] = self._may_manage(domain)["default_quota"]
+                if self.db.execute(
+                    "SELECT 1 FROM mailboxes WHERE address = ? UNION "
+                    "SELECT 1 FROM aliases WHERE address = ?",
+                    (address, address),
+                ).fetchone():
+                    raise OpError("refused", f"{address} already exists")
+            now = _now()
+            for address, domain, password, quota in checked:
+                try:
+                    self.db.execute(
+                        "INSERT INTO mailboxes (address, domain, password, quota, created)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (
+                            address,
+                            domain,
+                            password,
+                            defaults[domain] if quota is None else quota,
+                            now,
+                        ),
+                    )
+                except sqlite3.IntegrityError as exc:
+                    raise _cap_error(exc, domain) from None
+        return {"added": len(checked), "changed": bool(checked)}
+
     def mailbox_passwd(self, address: str, password: str) -> dict[str, Any]:
         check_hash(password)
         with _transaction(self.db):
@@ -579,6 +620,7 @@ OPERATIONS = {
     "admin_remove",
     "admin_list",
     "mailbox_add",
+    "mailbox_add_many",
     "mailbox_passwd",
     "mailbox_quota",
     "mailbox_suspend",

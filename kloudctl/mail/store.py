@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shlex
 from dataclasses import dataclass, field
 from importlib import resources
@@ -87,6 +88,10 @@ class SshTransport:
     db: str = DEFAULT_DB
     dkim_dir: str = DEFAULT_DKIM_DIR
     sudo: bool = False
+    key_filename: str | None = None
+    #: Pin host keys from this file (unknown hosts refused); default: ~/.ssh/known_hosts
+    #: as SSH itself would, through fabric.
+    known_hosts: str | None = None
     connect_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def execute(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -96,10 +101,17 @@ class SshTransport:
         source = resources.files("kloudctl.mail").joinpath("accounts_db.py").read_text()
         script = f"{source}\n_remote_main({json.dumps(request)!r}, {schema_text()!r})\n"
         command = ("sudo -n " if self.sudo else "") + "python3 -"
+        kwargs = dict(self.connect_kwargs)
+        if self.key_filename:
+            kwargs.update(key_filename=self.key_filename, look_for_keys=False, allow_agent=False)
         try:
-            with Connection(
-                self.host, user=self.user, port=self.port, connect_kwargs=self.connect_kwargs
-            ) as conn:
+            conn = Connection(self.host, user=self.user, port=self.port, connect_kwargs=kwargs)
+            if self.known_hosts:
+                from paramiko import RejectPolicy
+
+                conn.client.load_host_keys(self.known_hosts)
+                conn.client.set_missing_host_key_policy(RejectPolicy())
+            with conn:
                 result = conn.run(command, in_stream=io.StringIO(script), hide=True, warn=True)
         except Exception as exc:
             raise ExternalError(f"cannot reach mail host {self.describe()}: {exc}") from None
@@ -199,6 +211,24 @@ class MailStore:
         return self._call(
             "mailbox_add", address=address, password=hash_password(password), quota=quota
         )
+
+    def mailbox_add_many(
+        self, mailboxes: list[tuple[str, str, int | None]], workers: int = 0
+    ) -> dict[str, Any]:
+        """[(address, password, quota or None)] in one call and one transaction. Hashing
+        (the slow part, by design) runs on `workers` threads (default: one per core);
+        argon2 releases the GIL."""
+        for address, _, _ in mailboxes:
+            check(accounts_db.check_mailbox_address, address)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            hashes = list(pool.map(hash_password, [p for _, p, _ in mailboxes]))
+        items = [
+            {"address": a, "password": h, "quota": q}
+            for (a, _, q), h in zip(mailboxes, hashes, strict=True)
+        ]
+        return self._call("mailbox_add_many", mailboxes=items)
 
     def mailbox_passwd(self, address: str, password: str) -> dict[str, Any]:
         return self._call("mailbox_passwd", address=address, password=hash_password(password))
