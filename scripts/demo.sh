@@ -18,3 +18,6 @@ for cabinet in brieux saint-aubin mortree; do
   step "Offline plan of $cabinet: capacity, power, VMID ranges, addresses"
   kloudctl plan "$cabinet" --offline
 done
+
+step "Mail: a test cabinet with Postfix, Dovecot and rspamd; residents' mailboxes; one message end to end"
+python scripts/demo_mail.py
