@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -113,9 +114,12 @@ class MailCabinet:
         ctx = ssl.create_default_context(cafile=str(self.cafile))
         ctx.check_hostname = False  # reached by address; the chain is still verified
         if maximum is not None:
+            # Old protocols on purpose (to see them refused): lift the client's own floor.
             ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-            ctx.minimum_version = ssl.TLSVersion.TLSv1
-            ctx.maximum_version = maximum
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ctx.minimum_version = ssl.TLSVersion.TLSv1
+                ctx.maximum_version = maximum
         return ctx
 
     def submit(
