@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -114,8 +115,12 @@ def connect(path: str, schema: str) -> sqlite3.Connection:
     db.execute("PRAGMA foreign_keys = ON")
     db.execute("PRAGMA busy_timeout = 30000")
     # Rollback journal (not WAL): readers (postfix via proxymap, dovecot's auth) only need
-    # read access to the file and folder.
-    db.executescript(schema)
+    # read access to the file and folder. The schema is applied when its text changes
+    # (its hash is kept in user_version), not parsed again on every operation.
+    version = int.from_bytes(hashlib.sha256(schema.encode()).digest()[:3], "big") or 1
+    if db.execute("PRAGMA user_version").fetchone()[0] != version:
+        db.executescript(schema)
+        db.execute(f"PRAGMA user_version = {version}")
     return db
 
 

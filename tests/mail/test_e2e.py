@@ -359,3 +359,16 @@ def test_web_serves_mta_sts_policy_and_autoconfig(world: World) -> None:
         "http://autoconfig.mortree.fr/mail/config-v1.1.xml"
     ).stdout
     assert "<domain>mortree.fr</domain>" in config and "<port>993</port>" in config
+
+
+def test_bare_newline_is_refused_on_port_25(world: World) -> None:
+    """smtpd_forbid_bare_newline (SMTP smuggling): a bare LF in DATA is an error."""
+    cab = world.cab
+    with smtplib.SMTP(cab.address, 25, timeout=30) as client:
+        client.ehlo("outside.example")
+        assert client.mail("someone@example.org")[0] == 250
+        assert client.rcpt("jean@brieux.fr")[0] == 250
+        assert client.docmd("DATA")[0] == 354
+        client.send(b"Subject: smuggled\nFrom: someone@example.org\r\n\r\nhello\n.\r\n")
+        code, text = client.getreply()
+    assert code >= 500 and b"bare <LF>" in text, (code, text)
