@@ -369,6 +369,6 @@ def test_bare_newline_is_refused_on_port_25(world: World) -> None:
         assert client.mail("someone@example.org")[0] == 250
         assert client.rcpt("jean@brieux.fr")[0] == 250
         assert client.docmd("DATA")[0] == 354
-        client.send(b"Subject: smuggled\nFrom: someone@example.org\r\n\r\nhello\n.\r\n")
+        client.send(b"Subject: smuggled\nFrom: someone@example.org\r\n\r\nhello\r\n.\r\n")
         code, text = client.getreply()
     assert code >= 500 and b"bare <LF>" in text, (code, text)
