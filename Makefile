@@ -19,8 +19,8 @@ tools: venv
 	@scripts/tools.sh
 
 lint: venv
-	$(BIN)/ruff check kloudctl tests bench pulumi inventory
-	$(BIN)/ruff format --check kloudctl tests bench pulumi inventory
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --offline -q
 

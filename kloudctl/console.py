@@ -11,8 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 # stdout for results, stderr for diagnostics, so `--json` output stays parseable.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: fingerprints like "...:AB:CD:..." must not turn into emoji codes.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def emit_json(data: Any) -> None:

@@ -19,5 +19,35 @@ for cabinet in brieux saint-aubin mortree; do
   kloudctl plan "$cabinet" --offline
 done
 
+# --- Proxmox VE API simulator (issue 3) ---------------------------------------------------
+sim_dir=.state/demo-sim
+step "Start the example fleet on the Proxmox VE 9.1 API simulator (kloudctl sim up)"
+kloudctl sim down --state-dir "$sim_dir" >/dev/null 2>&1 || true
+kloudctl sim up brieux saint-aubin mortree --ephemeral --port 0 --task-seconds 0.2 --state-dir "$sim_dir"
+trap 'kloudctl sim down --state-dir "$sim_dir" >/dev/null 2>&1 || true' EXIT
+
+step "The simulated cabinets answer (kloudctl sim status)"
+kloudctl sim status --state-dir "$sim_dir"
+
+step "A Proxmox client, unchanged: clone the debian-12-cloud template on brieux and start it"
+python - "$sim_dir" <<'PY'
+import json, sys
+from proxmoxer import ProxmoxAPI
+from proxmoxer.tools import Tasks
+import urllib3
+urllib3.disable_warnings()
+cab = next(c for c in json.load(open(f"{sys.argv[1]}/run.json"))["cabinets"] if c["name"] == "brieux")
+api = ProxmoxAPI(cab["host"], port=cab["port"], user="root@pam", password=cab["password"], verify_ssl=False)
+node = cab["nodes"][0]
+for step, upid in (("clone", lambda: api.nodes(node).qemu(9000).clone.post(newid=1000, name="brieux-web")),
+                   ("start", lambda: api.nodes(node).qemu(1000).status.start.post())):
+    print(f"{step}: {Tasks.blocking_status(api, upid(), polling_interval=0.1)['exitstatus']}")
+for vm in api.cluster.resources.get(type="vm"):
+    print(f"  {vm['vmid']:>5} {vm['name']:<16} {vm['node']:<5} {vm['status']}")
+PY
+
+step "Simulated share of the PVE 9.1 API (kloudctl sim coverage)"
+kloudctl sim coverage | tail -1
+
 step "Mail: a test cabinet with Postfix, Dovecot and rspamd; residents' mailboxes; one message end to end"
 python scripts/demo_mail.py

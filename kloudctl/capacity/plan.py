@@ -81,21 +81,42 @@ class CabinetPlan:
     resources: list[Resource]
     power: PowerEstimate
     problems: list[Problem] = field(default_factory=list)
+    source: Located | None = field(default=None, repr=False)
 
-    def refusals(self) -> list[str]:
-        """Why the plan cannot be admitted, with the numbers that break it."""
-        reasons = [
-            f"{r.name}: {r.show(r.reserved)} reserved exceeds {r.show(r.capacity)} available "
-            f"({r.show(r.physical)} physical)"
+    def _refusals(self) -> list[tuple[PathKey, str]]:
+        reasons: list[tuple[PathKey, str]] = [
+            (
+                ("tenants",),
+                f"{r.name}: tenants' quotas reserve {r.show(r.reserved)}, the nodes offer "
+                f"{r.show(r.capacity)} ({r.show(r.physical)} physical, after overcommit and "
+                "host reserve)",
+            )
             for r in self.resources
             if not r.fits
         ]
         if not self.power.fits:
             reasons.append(
-                f"power: estimated draw {self.power.estimated_watts:.0f} W exceeds the "
-                f"{self.power.budget_watts:.0f} W budget"
+                (
+                    ("power", "budget_watts"),
+                    f"power: estimated draw {self.power.estimated_watts:.0f} W exceeds the "
+                    f"{self.power.budget_watts:.0f} W budget",
+                )
             )
         return reasons
+
+    def refusals(self) -> list[str]:
+        """Why the plan cannot be admitted, with the numbers that break it."""
+        return [reason for _, reason in self._refusals()]
+
+    def refusal_problems(self) -> list[Problem]:
+        out = []
+        for path, reason in self._refusals():
+            message = f"plan refused: {reason}"
+            if self.source is not None:
+                out.append(self.source.problem(path, message))
+            else:
+                out.append(Problem(f"cabinets/{self.cabinet}.yaml", 0, 0, "", message))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -269,17 +290,12 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
             "bytes",
         ),
     ]
-    return CabinetPlan(cabinet.name, tenants, resources, estimate_power(cabinet), problems)
+    return CabinetPlan(cabinet.name, tenants, resources, estimate_power(cabinet), problems, source)
 
 
 def admit(plan: CabinetPlan) -> CabinetPlan:
     """Refuse a plan that breaks the cabinet's capacity or power budget."""
-    reasons = plan.refusals()
-    if reasons:
-        raise AdmissionRefused(
-            [
-                Problem(f"cabinets/{plan.cabinet}.yaml", 0, 0, "", f"plan refused: {r}")
-                for r in reasons
-            ]
-        )
+    problems = plan.refusal_problems()
+    if problems:
+        raise AdmissionRefused(problems)
     return plan

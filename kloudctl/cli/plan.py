@@ -22,7 +22,8 @@ from kloudctl.report.plan import render_plan
 @pass_fleet
 def command(ctx: FleetContext, cabinet: str, offline: bool, as_json: bool) -> None:
     """Plan a cabinet: capacity and power admission, VMID ranges, address plan."""
-    plan = plan_cabinet(ctx.fleet().cabinet(cabinet))
+    loaded = ctx.fleet().loaded(cabinet)
+    plan = plan_cabinet(loaded.model, loaded.source)
     if as_json:
         console.emit_json(plan.to_dict())
     else:

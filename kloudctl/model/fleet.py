@@ -40,6 +40,10 @@ class Fleet:
                 f"no cabinet named '{name}'{did_you_mean(name, self.cabinets)}"
             ) from None
 
+    def loaded(self, name: str) -> LoadedCabinet:
+        self.cabinet(name)  # raises NotFound with a did-you-mean
+        return self.cabinets[name]
+
     def __iter__(self) -> Iterator[Cabinet]:
         return iter(c.model for c in self.cabinets.values())
 
@@ -54,15 +58,23 @@ def did_you_mean(name: str, known: object) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def cross_check(fleet: Fleet) -> list[Problem]:
+def cross_check(
+    fleet: Fleet, files: frozenset[str] = frozenset(), policy_files: frozenset[str] = frozenset()
+) -> list[Problem]:
+    """Checks spanning files. `files`/`policy_files` name every cabinet/policy file present,
+    valid or not, so an invalid file is reported once, not again by each reference to it."""
     problems: list[Problem] = []
     for loaded in fleet.cabinets.values():
-        problems += _check_cabinet(loaded, fleet)
+        problems += _check_cabinet(
+            loaded, fleet, files | set(fleet.cabinets), policy_files | set(fleet.policies)
+        )
     problems += _check_fleet_wide(fleet)
     return problems
 
 
-def _check_cabinet(loaded: LoadedCabinet, fleet: Fleet) -> list[Problem]:
+def _check_cabinet(
+    loaded: LoadedCabinet, fleet: Fleet, known: frozenset[str], known_policies: frozenset[str]
+) -> list[Problem]:
     cab, src = loaded.model, loaded.source
     problems: list[Problem] = []
     nets = cab.networks
@@ -150,7 +162,8 @@ def _check_cabinet(loaded: LoadedCabinet, fleet: Fleet) -> list[Problem]:
                 problems.append(
                     src.problem(
                         ("tenants", i, "vmids"),
-                        f"{len(tenant.vms)} VMs do not fit in {tenant.vmids.last - tenant.vmids.first + 1} VMIDs",
+                        f"{len(tenant.vms)} VMs do not fit in "
+                        f"{tenant.vmids.last - tenant.vmids.first + 1} VMIDs",
                     )
                 )
 
@@ -193,14 +206,15 @@ def _check_cabinet(loaded: LoadedCabinet, fleet: Fleet) -> list[Problem]:
 
     if cab.replication is not None:
         rep = cab.replication
-        if rep.policy not in fleet.policies:
+        if rep.policy not in known_policies:
             problems.append(
                 src.problem(
                     ("replication", "policy"),
-                    f"no backup policy '{rep.policy}' in backups/{did_you_mean(rep.policy, fleet.policies)}",
+                    f"no backup policy '{rep.policy}' in backups/"
+                    + did_you_mean(rep.policy, known_policies),
                 )
             )
-        else:
+        elif rep.policy in fleet.policies:
             policy = fleet.policies[rep.policy].model
             if rep.rpo is not None and rep.rpo < policy.interval:
                 problems.append(
@@ -215,11 +229,11 @@ def _check_cabinet(loaded: LoadedCabinet, fleet: Fleet) -> list[Problem]:
                 problems.append(
                     src.problem(("replication", "peers", j), "a cabinet cannot replicate to itself")
                 )
-            elif peer not in fleet.cabinets:
+            elif peer not in known:
                 problems.append(
                     src.problem(
                         ("replication", "peers", j),
-                        f"no cabinet named '{peer}' in cabinets/{did_you_mean(peer, fleet.cabinets)}",
+                        f"no cabinet named '{peer}' in cabinets/" + did_you_mean(peer, known),
                     )
                 )
     # Allocation conflicts (static addresses outside their subnet, exhausted ranges...)

@@ -137,7 +137,11 @@ def validate_document(
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             loc: PathKey = tuple(p for p in error["loc"] if isinstance(p, str | int))
-            problems.append(located.problem(loc, _message(error, model, loc)))
+            message = _message(error, model, loc)
+            if error["type"] == "extra_forbidden":
+                problems.append(located.key_problem(loc, message))
+            else:
+                problems.append(located.problem(loc, message))
         return None, problems
 
 
@@ -170,6 +174,8 @@ def load_fleet(root: Path, only: list[Path] | None = None) -> Fleet:
     loaded so cross-references resolve).
     """
     root = root.resolve()
+    if not (root / CABINETS_DIR).is_dir():
+        raise NotFound(f"{root}: no '{CABINETS_DIR}/' folder: not a fleet")
     problems: list[Problem] = []
     cabinets: dict[str, LoadedCabinet] = {}
     policies: dict[str, LoadedPolicy] = {}
@@ -197,7 +203,11 @@ def load_fleet(root: Path, only: list[Path] | None = None) -> Fleet:
             cabinets[cabinet.name] = LoadedCabinet(cabinet, located)
 
     fleet = Fleet(root, cabinets, policies)
-    problems += cross_check(fleet)
+    problems += cross_check(
+        fleet,
+        frozenset(p.stem for p in _yaml_files(root / CABINETS_DIR)),
+        frozenset(p.stem for p in _yaml_files(root / BACKUPS_DIR)),
+    )
 
     if only is not None:
         wanted = {_display(p, root) for p in only}

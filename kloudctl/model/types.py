@@ -159,7 +159,9 @@ def _network(value: Any) -> ipaddress.IPv4Network:
             return ipaddress.IPv4Network(value)
         except ValueError as exc:
             if "host bits set" in str(exc):
-                raise fail(f"expected a network address, got {_shown(value)} (host bits set)")
+                raise fail(
+                    f"expected a network address, got {_shown(value)} (host bits set)"
+                ) from None
     raise fail(f"expected an IPv4 network such as 10.20.0.0/16, got {_shown(value)}")
 
 

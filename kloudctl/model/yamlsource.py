@@ -21,6 +21,13 @@ except ImportError:  # pragma: no cover
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
 PathKey = tuple[str | int, ...]
+# A cabinet file holds a few thousand values; aliases could expand a small file into
+# billions (the "billion laughs"): stop well before memory does.
+MAX_VALUES = 200_000
+
+
+class _TooLarge(Exception):
+    pass
 
 
 @dataclass
@@ -29,8 +36,12 @@ class Located:
 
     file: str
     data: Any
+    # Scalars are located at their value (where the mistake is); collections at their key,
+    # the line a person looks for.
     positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    count: int = 0
 
     def where(self, path: PathKey) -> tuple[int, int]:
         """Position of `path`, or of its nearest existing ancestor."""
@@ -42,6 +53,11 @@ class Located:
 
     def problem(self, path: PathKey, message: str) -> Problem:
         line, column = self.where(path)
+        return Problem(self.file, line, column, dotted(path), message)
+
+    def key_problem(self, path: PathKey, message: str) -> Problem:
+        """A problem about the key itself (unknown, misspelt), located at the key."""
+        line, column = self.keys.get(path) or self.where(path)
         return Problem(self.file, line, column, dotted(path), message)
 
 
@@ -70,6 +86,13 @@ def load_text(text: str, file: str) -> Located:
             located.data = None
             return located
         located.data = _construct(loader, node, (), located)
+    except _TooLarge:
+        located.problems.append(
+            Problem(
+                file, 1, 1, "", f"invalid YAML: too many values (over {MAX_VALUES}), check aliases"
+            )
+        )
+        located.data = None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -90,6 +113,9 @@ def load_text(text: str, file: str) -> Located:
 
 def _construct(loader: Any, node: yaml.Node, path: PathKey, located: Located) -> Any:
     located.positions[path] = _mark(node)
+    located.count += 1
+    if located.count > MAX_VALUES:
+        raise _TooLarge
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves `<<` merge keys like the safe loader does
         result: dict[Any, Any] = {}
@@ -116,7 +142,11 @@ def _construct(loader: Any, node: yaml.Node, path: PathKey, located: Located) ->
                 )
                 continue
             first_seen[key] = _mark(key_node)[0]
-            result[key] = _construct(loader, value_node, (*path, key), located)
+            child = (*path, key)
+            result[key] = _construct(loader, value_node, child, located)
+            located.keys[child] = _mark(key_node)
+            if isinstance(value_node, yaml.MappingNode | yaml.SequenceNode):
+                located.positions[child] = _mark(key_node)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [

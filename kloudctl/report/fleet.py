@@ -40,14 +40,15 @@ def cabinet_detail(fleet: Fleet, name: str) -> dict[str, Any]:
 def render_cabinet(detail: dict[str, Any]) -> None:
     cab = detail["cabinet"]
     commune = cab["commune"]
+    api, nets = cab["proxmox"], cab["networks"]
     lines = [
         f"[bold]{cab['name']}[/] — {commune['name']} (INSEE {commune['insee']}"
         + (f", {commune['population']} inhabitants" if commune.get("population") else "")
         + ")",
         f"site: {cab['site']['address']}",
         f"contact: {commune['contact']['name']} <{commune['contact']['email']}>",
-        f"Proxmox API: {cab['proxmox']['endpoint']} (token {cab['proxmox']['token']['user']}!{cab['proxmox']['token']['id']})",
-        f"WAN {cab['networks']['wan']['address']}, management {cab['networks']['management']['network']}",
+        f"Proxmox API: {api['endpoint']} (token {api['token']['user']}!{api['token']['id']})",
+        f"WAN {nets['wan']['address']}, management {nets['management']['network']}",
     ]
     if cab.get("mail"):
         lines.append(f"mail: {', '.join(cab['mail']['domains'])} on {cab['mail']['hostname']}")

@@ -1,0 +1,3 @@
+from kloudctl.cli import main
+
+main()

@@ -1,0 +1,298 @@
+"""Helpers shared by the handlers: guests, volumes, per-option privileges, digests."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import uuid
+from typing import Any
+
+from kloudctl.sim.api import ApiError, Call, bad_request
+from kloudctl.sim.state import GiB, MiB, add_volume, config_digest
+
+DISK_KEYS = re.compile(r"^(scsi|virtio|sata|ide|efidisk|tpmstate|unused)\d+$")
+NET_KEY = re.compile(r"^net\d+$")
+_SIZE = re.compile(r"^(\+)?(\d+(?:\.\d+)?)([KMGT]?)$")
+_UNITS = {"": 1, "K": 1024, "M": MiB, "G": GiB, "T": 1024 * GiB}
+CLOUDINIT_KEYS = {
+    "ciuser",
+    "cipassword",
+    "citype",
+    "ciupgrade",
+    "cicustom",
+    "sshkeys",
+    "nameserver",
+    "searchdomain",
+}
+OPTION_KEYS = {
+    "name",
+    "description",
+    "onboot",
+    "tags",
+    "protection",
+    "startup",
+    "boot",
+    "bootdisk",
+    "ostype",
+    "tablet",
+    "localtime",
+    "kvm",
+    "acpi",
+    "agent",
+    "hotplug",
+    "keyboard",
+    "freeze",
+    "reboot",
+    "startdate",
+    "vmstatestorage",
+    "lock",
+    "template",
+    "hookscript",
+    "meta",
+}
+CPU_KEYS = {"cores", "sockets", "vcpus", "cpu", "cpulimit", "cpuunits", "affinity", "numa"}
+MEMORY_KEYS = {"memory", "balloon", "shares", "hugepages", "keephugepages"}
+
+
+def parse_size(text: str) -> tuple[bool, int]:
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise bad_request("size", f"unable to parse size '{text}'")
+    return bool(m.group(1)), int(float(m.group(2)) * _UNITS[m.group(3)])
+
+
+def fmt_size(size: int) -> str:
+    for unit, div in (("T", 1024 * GiB), ("G", GiB), ("M", MiB), ("K", 1024)):
+        if size % div == 0:
+            return f"{size // div}{unit}"
+    return str(size)
+
+
+def config_priv(key: str) -> str:
+    """The privilege PVE asks to change one config key (check_vm_modify_config_perm)."""
+    base = re.sub(r"\d+$", "", key)
+    if key in CLOUDINIT_KEYS or base == "ipconfig":
+        return "VM.Config.Cloudinit"
+    if key in CPU_KEYS or base == "numa":
+        return "VM.Config.CPU"
+    if key in MEMORY_KEYS:
+        return "VM.Config.Memory"
+    if DISK_KEYS.match(key):
+        return "VM.Config.Disk"
+    if NET_KEY.match(key):
+        return "VM.Config.Network"
+    if key in OPTION_KEYS:
+        return "VM.Config.Options"
+    return "VM.Config.HWType"
+
+
+def guest(call: Call, vmid: int | None = None, node: str | None = None) -> dict[str, Any]:
+    vmid = int(vmid if vmid is not None else call.p("vmid"))
+    g = call.state["guests"].get(str(vmid))
+    node = node or call.p("node")
+    if g is None or (node and g["node"] != node):
+        raise ApiError(
+            500, f"Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does not exist"
+        )
+    return g
+
+
+def check_config_lock(g: dict[str, Any], skiplock: bool = False) -> None:
+    lock = g["config"].get("lock")
+    if lock and not skiplock:
+        raise ApiError(500, f"VM is locked ({lock})")
+
+
+def digest_of(g: dict[str, Any]) -> str:
+    return config_digest({"c": g["config"], "p": g["pending"]})
+
+
+def check_digest(call: Call, g: dict[str, Any]) -> None:
+    want = call.p("digest")
+    if want and want != digest_of(g):
+        raise ApiError(
+            500, "detected modified configuration - file changed by other user? Try again."
+        )
+
+
+def storage_for_images(call: Call, node: str, storage: str) -> None:
+    st = call.state["storages"].get(storage)
+    if st is None:
+        raise ApiError(500, f"storage '{storage}' does not exist")
+    if "images" not in st["content"].split(","):
+        raise ApiError(500, f"storage '{storage}' does not support vm images")
+    call.cab.acl.check(call.who, f"/storage/{storage}", ["Datastore.AllocateSpace"])
+    if f"{node}/{storage}" not in call.state["volumes"]:
+        call.state["volumes"][f"{node}/{storage}"] = {}
+
+
+def next_disk_name(call: Call, node: str, storage: str, vmid: int, prefix: str = "vm") -> str:
+    vols = call.state["volumes"].setdefault(f"{node}/{storage}", {})
+    n = 0
+    while (
+        f"{storage}:{prefix}-{vmid}-disk-{n}" in vols or f"{storage}:base-{vmid}-disk-{n}" in vols
+    ):
+        n += 1
+    return f"{storage}:{prefix}-{vmid}-disk-{n}"
+
+
+def disk_volume(value: str) -> tuple[str, dict[str, str]]:
+    parts = value.split(",")
+    opts = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+    first = parts[0]
+    if first.startswith("file="):
+        first = first[5:]
+    return first, opts
+
+
+def disk_string(volid: str, opts: dict[str, str]) -> str:
+    return ",".join([volid, *(f"{k}={v}" for k, v in opts.items())])
+
+
+def allocate_disk(call: Call, node: str, vmid: int, key: str, value: str) -> str:
+    """`local-lvm:32` → a new volume `local-lvm:vm-101-disk-0,size=32G`; cloudinit drives too."""
+    vol, opts = disk_volume(value)
+    m = re.match(r"^([a-z][a-z0-9\-_.]*[a-z0-9]):(\d+(?:\.\d+)?|cloudinit)$", vol, re.I)
+    if not m:
+        if vol not in ("none", "cdrom") and not vol.startswith("/"):
+            storage = vol.split(":", 1)[0]
+            vols = call.state["volumes"].get(f"{node}/{storage}", {})
+            if vol not in vols:
+                raise bad_request(key, f"volume '{vol}' does not exist")
+        return value
+    storage, size = m.group(1), m.group(2)
+    storage_for_images(call, node, storage)
+    if size == "cloudinit":
+        volid = f"{storage}:vm-{vmid}-cloudinit"
+        add_volume(call.state, node, storage, volid, 4 * MiB, vmid)
+        opts["media"] = "cdrom"
+        return disk_string(volid, opts)
+    volid = next_disk_name(call, node, storage, vmid)
+    nbytes = int(float(size) * GiB)
+    add_volume(call.state, node, storage, volid, nbytes, vmid)
+    opts["size"] = fmt_size(nbytes)
+    return disk_string(volid, opts)
+
+
+def with_mac(value: str) -> str:
+    """Give a NIC a MAC address (BC:24:11 is Proxmox's OUI) when none was given."""
+    parts = value.split(",")
+    models = ("virtio", "e1000", "e1000e", "rtl8139", "vmxnet3")
+    first = parts[0]
+    if "=" not in first and first in models:
+        first = f"{first}={random_mac()}"
+    elif first.startswith("model="):
+        first = f"{first[6:]}={random_mac()}"
+    parts[0] = first
+    return ",".join(parts)
+
+
+def random_mac() -> str:
+    return "BC:24:11:" + ":".join(f"{random.randint(0, 255):02X}" for _ in range(3))
+
+
+def net_bridge(value: str) -> tuple[str | None, str | None]:
+    opts = dict(p.split("=", 1) for p in value.split(",") if "=" in p)
+    return opts.get("bridge"), opts.get("tag")
+
+
+def check_bridge(call: Call, node: str, key: str, value: str) -> None:
+    bridge, tag = net_bridge(value)
+    if not bridge:
+        return
+    ifaces = call.state["network"].get(node, {})
+    vnets = call.state["sdn"]["vnets"]
+    if bridge in vnets:
+        call.cab.acl.check(call.who, f"/sdn/zones/{vnets[bridge]['zone']}/{bridge}", ["SDN.Use"])
+        return
+    if bridge not in ifaces or ifaces[bridge]["type"] not in ("bridge", "OVSBridge"):
+        raise bad_request(key, f"bridge '{bridge}' does not exist")
+    path = f"/sdn/zones/localnetwork/{bridge}" + (f"/{tag}" if tag else "")
+    if not call.cab.acl.allowed(call.who, path, ["SDN.Use"]):
+        call.cab.acl.check(call.who, f"/sdn/zones/localnetwork/{bridge}", ["SDN.Use"])
+
+
+def guest_volumes(g: dict[str, Any]) -> list[str]:
+    vols = []
+    for key, value in g["config"].items():
+        if DISK_KEYS.match(key) and isinstance(value, str):
+            vol, _ = disk_volume(value)
+            if ":" in vol:
+                vols.append(vol)
+    return vols
+
+
+def boot_disk_size(g: dict[str, Any]) -> int:
+    for key in sorted(g["config"]):
+        if DISK_KEYS.match(key) and not key.startswith("unused"):
+            _vol, opts = disk_volume(str(g["config"][key]))
+            if opts.get("media") == "cdrom":
+                continue
+            size = opts.get("size")
+            if size:
+                return parse_size(size)[1]
+    return 0
+
+
+def memory_bytes(g: dict[str, Any]) -> int:
+    mem = str(g["config"].get("memory", "512"))
+    m = re.search(r"(?:current=)?(\d+)", mem)
+    return int(m.group(1) if m else 512) * MiB
+
+
+def cpus(g: dict[str, Any]) -> int:
+    return int(g["config"].get("cores", 1)) * int(g["config"].get("sockets", 1))
+
+
+def new_identity_config(config: dict[str, Any]) -> None:
+    config["smbios1"] = f"uuid={uuid.uuid4()}"
+    config["vmgenid"] = str(uuid.uuid4())
+    config["meta"] = f"creation-qemu=9.2.0,ctime={int(time.time())}"
+
+
+def pool_of(call: Call, vmid: int) -> str | None:
+    for name, pool in call.state["access"]["pools"].items():
+        if vmid in pool.get("vms", []):
+            return str(name)
+    return None
+
+
+def remove_from_pools(call: Call, vmid: int) -> None:
+    for pool in call.state["access"]["pools"].values():
+        if vmid in pool.get("vms", []):
+            pool["vms"].remove(vmid)
+
+
+def live_status(call: Call, g: dict[str, Any]) -> dict[str, Any]:
+    """The runtime fields of a guest (status/current, qemu list, cluster resources)."""
+    running = g["status"] == "running"
+    node_online = call.state["nodes"][g["node"]]["online"]
+    uptime = int(time.time() - g["started"]) if running else 0
+    mem = memory_bytes(g)
+    out: dict[str, Any] = {
+        "vmid": g["vmid"],
+        "name": str(g["config"].get("name", f"VM {g['vmid']}")),
+        "status": g["status"] if node_online else "unknown",
+        "cpus": cpus(g),
+        "maxmem": mem,
+        "mem": int(mem * 0.42) if running else 0,
+        "maxdisk": boot_disk_size(g),
+        "disk": 0,
+        "cpu": 0.03 if running else 0,
+        "uptime": uptime,
+        "netin": uptime * 1200,
+        "netout": uptime * 800,
+        "diskread": uptime * 4096,
+        "diskwrite": uptime * 2048,
+    }
+    if running:
+        out["pid"] = 10000 + g["vmid"]
+        out["qmpstatus"] = "running"
+    if g["config"].get("template"):
+        out["template"] = 1
+    if g["config"].get("tags"):
+        out["tags"] = g["config"]["tags"]
+    if g["config"].get("lock"):
+        out["lock"] = g["config"]["lock"]
+    return out
