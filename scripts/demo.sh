@@ -48,6 +48,21 @@ PY
 
 step "Simulated share of the PVE 9.1 API (kloudctl sim coverage)"
 kloudctl sim coverage | tail -1
+# --- Test cabinets and host bootstrap (issue 5) ----------------------------------------
+step "Test cabinets: the three example cabinets as real Debian systems in podman"
+if problem=$(python -c 'from tests.testbed.conftest import podman_problem; print(podman_problem() or "")') && [[ -z $problem ]]; then
+  (
+    export KLOUDCTL_TESTBED_PREFIX=kloudctl-demo
+    trap 'kloudctl testbed down >/dev/null 2>&1 || true' EXIT
+    kloudctl testbed up
+    step "Bootstrap the three cabinets in parallel (roles base, proxmox_host, power_budget)"
+    kloudctl cabinet bootstrap brieux mortree saint-aubin
+    step "Bootstrap again: nothing changes"
+    kloudctl cabinet bootstrap brieux mortree saint-aubin
+  )
+else
+  echo "skipped: test cabinets cannot run here: $problem"
+fi
 
 step "Mail: a test cabinet with Postfix, Dovecot and rspamd; residents' mailboxes; one message end to end"
 python scripts/demo_mail.py

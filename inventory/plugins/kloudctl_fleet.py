@@ -43,7 +43,9 @@ class InventoryModule(BaseInventoryPlugin):
     NAME = "kloudctl_fleet"
 
     def verify_file(self, path: str) -> bool:
-        return super().verify_file(path) and path.endswith(("kloudctl_fleet.yml", "kloudctl_fleet.yaml"))
+        return super().verify_file(path) and path.endswith(
+            ("kloudctl_fleet.yml", "kloudctl_fleet.yaml")
+        )
 
     def parse(self, inventory, loader, path, cache=True):  # type: ignore[no-untyped-def]
         super().parse(inventory, loader, path, cache)

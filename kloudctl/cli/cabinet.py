@@ -41,3 +41,82 @@ def show(ctx: FleetContext, name: str, as_json: bool) -> None:
     else:
         render_cabinet(detail)
         render_plan(plan_cabinet(ctx.fleet().cabinet(name)))
+
+
+@command.command("bootstrap")
+@click.argument("cabinets", nargs=-1, required=True, shell_complete=cabinet_names)
+@click.option(
+    "--testbed/--no-testbed",
+    "use_testbed",
+    default=None,
+    help="Bootstrap the test cabinets (default: when `kloudctl testbed up` runs them).",
+)
+@json_option
+@pass_fleet
+def bootstrap(
+    ctx: FleetContext, cabinets: tuple[str, ...], use_testbed: bool | None, as_json: bool
+) -> None:
+    """Make bare Debian 12 hosts Proxmox VE hosts of the fleet, then their API token.
+
+    Runs the roles base, proxmox_host and power_budget on every CABINET in parallel, then
+    creates the automation user and API token through each cabinet's Proxmox API and
+    stores the secret in .state/secrets/ (0600). Exit 3 when some hosts were unreachable
+    (the others finish).
+    """
+    from kloudctl.hosts.bootstrap import bootstrap as run_bootstrap
+    from kloudctl.report.hosts import Progress, recap_json, render_recap
+    from kloudctl.testbed import bed as testbed
+
+    fleet = ctx.fleet()  # located errors before anything runs
+    for name in cabinets:
+        fleet.cabinet(name)
+    state = testbed.state_dir(ctx.root) / "testbed.json"
+    up = testbed.load(ctx.root)
+    if use_testbed is None:
+        use_testbed = up is not None
+    if use_testbed:
+        missing = [c for c in cabinets if up is None or c not in up.hosts]
+        if missing:
+            raise click.UsageError(
+                f"not running in the testbed: {', '.join(missing)} "
+                "(`kloudctl testbed up` them, or pass --no-testbed for the real hosts)"
+            )
+        console.info(f"testbed: bootstrapping the test cabinets {', '.join(cabinets)}")
+    progress = Progress(list(cabinets))
+    with progress.shown():
+        result = run_bootstrap(
+            ctx.root,
+            list(cabinets),
+            testbed_state=state if use_testbed else None,
+            on_event=progress,
+        )
+    if as_json:
+        console.emit_json(
+            {
+                **recap_json(result.run),
+                "tokens": [
+                    {
+                        "cabinet": t.cabinet,
+                        "token_id": t.token_id,
+                        "status": t.status,
+                        "reference": t.reference,
+                        "detail": t.detail,
+                    }
+                    for t in result.tokens
+                ],
+            }
+        )
+    else:
+        render_recap(result.run)
+        if result.tokens:
+            console.show(
+                console.table(
+                    "Automation tokens",
+                    ["cabinet", "token", "status", "secret stored at / why"],
+                    [
+                        [t.cabinet, t.token_id, t.status, t.reference or t.detail]
+                        for t in result.tokens
+                    ],
+                )
+            )
+    result.raise_for_status()

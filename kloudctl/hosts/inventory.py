@@ -71,7 +71,7 @@ def host_vars(cabinet: Cabinet) -> dict[str, Any]:
 
 
 def build(fleet: Fleet, testbed: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The inventory as {"groups": {name: {"hosts": [...], "children": [...]}}, "hostvars": {...}}."""
+    """The inventory: {"groups": {name: {"hosts": [...], "children": []}}, "hostvars": {...}}."""
     groups: dict[str, dict[str, list[str]]] = {
         "cabinets": {"hosts": [], "children": []},
         "proxmox_hosts": {"hosts": [], "children": []},

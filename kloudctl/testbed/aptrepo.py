@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from kloudctl.errors import ExternalError, KloudError
 from kloudctl.testbed.image import cache_dir
@@ -82,12 +83,14 @@ def _debs() -> Path:
     return out
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, stdout: object = None) -> None:
+def _run(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None, stdout: IO[str] | None = None
+) -> None:
     proc = subprocess.run(
         cmd,
         cwd=cwd,
         env=env,
-        stdout=stdout if stdout is not None else subprocess.PIPE,  # type: ignore[arg-type]
+        stdout=stdout if stdout is not None else subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -156,5 +159,9 @@ def _sign(root: Path) -> None:
             if proc.returncode != 0:
                 raise ExternalError(f"gpg --export failed: {proc.stderr.decode()[-300:]}")
         release = root / "dists" / SUITE / "Release"
-        _run([*gpg, "--clearsign", "-o", str(release.with_name("InRelease")), str(release)], root, env)
+        _run(
+            [*gpg, "--clearsign", "-o", str(release.with_name("InRelease")), str(release)],
+            root,
+            env,
+        )
         _run([*gpg, "-abs", "-o", str(release.with_name("Release.gpg")), str(release)], root, env)

@@ -30,6 +30,8 @@ from kloudctl.testbed.cabinets import Testbed
 from kloudctl.testbed.podman import podman
 
 PREFIX = "kloudctl-testbed"
+#: Tests and benchmarks set their own prefix so they never touch a developer's testbed.
+PREFIX_ENV = "KLOUDCTL_TESTBED_PREFIX"
 SECRET_VARS = "secret-vars.json"
 #: What the dummy UPS reports until a test changes it (watts).
 DEFAULT_DRAW = 180
@@ -51,10 +53,11 @@ def up(
     names: list[str] | None = None,
     *,
     state: Path,
-    prefix: str = PREFIX,
+    prefix: str | None = None,
     image: str | None = None,
 ) -> Testbed:
     """Start test cabinets for `names` (all cabinets by default); idempotent."""
+    prefix = prefix or os.environ.get(PREFIX_ENV) or PREFIX
     names = names or [c.name for c in fleet]
     models = {n: fleet.cabinet(n) for n in names}  # NotFound (exit 2) before anything starts
     bed = cabinets.start(
@@ -90,22 +93,53 @@ def up(
             hostvars["power_budget__ups_host"] = ups.address
             secret_vars[name] = {"power_budget__ups_password": password}
         bed.hostvars[name] = hostvars
-        bed.pairings.setdefault(name, _pairing(name))
     _save_secret_vars(Path(bed.state_dir), secret_vars)
+    _pair_sims(bed, fleet.root)
     bed.save()
     return bed
 
 
-def _pairing(cabinet: str) -> dict[str, str]:
-    """The cabinet's simulated Proxmox API.
+def _pair_sims(bed: Testbed, root: Path) -> None:
+    """Pair every test cabinet with its simulated Proxmox API (`kloudctl sim`).
 
-    INTEGRATION POINT: `kloudctl sim` is built on branch `sim`. Until it is merged the
-    testbed records the pairing as pending; once `kloudctl.sim` is importable, `up` will
-    start one simulator per cabinet here and record its URL and fingerprint.
+    One simulator process (ephemeral, loopback, free ports) serves the testbed's cabinets;
+    its run file (0600, in the testbed's state) holds the URLs, fingerprints and root
+    passwords. INTEGRATION POINT: `kloudctl sim` comes from branch `sim`; where it is not
+    there yet, the pairing is recorded as pending and bootstrap skips the token step.
     """
     if importlib.util.find_spec("kloudctl.sim") is None:
-        return {"sim": "pending", "note": "kloudctl sim not merged yet (branch sim)"}
-    return {"sim": "available", "note": "start with `kloudctl sim` (pairing not wired yet)"}
+        for name in bed.hosts:
+            bed.pairings[name] = {"sim": "pending", "note": "kloudctl sim is not available"}
+        return
+    from kloudctl.sim.runner import read_run, start_background, stop
+
+    sim_dir = Path(bed.state_dir) / "sim"
+    wanted = sorted(bed.hosts)
+    run = read_run(sim_dir)
+    if run is not None and sorted(c["name"] for c in run["cabinets"]) != wanted:
+        stop(sim_dir)
+        run = None
+    if run is None:
+        args = ["--fleet", str(root), *wanted, "--ephemeral", "--task-seconds", "0.05"]
+        args += ["--base-address", "127.0.0.10", "--port", "0"]
+        run = start_background(args, sim_dir)
+    bed.pairings = {
+        ep["name"]: {
+            "sim": ep["url"],
+            "fingerprint": ep["fingerprint"],
+            "run_file": str(sim_dir / "run.json"),
+        }
+        for ep in run["cabinets"]
+        if ep["name"] in bed.hosts
+    }
+
+
+def _unpair_sims(state: Path) -> None:
+    if importlib.util.find_spec("kloudctl.sim") is None:
+        return
+    from kloudctl.sim.runner import stop
+
+    stop(Path(state) / "sim")
 
 
 def _running(container: str) -> bool:
@@ -137,7 +171,7 @@ def start_ups(bed: Testbed, upses: dict[str, int], password: str) -> cabinets.Ho
     (conf / "upsd.conf").write_text("LISTEN 0.0.0.0 3493\n")
     ups_conf = ""
     for name, watts in upses.items():
-        ups_conf += f"[{name}]\n  driver = dummy-ups\n  port = {name}.dev\n  desc = \"testbed UPS\"\n"
+        ups_conf += f'[{name}]\n  driver = dummy-ups\n  port = {name}.dev\n  desc = "testbed UPS"\n'
         set_draw(bed, name, watts, conf)
     (conf / "ups.conf").write_text(ups_conf)
     users = conf / "upsd.users"
@@ -211,6 +245,8 @@ def down(root: Path, names: list[str] | None = None) -> list[str]:
         raise InputError(f"not in the testbed: {', '.join(unknown)} (up: {', '.join(bed.hosts)})")
     removed = list(bed.hosts) if not names else list(names)
     cabinets.stop(bed, names or None)
+    if not bed.hosts:
+        _unpair_sims(Path(bed.state_dir))
     return removed
 
 

@@ -93,16 +93,22 @@ class Testbed:
             "ConnectTimeout=5",
         ]
 
-    def ssh(self, cabinet: str, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def ssh(
+        self, cabinet: str, *command: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Run a command on a test cabinet over real SSH (as root)."""
         host = self.hosts[cabinet]
         argv = ["ssh", *self.ssh_options(), f"root@{host.address}", shlex.join(command)]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if check and proc.returncode != 0:
-            raise ExternalError(f"ssh {cabinet}: `{shlex.join(command)}` failed: {proc.stderr.strip()}")
+            raise ExternalError(
+                f"ssh {cabinet}: `{shlex.join(command)}` failed: {proc.stderr.strip()}"
+            )
         return proc
 
-    def exec(self, cabinet: str, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, cabinet: str, *command: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Run a command in a test cabinet through podman (no SSH involved)."""
         return podman("exec", self.hosts[cabinet].container, *command, check=check)
 
@@ -328,7 +334,7 @@ def start_service(
     service: str,
     command: Sequence[str],
     *,
-    volumes: Mapping[str, str] = {},  # noqa: B006 - read only
+    volumes: Mapping[str, str] = {},
 ) -> Host:
     """Run a side container (no systemd) from the testbed image at the service's address."""
     name = container_name(bed.prefix, service)

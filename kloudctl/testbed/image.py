@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from kloudctl.errors import ExternalError, KloudError
 from kloudctl.testbed.podman import exists, podman, preflight
@@ -203,8 +204,8 @@ def ensure_image(extra_packages: Iterable[str] = (), *, log: Path | None = None)
     return name
 
 
-def _run(cmd: list[str], logf: object, what: str, env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)  # type: ignore[arg-type]
+def _run(cmd: list[str], logf: IO[str], what: str, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
     if proc.returncode != 0:
         raise ExternalError(f"image build: {what} failed (exit {proc.returncode}); see the log")
 
@@ -236,14 +237,16 @@ def _build(rec: dict[str, object], name: str, log_path: Path) -> None:
     for tool in ("debootstrap", "chroot", "tar"):
         if shutil.which(tool) is None:
             raise KloudError(f"{tool} is not installed: run `make setup` as root")
-    mirror_debian, mirror_security = rec["mirror"]  # type: ignore[misc]
+    mirrors: list[str | None] = list(rec["mirror"])  # type: ignore[call-overload]
+    mirror_debian, mirror_security = str(mirrors[0]), mirrors[1]
     debs = cache_dir() / "debs"
     debs.mkdir(exist_ok=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"}
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="kloudctl-image-", dir="/var/tmp") as tmp, open(
-        log_path, "w"
-    ) as logf:
+    with (
+        tempfile.TemporaryDirectory(prefix="kloudctl-image-", dir="/var/tmp") as tmp,
+        open(log_path, "w") as logf,
+    ):
         root = Path(tmp) / "root"
         _run(
             [
@@ -271,9 +274,18 @@ def _build(rec: dict[str, object], name: str, log_path: Path) -> None:
         subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
         try:
             _run(["chroot", str(root), "apt-get", "update", "-q"], logf, "apt-get update", env)
+            packages: list[str] = list(rec["packages"])  # type: ignore[call-overload]
             _run(
-                ["chroot", str(root), "apt-get", "install", "-y", "-q", "--no-install-recommends"]
-                + list(rec["packages"]),  # type: ignore[call-overload]
+                [
+                    "chroot",
+                    str(root),
+                    "apt-get",
+                    "install",
+                    "-y",
+                    "-q",
+                    "--no-install-recommends",
+                    *packages,
+                ],
                 logf,
                 "apt-get install",
                 env,
@@ -311,12 +323,21 @@ def _build(rec: dict[str, object], name: str, log_path: Path) -> None:
         tar.wait()
         if imported.returncode != 0 or tar.returncode != 0:
             raise ExternalError(f"podman import failed: {imported.stderr.strip()}")
-        logf.write(f"built {name} in {time.monotonic() - started:.0f}s\n")  # type: ignore[attr-defined]
+        logf.write(f"built {name} in {time.monotonic() - started:.0f}s\n")
+
+
+def tag_current(name: str) -> str:
+    """Also tag `name` as ``localhost/kloudctl-debian:12`` (what Molecule scenarios default to)."""
+    current = f"{REPOSITORY}:12"
+    podman("tag", name, current)
+    return current
 
 
 def prune_old_images(keep: str) -> list[str]:
     """Remove our images other than `keep` (older recipes); returns what was removed."""
-    listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={REPOSITORY}")
+    listed = podman(
+        "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={REPOSITORY}"
+    )
     removed = []
     for ref in listed.stdout.split():
         if ref != keep and podman("rmi", ref, check=False).returncode == 0:

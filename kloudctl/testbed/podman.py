@@ -107,7 +107,9 @@ def preflight(path: Path = CONFIG_PATH) -> None:
             "(or copy it by hand: install -m 0644 scripts/containers.conf "
             f"{path})"
         )
-    info = podman("info", "--format", "{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}}", check=False)
+    info = podman(
+        "info", "--format", "{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}}", check=False
+    )
     if info.returncode != 0:
         raise PodmanUnavailable(f"`podman info` fails: {info.stderr.strip()}")
     runtime, _, manager = info.stdout.strip().partition(" ")
