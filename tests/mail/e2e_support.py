@@ -54,7 +54,16 @@ ROLE_VARS = {
 
 
 def podman_available() -> bool:
-    return shutil.which("podman") is not None and os.geteuid() == 0
+    """Test cabinets can run here (root, podman configured as the testbed needs)."""
+    if shutil.which("podman") is None or os.geteuid() != 0:
+        return False
+    from kloudctl.testbed.podman import PodmanUnavailable, preflight
+
+    try:
+        preflight()
+    except PodmanUnavailable:
+        return False
+    return True
 
 
 @dataclass
