@@ -361,14 +361,23 @@ def test_web_serves_mta_sts_policy_and_autoconfig(world: World) -> None:
     assert "<domain>mortree.fr</domain>" in config and "<port>993</port>" in config
 
 
-def test_bare_newline_is_refused_on_port_25(world: World) -> None:
-    """smtpd_forbid_bare_newline (SMTP smuggling): a bare LF in DATA is an error."""
-    cab = world.cab
+def test_bare_newline_cannot_smuggle_a_second_message(world: World) -> None:
+    """smtpd_forbid_bare_newline = yes (Postfix 3.7.11: "normalize"): only <CR><LF>.<CR><LF>
+    ends DATA, so a bare-LF "end of data" followed by SMTP commands stays message text."""
+    cab, pw = world.cab, world.pw
+    s = subject()
     with smtplib.SMTP(cab.address, 25, timeout=30) as client:
         client.ehlo("outside.example")
         assert client.mail("someone@example.org")[0] == 250
         assert client.rcpt("jean@brieux.fr")[0] == 250
         assert client.docmd("DATA")[0] == 354
-        client.send(b"Subject: smuggled\nFrom: someone@example.org\r\n\r\nhello\r\n.\r\n")
-        code, text = client.getreply()
-    assert code >= 500 and b"bare <LF>" in text, (code, text)
+        client.send(
+            f"Subject: {s}\r\nFrom: someone@example.org\r\n\r\nhello\n.\n"
+            "MAIL FROM:<admin@brieux.fr>\nRCPT TO:<marie@brieux.fr>\nDATA\nsmuggled\n"
+            "\r\n.\r\n".encode()
+        )
+        code, _ = client.getreply()
+    assert code == 250
+    [raw] = cab.wait_for("jean@brieux.fr", pw["jean@brieux.fr"], s)
+    assert b"RCPT TO:<marie@brieux.fr>" in raw  # the "commands" were only text
+    assert cab.wait_for("marie@brieux.fr", pw["marie@brieux.fr"], "smuggled", timeout=2) == []
