@@ -63,5 +63,17 @@ class PartialFailure(KloudError):
     exit_code = 3
 
 
+class StackBusy(ExternalError):
+    """Another run (kloudctl or pulumi) is updating the same stack right now."""
+
+
+class ApplyFailed(ExternalError):
+    """The engine ran, and some resources failed: their messages say why."""
+
+    def __init__(self, message: str, failures: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.failures = failures or []
+
+
 class Forbidden(KloudError):
     """The acting person may not do this (e.g. a domain administrator on another domain)."""
