@@ -73,3 +73,7 @@ class ApplyFailed(ExternalError):
     def __init__(self, message: str, failures: list[str] | None = None) -> None:
         super().__init__(message)
         self.failures = failures or []
+
+
+class Forbidden(KloudError):
+    """The acting person may not do this (e.g. a domain administrator on another domain)."""

@@ -84,3 +84,6 @@ if problem=$(python -c 'from tests.testbed.conftest import podman_problem; print
 else
   echo "skipped: test cabinets cannot run here: $problem"
 fi
+
+step "Mail: a test cabinet with Postfix, Dovecot and rspamd; residents' mailboxes; one message end to end"
+python scripts/demo_mail.py
