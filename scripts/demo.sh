@@ -71,7 +71,7 @@ kloudctl tenant token brieux boulangerie-leroy | sed 's/\(PROXMOX_TOKEN_SECRET=\
 
 # --- Test cabinets and host bootstrap (issue 5) ----------------------------------------
 step "Test cabinets: the three example cabinets as real Debian systems in podman"
-if problem=$(python -c 'from tests.testbed.conftest import podman_problem; print(podman_problem() or "")') && [[ -z $problem ]]; then
+if problem=$(python -c 'from kloudctl.testbed.podman import podman_problem; print(podman_problem() or "")') && [[ -z $problem ]]; then
   (
     export KLOUDCTL_TESTBED_PREFIX=kloudctl-demo
     trap 'kloudctl testbed down >/dev/null 2>&1 || true' EXIT
