@@ -108,3 +108,19 @@ class ResticTimeout(ResticError):
 
 class ToolMissing(ExternalError):
     """A tool kloudctl needs (restic, rest-server) is not on PATH; `make tools` builds it."""
+
+
+class StackBusy(ExternalError):
+    """Another run (kloudctl or pulumi) is updating the same stack right now."""
+
+
+class ApplyFailed(ExternalError):
+    """The engine ran, and some resources failed: their messages say why."""
+
+    def __init__(self, message: str, failures: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.failures = failures or []
+
+
+class Forbidden(KloudError):
+    """The acting person may not do this (e.g. a domain administrator on another domain)."""

@@ -137,6 +137,8 @@ def run_playbook(
         "KLOUDCTL_FLEET": str(root),
         "PATH": f"{bindir}:{os.environ.get('PATH', '')}",
         "ANSIBLE_FORCE_COLOR": "0",
+        # ansible-runner turns host key checking off unless told otherwise: keep it on.
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
     }
     if testbed_state is not None:
         env["KLOUDCTL_TESTBED_STATE"] = str(Path(testbed_state).resolve())

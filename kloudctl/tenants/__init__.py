@@ -1,0 +1,1 @@
+"""Tenants on a cabinet, through Pulumi: components, dynamic providers, the stack driver."""

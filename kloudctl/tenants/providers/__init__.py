@@ -1,0 +1,21 @@
+"""Pulumi dynamic providers for the Proxmox objects kloudctl manages, on proxmoxer."""
+
+from kloudctl.tenants.providers.access import (
+    AclProvider,
+    GroupProvider,
+    PoolProvider,
+    TokenProvider,
+    UserProvider,
+)
+from kloudctl.tenants.providers.firewall import SecurityGroupProvider
+from kloudctl.tenants.providers.guest import GuestProvider
+
+__all__ = [
+    "AclProvider",
+    "GroupProvider",
+    "GuestProvider",
+    "PoolProvider",
+    "SecurityGroupProvider",
+    "TokenProvider",
+    "UserProvider",
+]

@@ -1,0 +1,78 @@
+"""Point kloudctl at simulated cabinets (`kloudctl sim`) instead of the declared endpoints.
+
+For each simulated cabinet, do what an operator does once on a real cabinet: as root
+(ticket session, pinned fingerprint), create the automation user the cabinet file names,
+give it `Administrator` on `/`, and make its API token (rotated when it already exists).
+The targets (endpoint, fingerprint, token id, secret) go to a 0600 JSON file that
+`kloudctl.proxmox.target` reads; no secret is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from kloudctl.errors import NotFound
+from kloudctl.model import Fleet
+from kloudctl.proxmox.client import ApiTarget, ProxmoxError, UserSession
+from kloudctl.proxmox.target import targets_file
+
+
+def bootstrap_target(fleet: Fleet, cabinet: str, endpoint: dict[str, Any]) -> dict[str, str]:
+    """Automation user + token on one simulated cabinet; returns its target."""
+    declared = fleet.cabinet(cabinet).proxmox.token
+    pin = ApiTarget(endpoint["url"], endpoint["fingerprint"], "root@pam!none", "")
+    root = UserSession(pin, endpoint.get("user", "root@pam"), endpoint["password"])
+    users = {u["userid"] for u in root.call("GET", "access/users") or []}
+    if declared.user not in users:
+        root.call("POST", "access/users", userid=declared.user, comment="kloudctl automation")
+    root.call("PUT", "access/acl", path="/", roles="Administrator", users=declared.user)
+    path = f"access/users/{declared.user}/token/{declared.id}"
+    try:
+        root.call("DELETE", path)  # its secret cannot be read back: rotate it
+    except ProxmoxError:
+        pass
+    made = root.call("POST", path, privsep=0, comment="kloudctl automation")
+    return {
+        "endpoint": endpoint["url"],
+        "fingerprint": endpoint["fingerprint"],
+        "token_id": f"{declared.user}!{declared.id}",
+        "secret": made["value"],
+    }
+
+
+def write_targets(root: Path, targets: dict[str, dict[str, str]]) -> Path:
+    path = targets_file(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current: dict[str, Any] = {}
+    if path.exists():
+        try:
+            current = json.loads(path.read_text())
+        except ValueError:
+            current = {}
+    current.update(targets)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(current, f, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def use_simulator(fleet: Fleet, root: Path, run: dict[str, Any] | None) -> list[str]:
+    """Bootstrap every simulated cabinet of `run` (the sim's run record) that the fleet
+    declares; write the targets file. Returns the cabinets now served by the simulator."""
+    if run is None:
+        raise NotFound("no simulator is running (start one with `kloudctl sim up CABINET...`)")
+    declared = {c.name for c in fleet}
+    targets = {
+        ep["name"]: bootstrap_target(fleet, ep["name"], ep)
+        for ep in run.get("cabinets", [])
+        if ep["name"] in declared
+    }
+    if not targets:
+        raise NotFound("the running simulator serves none of the fleet's cabinets")
+    write_targets(root, targets)
+    return sorted(targets)
