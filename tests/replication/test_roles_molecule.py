@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from kloudctl.testbed import image
-from tests.testbed.conftest import podman_problem
+from kloudctl.testbed.podman import podman_problem
+from tests.molecule_support import assert_scenario_passed, run_scenarios
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -37,43 +35,22 @@ def scenarios(
     work = tmp_path_factory.mktemp("molecule")
     rest_password = secrets.token_urlsafe(24)
     htpasswd = "{SHA}" + base64.b64encode(hashlib.sha1(rest_password.encode()).digest()).decode()
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "KLOUDCTL_TESTBED_IMAGE": name,
-        "KLOUDCTL_TEST_REST_PASSWORD": rest_password,
-        "KLOUDCTL_TEST_REST_HTPASSWD": htpasswd,
-        "KLOUDCTL_TEST_OWNER_PASSWORD": secrets.token_urlsafe(24),
-        "KLOUDCTL_TEST_LOCAL_PASSWORD": secrets.token_urlsafe(24),
-        "KLOUDCTL_TEST_PEER_PASSWORD": secrets.token_urlsafe(24),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "PY_COLORS": "0",
-        "NO_COLOR": "1",
-    }
-    procs = {}
-    for role in ROLES:
-        log = open(work / f"{role}.log", "w")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "molecule"), "test"],
-            cwd=REPO / "roles" / role,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        procs[role] = (proc, log)
-    results = {}
-    for role, (proc, log) in procs.items():
-        rc = proc.wait(timeout=1500)
-        log.close()
-        results[role] = (rc, (work / f"{role}.log").read_text())
-    return results
+    return run_scenarios(
+        ROLES,
+        work,
+        {
+            "KLOUDCTL_TESTBED_IMAGE": name,
+            "KLOUDCTL_TEST_REST_PASSWORD": rest_password,
+            "KLOUDCTL_TEST_REST_HTPASSWD": htpasswd,
+            "KLOUDCTL_TEST_OWNER_PASSWORD": secrets.token_urlsafe(24),
+            "KLOUDCTL_TEST_LOCAL_PASSWORD": secrets.token_urlsafe(24),
+            "KLOUDCTL_TEST_PEER_PASSWORD": secrets.token_urlsafe(24),
+        },
+    )
 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_role_converges_idempotently_and_verifies(
     scenarios: dict[str, tuple[int, str]], role: str
 ) -> None:
-    rc, log = scenarios[role]
-    assert rc == 0, log[-4000:]
-    for step in ("converge", "idempotence", "verify"):
-        assert f"{step}: Executed: Successful" in log, log[-4000:]
+    assert_scenario_passed(scenarios[role])
