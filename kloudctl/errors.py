@@ -63,6 +63,53 @@ class PartialFailure(KloudError):
     exit_code = 3
 
 
+class ResticError(ExternalError):
+    """restic ended with a failure. `code` is its exit code, `message` its own words."""
+
+    code: int = 1
+
+    def __init__(self, command: str, message: str, code: int | None = None) -> None:
+        if code is not None:
+            self.code = code
+        self.command = command
+        self.message = message
+        super().__init__(f"restic {command} failed (exit {self.code}): {message}")
+
+
+class RepositoryMissing(ResticError):
+    """The repository does not exist (restic exit 10)."""
+
+    code = 10
+
+
+class RepositoryLocked(ResticError):
+    """The repository stayed locked through every retry (restic exit 11)."""
+
+    code = 11
+
+
+class WrongPassword(ResticError):
+    """No key of the repository opens with the password (restic exit 12); never retried."""
+
+    code = 12
+
+
+class ResticCancelled(ResticError):
+    """restic was interrupted (exit 130)."""
+
+    code = 130
+
+
+class ResticTimeout(ResticError):
+    """restic did not finish in time (it retries an unreachable server for many minutes)."""
+
+    code = -1
+
+
+class ToolMissing(ExternalError):
+    """A tool kloudctl needs (restic, rest-server) is not on PATH; `make tools` builds it."""
+
+
 class StackBusy(ExternalError):
     """Another run (kloudctl or pulumi) is updating the same stack right now."""
 
@@ -73,3 +120,7 @@ class ApplyFailed(ExternalError):
     def __init__(self, message: str, failures: list[str] | None = None) -> None:
         super().__init__(message)
         self.failures = failures or []
+
+
+class Forbidden(KloudError):
+    """The acting person may not do this (e.g. a domain administrator on another domain)."""

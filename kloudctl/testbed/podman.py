@@ -7,6 +7,7 @@ reports the command and podman's own words.
 from __future__ import annotations
 
 import configparser
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -128,3 +129,14 @@ def exists(kind: str, name: str) -> bool:
 
 def remove_quietly(args: Sequence[str]) -> None:
     podman(*args, check=False)
+
+
+def podman_problem() -> str | None:
+    """Why test cabinets cannot run on this machine, or None when they can."""
+    if os.geteuid() != 0:
+        return "test cabinets need root (debootstrap, podman with systemd)"
+    try:
+        preflight()
+    except PodmanUnavailable as exc:
+        return str(exc)
+    return None

@@ -6,26 +6,18 @@ debootstrap; the image is built once per machine and cached by its recipe hash.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from kloudctl.testbed import image
-from kloudctl.testbed.podman import PodmanUnavailable, preflight
+from kloudctl.testbed.podman import podman_problem
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def podman_problem() -> str | None:
-    if os.geteuid() != 0:
-        return "test cabinets need root (debootstrap, podman with systemd)"
-    try:
-        preflight()
-    except PodmanUnavailable as exc:
-        return str(exc)
-    return None
+__all__ = ["podman_problem"]
 
 
 @pytest.fixture(scope="session")

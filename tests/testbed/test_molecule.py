@@ -5,15 +5,13 @@ suite short; each test reports its own scenario.
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from kloudctl.testbed import aptrepo
+from tests.molecule_support import assert_scenario_passed, run_scenarios
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -27,43 +25,19 @@ def scenarios(
 ) -> dict[str, tuple[int, str]]:
     work = tmp_path_factory.mktemp("molecule")
     repo = aptrepo.build(work / "repo")
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "KLOUDCTL_TESTBED_IMAGE": testbed_image,
-        "KLOUDCTL_TESTBED_REPO": str(repo),
-        "KLOUDCTL_TEST_UPS_PASSWORD": secrets.token_urlsafe(16),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "PY_COLORS": "0",
-        "NO_COLOR": "1",
-    }
-    env.pop("KLOUDCTL_TESTBED_STATE", None)
-    procs = {}
-    for role in ROLES:
-        log = open(work / f"{role}.log", "w")  # noqa: SIM115 - closed below
-        procs[role] = (
-            subprocess.Popen(
-                [str(Path(sys.executable).parent / "molecule"), "test"],
-                cwd=REPO / "roles" / role,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            ),
-            log,
-        )
-    results = {}
-    for role, (proc, log) in procs.items():
-        rc = proc.wait(timeout=1500)
-        log.close()
-        results[role] = (rc, (work / f"{role}.log").read_text())
-    return results
+    return run_scenarios(
+        ROLES,
+        work,
+        {
+            "KLOUDCTL_TESTBED_IMAGE": testbed_image,
+            "KLOUDCTL_TESTBED_REPO": str(repo),
+            "KLOUDCTL_TEST_UPS_PASSWORD": secrets.token_urlsafe(16),
+        },
+    )
 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_role_converges_idempotently_and_verifies(
     scenarios: dict[str, tuple[int, str]], role: str
 ) -> None:
-    rc, log = scenarios[role]
-    assert rc == 0, log[-4000:]
-    for step in ("converge", "idempotence", "verify"):
-        assert f"{step}: Executed: Successful" in log, log[-4000:]
+    assert_scenario_passed(scenarios[role])

@@ -1,0 +1,1 @@
+"""Mail on the communes' domains: the accounts store, DNS records, and their checks."""

@@ -1,0 +1,666 @@
+"""The accounts database's only writer: every change of domains, mailboxes, aliases,
+administrators and DKIM keys, each in one transaction.
+
+This module runs where the database is: in kloudctl's process for a local file, or on the
+mail host, where the SSH transport sends this very source to `python3 -` (so it uses the
+standard library only and never imports kloudctl). Results and errors are plain JSON data;
+`kloudctl.mail.store` turns errors into kloudctl's exceptions. Password hashes arrive
+already computed; plaintext passwords never reach this module.
+
+Rights: `actor=None` is the operator (Kloud'Ici); any other actor is a domain administrator
+and may act only on the domains listed for it in `admins`. Caps are the schema's triggers.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+DEFAULT_DB = "/var/lib/kloudctl-mail/accounts.sqlite"
+DEFAULT_DKIM_DIR = "/var/lib/rspamd/dkim"
+
+_DOMAIN_RE = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+# Local parts we hand out: lower-case ASCII, dots/dashes/underscores inside, no '+', which
+# is the recipient delimiter.
+_LOCAL_RE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?")
+_ANY_LOCAL_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}")
+_SELECTOR_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_HASH_PREFIX = "{ARGON2ID}$argon2id$"
+_LOGIN_RE = re.compile(r"[^\s]{1,254}")
+
+MIN_QUOTA = 1024**2  # 1 MiB
+
+
+class OpError(Exception):
+    """An operation refused; `kind` is one of input, not_found, refused, forbidden."""
+
+    def __init__(self, kind: str, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.field = field
+
+
+# --- checks (also used by the CLI before prompting for a password) ----------------------
+
+
+def check_domain(name: Any, field: str = "domain") -> str:
+    if not isinstance(name, str) or not _DOMAIN_RE.fullmatch(name.strip().lower()):
+        raise OpError("input", f"expected a domain name such as brieux.fr, got {name!r}", field)
+    return name.strip().lower()
+
+
+def check_mailbox_address(address: Any, field: str = "address") -> tuple[str, str]:
+    """A new mailbox's address -> (address, domain), lower-cased."""
+    if not isinstance(address, str) or address.count("@") != 1:
+        raise OpError(
+            "input", f"expected an address such as jean.dupont@brieux.fr, got {address!r}", field
+        )
+    local, domain = address.strip().lower().split("@")
+    if not _LOCAL_RE.fullmatch(local) or ".." in local:
+        raise OpError(
+            "input",
+            f"invalid local part {local!r}: use a-z, 0-9 and . _ - inside "
+            "(no '+', it is the recipient delimiter), at most 64 characters",
+            field,
+        )
+    return f"{local}@{check_domain(domain, field)}", domain
+
+
+def check_any_address(address: Any, field: str = "destination") -> str:
+    """An alias destination: any syntactically valid address (local or not)."""
+    if not isinstance(address, str) or address.count("@") != 1:
+        raise OpError("input", f"expected an e-mail address, got {address!r}", field)
+    local, domain = address.strip().split("@")
+    if not _ANY_LOCAL_RE.fullmatch(local) or local.startswith(".") or ".." in local:
+        raise OpError("input", f"invalid local part in {address!r}", field)
+    return f"{local}@{check_domain(domain, field)}".lower()
+
+
+def check_quota(value: Any, field: str = "quota") -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < MIN_QUOTA:
+        raise OpError("input", f"a quota must be at least 1MiB, got {value!r}", field)
+    return value
+
+
+def check_hash(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith(_HASH_PREFIX):
+        raise OpError("input", "password hash must be an {ARGON2ID} hash", "password")
+    return value
+
+
+# --- the store ------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def connect(path: str, schema: str) -> sqlite3.Connection:
+    """Open (creating if needed) the database and apply the schema."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA busy_timeout = 30000")
+    # Rollback journal (not WAL): readers (postfix via proxymap, dovecot's auth) only need
+    # read access to the file and folder. The schema is applied when its text changes
+    # (its hash is kept in user_version), not parsed again on every operation.
+    version = int.from_bytes(hashlib.sha256(schema.encode()).digest()[:3], "big") or 1
+    if db.execute("PRAGMA user_version").fetchone()[0] != version:
+        db.executescript(schema)
+        db.execute(f"PRAGMA user_version = {version}")
+    return db
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Any:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _cap_error(exc: sqlite3.IntegrityError, domain: str) -> OpError:
+    text = str(exc)
+    if "cap:max_mailboxes" in text:
+        return OpError("refused", f"domain {domain} has reached its maximum number of mailboxes")
+    if "cap:total_quota" in text:
+        return OpError("refused", f"domain {domain}'s total quota would be exceeded")
+    if "cap:domain_shrink" in text:
+        return OpError("refused", f"domain {domain} already uses more than the new caps")
+    return OpError("refused", f"refused by the database: {text}")
+
+
+class Accounts:
+    def __init__(self, db: sqlite3.Connection, actor: str | None, dkim_dir: str) -> None:
+        self.db = db
+        self.actor = actor
+        self.dkim_dir = dkim_dir
+
+    # rights ---------------------------------------------------------------------------
+
+    def _require_operator(self, what: str) -> None:
+        if self.actor is not None:
+            raise OpError("forbidden", f"{self.actor} may not {what}: operators only")
+
+    def _domain_row(self, domain: str) -> sqlite3.Row:
+        row = self.db.execute("SELECT * FROM domains WHERE name = ?", (domain,)).fetchone()
+        if row is None:
+            raise OpError("not_found", f"unknown domain {domain} (see `kloudctl mail domain list`)")
+        return row
+
+    def _may_manage(self, domain: str) -> sqlite3.Row:
+        row = self._domain_row(domain)
+        if self.actor is not None:
+            allowed = self.db.execute(
+                "SELECT 1 FROM admins WHERE login = ? AND domain = ?", (self.actor, domain)
+            ).fetchone()
+            if allowed is None:
+                raise OpError("forbidden", f"{self.actor} may not manage domain {domain}")
+        return row
+
+    def _visible_domains(self) -> list[str]:
+        if self.actor is None:
+            rows = self.db.execute("SELECT name FROM domains ORDER BY name")
+        else:
+            rows = self.db.execute(
+                "SELECT domain FROM admins WHERE login = ? ORDER BY domain", (self.actor,)
+            )
+        return [r[0] for r in rows]
+
+    def _mailbox(self, address: str) -> sqlite3.Row:
+        address = address.strip().lower()
+        if "@" not in address:
+            raise OpError("input", f"expected an address, got {address!r}", "address")
+        self._may_manage(check_domain(address.split("@", 1)[1], "address"))
+        row = self.db.execute("SELECT * FROM mailboxes WHERE address = ?", (address,)).fetchone()
+        if row is None:
+            raise OpError("not_found", f"no mailbox {address}")
+        return row
+
+    # domains --------------------------------------------------------------------------
+
+    def domain_add(
+        self, name: str, max_mailboxes: int, total_quota: int, default_quota: int
+    ) -> dict[str, Any]:
+        self._require_operator("add domains")
+        name = check_domain(name)
+        if not isinstance(max_mailboxes, int) or max_mailboxes < 1:
+            raise OpError("input", "max mailboxes must be at least 1", "max_mailboxes")
+        check_quota(total_quota, "total_quota")
+        check_quota(default_quota, "default_quota")
+        if default_quota > total_quota:
+            raise OpError("input", "the default quota exceeds the total quota", "default_quota")
+        with _transaction(self.db):
+            if self.db.execute("SELECT 1 FROM domains WHERE name = ?", (name,)).fetchone():
+                raise OpError("refused", f"domain {name} already exists")
+            self.db.execute(
+                "INSERT INTO domains (name, max_mailboxes, total_quota, default_quota, created)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, max_mailboxes, total_quota, default_quota, _now()),
+            )
+        return {"domain": name, "changed": True}
+
+    def domain_set(
+        self, name: str, max_mailboxes: int | None = None, total_quota: int | None = None
+    ) -> dict[str, Any]:
+        self._require_operator("change domain caps")
+        name = check_domain(name)
+        with _transaction(self.db):
+            self._domain_row(name)
+            try:
+                if max_mailboxes is not None:
+                    self.db.execute(
+                        "UPDATE domains SET max_mailboxes = ? WHERE name = ?", (max_mailboxes, name)
+                    )
+                if total_quota is not None:
+                    self.db.execute(
+                        "UPDATE domains SET total_quota = ? WHERE name = ?", (total_quota, name)
+                    )
+            except sqlite3.IntegrityError as exc:
+                raise _cap_error(exc, name) from None
+        return {"domain": name, "changed": True}
+
+    def domain_list(self) -> list[dict[str, Any]]:
+        visible = set(self._visible_domains())
+        rows = self.db.execute(
+            "SELECT d.*, count(m.address) AS mailboxes, coalesce(sum(m.quota), 0) AS quota_used"
+            " FROM domains d LEFT JOIN mailboxes m ON m.domain = d.name"
+            " GROUP BY d.name ORDER BY d.name"
+        )
+        return [
+            {
+                "domain": r["name"],
+                "mailboxes": r["mailboxes"],
+                "max_mailboxes": r["max_mailboxes"],
+                "quota_allocated": r["quota_used"],
+                "total_quota": r["total_quota"],
+                "default_quota": r["default_quota"],
+                "active": bool(r["active"]),
+            }
+            for r in rows
+            if r["name"] in visible
+        ]
+
+    # administrators -------------------------------------------------------------------
+
+    def admin_add(self, login: str, domain: str) -> dict[str, Any]:
+        self._require_operator("appoint administrators")
+        if not isinstance(login, str) or not _LOGIN_RE.fullmatch(login):
+            raise OpError("input", f"invalid administrator login {login!r}", "login")
+        domain = check_domain(domain)
+        with _transaction(self.db):
+            self._domain_row(domain)
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO admins (login, domain) VALUES (?, ?)", (login, domain)
+            )
+        return {"login": login, "domain": domain, "changed": cur.rowcount > 0}
+
+    def admin_remove(self, login: str, domain: str) -> dict[str, Any]:
+        self._require_operator("remove administrators")
+        domain = check_domain(domain)
+        with _transaction(self.db):
+            cur = self.db.execute(
+                "DELETE FROM admins WHERE login = ? AND domain = ?", (login, domain)
+            )
+        if cur.rowcount == 0:
+            raise OpError("not_found", f"{login} is not an administrator of {domain}")
+        return {"login": login, "domain": domain, "changed": True}
+
+    def admin_list(self) -> list[dict[str, Any]]:
+        visible = set(self._visible_domains())
+        rows = self.db.execute("SELECT login, domain FROM admins ORDER BY domain, login")
+        return [dict(r) for r in rows if r["domain"] in visible]
+
+    # mailboxes ------------------------------------------------------------------------
+
+    def mailbox_add(self, address: str, password: str, quota: int | None) -> dict[str, Any]:
+        address, domain = check_mailbox_address(address)
+        check_hash(password)
+        if quota is not None:
+            check_quota(quota)
+        with _transaction(self.db):
+            row = self._may_manage(domain)
+            quota = row["default_quota"] if quota is None else quota
+            if self.db.execute("SELECT 1 FROM mailboxes WHERE address = ?", (address,)).fetchone():
+                raise OpError("refused", f"mailbox {address} already exists")
+            if self.db.execute("SELECT 1 FROM aliases WHERE address = ?", (address,)).fetchone():
+                raise OpError("refused", f"{address} is already an alias")
+            try:
+                self.db.execute(
+                    "INSERT INTO mailboxes (address, domain, password, quota, created)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (address, domain, password, quota, _now()),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise _cap_error(exc, domain) from None
+        return {"address": address, "quota": quota, "changed": True}
+
+    def mailbox_add_many(self, mailboxes: list[dict[str, Any]]) -> dict[str, Any]:
+        """Many mailboxes in one transaction (all or none), e.g. a commune's residents."""
+        checked = []
+        for i, item in enumerate(mailboxes):
+            address, domain = check_mailbox_address(item.get("address"), f"line {i + 1}")
+            check_hash(item.get("password"))
+            quota = item.get("quota")
+            if quota is not None:
+                check_quota(quota, f"line {i + 1}")
+            checked.append((address, domain, item["password"], quota))
+        if len({c[0] for c in checked}) != len(checked):
+            raise OpError("input", "the same address appears twice", "address")
+        with _transaction(self.db):
+            defaults = {}
+            for address, domain, _, _ in checked:
+                if domain not in defaults:
+                    defaults[domain] = self._may_manage(domain)["default_quota"]
+                if self.db.execute(
+                    "SELECT 1 FROM mailboxes WHERE address = ? UNION "
+                    "SELECT 1 FROM aliases WHERE address = ?",
+                    (address, address),
+                ).fetchone():
+                    raise OpError("refused", f"{address} already exists")
+            now = _now()
+            for address, domain, password, quota in checked:
+                try:
+                    self.db.execute(
+                        "INSERT INTO mailboxes (address, domain, password, quota, created)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (
+                            address,
+                            domain,
+                            password,
+                            defaults[domain] if quota is None else quota,
+                            now,
+                        ),
+                    )
+                except sqlite3.IntegrityError as exc:
+                    raise _cap_error(exc, domain) from None
+        return {"added": len(checked), "changed": bool(checked)}
+
+    def mailbox_passwd(self, address: str, password: str) -> dict[str, Any]:
+        check_hash(password)
+        with _transaction(self.db):
+            row = self._mailbox(address)
+            self.db.execute(
+                "UPDATE mailboxes SET password = ? WHERE address = ?", (password, row["address"])
+            )
+        return {"address": row["address"], "changed": True}
+
+    def mailbox_quota(self, address: str, quota: int) -> dict[str, Any]:
+        check_quota(quota)
+        with _transaction(self.db):
+            row = self._mailbox(address)
+            if row["quota"] == quota:
+                return {"address": row["address"], "quota": quota, "changed": False}
+            try:
+                self.db.execute(
+                    "UPDATE mailboxes SET quota = ? WHERE address = ?", (quota, row["address"])
+                )
+            except sqlite3.IntegrityError as exc:
+                raise _cap_error(exc, row["domain"]) from None
+        return {"address": row["address"], "quota": quota, "changed": True}
+
+    def mailbox_suspend(self, address: str, suspended: bool) -> dict[str, Any]:
+        with _transaction(self.db):
+            row = self._mailbox(address)
+            changed = bool(row["suspended"]) != bool(suspended)
+            self.db.execute(
+                "UPDATE mailboxes SET suspended = ? WHERE address = ?",
+                (int(bool(suspended)), row["address"]),
+            )
+        return {"address": row["address"], "suspended": bool(suspended), "changed": changed}
+
+    def mailbox_remove(self, address: str) -> dict[str, Any]:
+        with _transaction(self.db):
+            row = self._mailbox(address)
+            self.db.execute("DELETE FROM mailboxes WHERE address = ?", (row["address"],))
+            cur = self.db.execute("DELETE FROM aliases WHERE destination = ?", (row["address"],))
+        return {"address": row["address"], "changed": True, "alias_targets_removed": cur.rowcount}
+
+    def mailbox_list(self, domain: str | None) -> list[dict[str, Any]]:
+        domains = [self._may_manage(check_domain(domain))["name"]] if domain else None
+        visible = domains or self._visible_domains()
+        out = []
+        for name in visible:
+            rows = self.db.execute(
+                "SELECT address, quota, suspended, created FROM mailboxes WHERE domain = ?"
+                " ORDER BY address",
+                (name,),
+            )
+            out += [
+                {
+                    "address": r["address"],
+                    "quota": r["quota"],
+                    "suspended": bool(r["suspended"]),
+                    "created": r["created"],
+                }
+                for r in rows
+            ]
+        return out
+
+    # aliases --------------------------------------------------------------------------
+
+    def alias_add(self, address: str, destinations: list[str]) -> dict[str, Any]:
+        address, domain = check_mailbox_address(address)
+        if not destinations:
+            raise OpError("input", "an alias needs at least one destination", "destination")
+        targets = [check_any_address(d) for d in destinations]
+        if address in targets:
+            raise OpError("input", f"alias {address} cannot point to itself", "destination")
+        with _transaction(self.db):
+            self._may_manage(domain)
+            if self.db.execute("SELECT 1 FROM mailboxes WHERE address = ?", (address,)).fetchone():
+                raise OpError("refused", f"{address} is a mailbox; an alias cannot shadow it")
+            for target in targets:
+                t_domain = target.split("@", 1)[1]
+                local = self.db.execute(
+                    "SELECT 1 FROM domains WHERE name = ?", (t_domain,)
+                ).fetchone()
+                if (
+                    local
+                    and not self.db.execute(
+                        "SELECT 1 FROM mailboxes WHERE address = ? UNION "
+                        "SELECT 1 FROM aliases WHERE address = ?",
+                        (target, target),
+                    ).fetchone()
+                ):
+                    raise OpError(
+                        "not_found",
+                        f"destination {target} is in a hosted domain but does not exist",
+                    )
+            added = 0
+            for target in targets:
+                cur = self.db.execute(
+                    "INSERT OR IGNORE INTO aliases (address, domain, destination) VALUES (?, ?, ?)",
+                    (address, domain, target),
+                )
+                added += cur.rowcount
+        return {"address": address, "destinations": targets, "changed": added > 0}
+
+    def alias_remove(self, address: str, destination: str | None) -> dict[str, Any]:
+        address, domain = check_mailbox_address(address)
+        with _transaction(self.db):
+            self._may_manage(domain)
+            if destination:
+                cur = self.db.execute(
+                    "DELETE FROM aliases WHERE address = ? AND destination = ?",
+                    (address, check_any_address(destination)),
+                )
+            else:
+                cur = self.db.execute("DELETE FROM aliases WHERE address = ?", (address,))
+        if cur.rowcount == 0:
+            raise OpError(
+                "not_found", f"no alias {address}" + (f" -> {destination}" if destination else "")
+            )
+        return {"address": address, "removed": cur.rowcount, "changed": True}
+
+    def alias_list(self, domain: str | None) -> list[dict[str, Any]]:
+        domains = [self._may_manage(check_domain(domain))["name"]] if domain else None
+        out = []
+        for name in domains or self._visible_domains():
+            rows = self.db.execute(
+                "SELECT address, group_concat(destination, ',') AS destinations FROM aliases"
+                " WHERE domain = ? GROUP BY address ORDER BY address",
+                (name,),
+            )
+            out += [
+                {"address": r["address"], "destinations": sorted(r["destinations"].split(","))}
+                for r in rows
+            ]
+        return out
+
+    # DKIM -----------------------------------------------------------------------------
+
+    def dkim_new(self, domain: str, selector: str, activate: bool) -> dict[str, Any]:
+        """Make a new key: published first; active (signing) at once only if asked (for a
+        domain's first key, or after the new public key has been published in DNS)."""
+        domain = check_domain(domain)
+        if not isinstance(selector, str) or not _SELECTOR_RE.fullmatch(selector):
+            raise OpError("input", f"invalid DKIM selector {selector!r}", "selector")
+        with _transaction(self.db):
+            self._may_manage(domain)
+            if self.db.execute(
+                "SELECT 1 FROM dkim_keys WHERE domain = ? AND selector = ?", (domain, selector)
+            ).fetchone():
+                raise OpError("refused", f"DKIM selector {selector} already exists for {domain}")
+            public = _generate_key(self.dkim_dir, domain, selector)
+            self.db.execute(
+                "INSERT INTO dkim_keys (domain, selector, public_key, state, created)"
+                " VALUES (?, ?, ?, 'published', ?)",
+                (domain, selector, public, _now()),
+            )
+            if activate:
+                self._activate(domain, selector)
+        self._write_selector_map()
+        return {"domain": domain, "selector": selector, "active": activate, "changed": True}
+
+    def dkim_activate(self, domain: str, selector: str) -> dict[str, Any]:
+        domain = check_domain(domain)
+        with _transaction(self.db):
+            self._may_manage(domain)
+            row = self.db.execute(
+                "SELECT state FROM dkim_keys WHERE domain = ? AND selector = ?", (domain, selector)
+            ).fetchone()
+            if row is None:
+                raise OpError("not_found", f"no DKIM selector {selector} for {domain}")
+            changed = row["state"] != "active"
+            self._activate(domain, selector)
+        self._write_selector_map()
+        return {"domain": domain, "selector": selector, "changed": changed}
+
+    def _activate(self, domain: str, selector: str) -> None:
+        # The previous active key stays published (signatures in flight still verify)
+        # until `dkim retire`.
+        self.db.execute(
+            "UPDATE dkim_keys SET state = 'published' WHERE domain = ? AND state = 'active'",
+            (domain,),
+        )
+        self.db.execute(
+            "UPDATE dkim_keys SET state = 'active' WHERE domain = ? AND selector = ?",
+            (domain, selector),
+        )
+
+    def dkim_retire(self, domain: str, selector: str) -> dict[str, Any]:
+        domain = check_domain(domain)
+        with _transaction(self.db):
+            self._may_manage(domain)
+            row = self.db.execute(
+                "SELECT state FROM dkim_keys WHERE domain = ? AND selector = ?", (domain, selector)
+            ).fetchone()
+            if row is None:
+                raise OpError("not_found", f"no DKIM selector {selector} for {domain}")
+            if row["state"] == "active":
+                raise OpError("refused", "the active key cannot be retired: activate another first")
+            self.db.execute(
+                "UPDATE dkim_keys SET state = 'retired' WHERE domain = ? AND selector = ?",
+                (domain, selector),
+            )
+        return {"domain": domain, "selector": selector, "changed": row["state"] != "retired"}
+
+    def dkim_list(self, domain: str | None) -> list[dict[str, Any]]:
+        domains = [self._may_manage(check_domain(domain))["name"]] if domain else None
+        out = []
+        for name in domains or self._visible_domains():
+            rows = self.db.execute(
+                "SELECT domain, selector, public_key, state, created FROM dkim_keys"
+                " WHERE domain = ? ORDER BY created, selector",
+                (name,),
+            )
+            out += [dict(r) for r in rows]
+        return out
+
+    def _write_selector_map(self) -> None:
+        rows = self.db.execute("SELECT domain, selector FROM rspamd_selectors ORDER BY domain")
+        text = "".join(f"{r[0]} {r[1]}\n" for r in rows)
+        _atomic_write(os.path.join(self.dkim_dir, "selectors.map"), text, 0o644)
+
+
+def _atomic_write(path: str, text: str, mode: int) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _generate_key(dkim_dir: str, domain: str, selector: str) -> str:
+    """An RSA-2048 key in `$domain.$selector.key` (rspamd's path pattern), readable by
+    rspamd only; returns the public key as base64 DER."""
+    os.makedirs(dkim_dir, exist_ok=True)
+    path = os.path.join(dkim_dir, f"{domain}.{selector}.key")
+    old = os.umask(0o077)
+    try:
+        subprocess.run(
+            [
+                "openssl",
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                path,
+            ],
+            check=True,
+            capture_output=True,
+        )
+    finally:
+        os.umask(old)
+    with contextlib.suppress(KeyError, PermissionError):
+        import grp
+
+        os.chown(path, 0, grp.getgrnam("_rspamd").gr_gid)
+        os.chmod(path, 0o640)
+    der = subprocess.run(
+        ["openssl", "pkey", "-in", path, "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return base64.b64encode(der).decode()
+
+
+# --- dispatch -------------------------------------------------------------------------
+
+OPERATIONS = {
+    "domain_add",
+    "domain_set",
+    "domain_list",
+    "admin_add",
+    "admin_remove",
+    "admin_list",
+    "mailbox_add",
+    "mailbox_add_many",
+    "mailbox_passwd",
+    "mailbox_quota",
+    "mailbox_suspend",
+    "mailbox_remove",
+    "mailbox_list",
+    "alias_add",
+    "alias_remove",
+    "alias_list",
+    "dkim_new",
+    "dkim_activate",
+    "dkim_retire",
+    "dkim_list",
+}
+
+
+def execute(request: dict[str, Any], schema: str) -> dict[str, Any]:
+    """Run one request {op, args, actor, db, dkim_dir} -> {ok, result} or {ok: False, ...}."""
+    op = request.get("op")
+    if op not in OPERATIONS:
+        return {"ok": False, "kind": "input", "message": f"unknown operation {op!r}", "field": ""}
+    try:
+        db = connect(request.get("db") or DEFAULT_DB, schema)
+    except (sqlite3.Error, OSError) as exc:
+        return {"ok": False, "kind": "external", "message": f"cannot open accounts: {exc}"}
+    try:
+        accounts = Accounts(db, request.get("actor"), request.get("dkim_dir") or DEFAULT_DKIM_DIR)
+        result = getattr(accounts, op)(**request.get("args", {}))
+        return {"ok": True, "result": result}
+    except OpError as exc:
+        return {"ok": False, "kind": exc.kind, "message": exc.message, "field": exc.field}
+    except (sqlite3.Error, OSError, subprocess.CalledProcessError) as exc:
+        return {"ok": False, "kind": "external", "message": f"{type(exc).__name__}: {exc}"}
+    finally:
+        db.close()
+
+
+def _remote_main(request_json: str, schema: str) -> None:  # pragma: no cover - on the host
+    sys.stdout.write(json.dumps(execute(json.loads(request_json), schema)) + "\n")

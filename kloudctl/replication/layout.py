@@ -1,0 +1,302 @@
+"""Where replication keeps its repositories, secrets and memory on the machine that runs it.
+
+The state folder (default `<fleet>/.state/replication`, or `KLOUDCTL_REPLICATION_STATE`, or
+`--state-dir`) holds:
+
+    endpoints.json                  where each cabinet's repository and rest-server are
+    secrets/            (0700)      generated once, 0600, never printed, never in git:
+      <cab>.local.password            key of the cabinet's local repository
+      <src>@<peer>.password           the source's key to its copy on the peer
+      <src>@<peer>.owner.password     the peer owner's key to that copy (it prunes by age)
+      <src>@<peer>.rest               `src:password`, the source's rest-server identity
+    cabinets/<cab>/repo             the local repository, unless endpoints.json says otherwise
+    cabinets/<cab>/state.json       integrity-check rotation and results, last runs
+    cabinets/<cab>/run.lock         flock: runs of one cabinet never overlap
+    cache/                          restic's cache
+
+On a cabinet the `replication_source` role writes the same layout under
+/var/lib/kloudctl/replication, so the same code runs there and on a controller.
+
+`endpoints.json` (written by `kloudctl replication serve` for loopback cabinets, by the
+testbed, or by hand for real cabinets):
+
+    {"cabinets": {"brieux": {"repository": "/path/or/empty-for-default",
+                             "root": "/optional/prefix/for/backed-up/paths",
+                             "server": {"url": "https://127.0.0.2:8000",
+                                        "cacert": "/path/ca.pem",
+                                        "data_dir": "/path/only/where/the/owner/runs"}}}}
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from kloudctl.errors import InputError, KloudError, NotFound
+from kloudctl.model import Fleet
+from kloudctl.replication.restic import Repo
+
+STATE_ENV = "KLOUDCTL_REPLICATION_STATE"
+NOW_ENV = "KLOUDCTL_NOW"
+
+
+class AlreadyRunning(KloudError):
+    """Another replication run of this cabinet holds its lock."""
+
+
+def now(override: str | None = None) -> float:
+    """The clock: `--now` or KLOUDCTL_NOW (epoch seconds or ISO 8601) for tests, else real time."""
+    value = override if override is not None else os.environ.get(NOW_ENV)
+    if not value:
+        return time.time()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{NOW_ENV}: expected epoch seconds or ISO 8601, got '{value}'") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def parse_time(value: str) -> float:
+    """restic's snapshot times (RFC 3339 with nanoseconds) as epoch seconds."""
+    value = value.replace("Z", "+00:00")
+    head, sep, rest = value.partition(".")
+    if sep:  # Python wants at most 6 fractional digits
+        frac = ""
+        i = 0
+        while i < len(rest) and rest[i].isdigit():
+            frac += rest[i]
+            i += 1
+        value = f"{head}.{frac[:6]}{rest[i:]}"
+    return datetime.fromisoformat(value).timestamp()
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    cacert: Path | None = None
+    data_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    repository: Path
+    root: Path | None
+    server: Server | None
+
+
+@dataclass(frozen=True)
+class Layout:
+    state: Path
+
+    @classmethod
+    def for_fleet(cls, fleet_root: Path, override: str | Path | None = None) -> Layout:
+        chosen = override or os.environ.get(STATE_ENV) or fleet_root / ".state" / "replication"
+        return cls(Path(chosen).resolve())
+
+    # ---- folders and files
+    @property
+    def secrets(self) -> Path:
+        return self.state / "secrets"
+
+    @property
+    def cache(self) -> Path:
+        return self.state / "cache"
+
+    def cabinet_dir(self, cabinet: str) -> Path:
+        return self.state / "cabinets" / cabinet
+
+    def state_file(self, cabinet: str) -> Path:
+        return self.cabinet_dir(cabinet) / "state.json"
+
+    # ---- endpoints
+    def endpoints(self) -> dict[str, Any]:
+        path = self.state / "endpoints.json"
+        if not path.exists():
+            return {"cabinets": {}}
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as exc:
+            raise InputError(f"{path}: not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("cabinets", {}), dict):
+            raise InputError(f"{path}: expected an object with a 'cabinets' object")
+        data.setdefault("cabinets", {})
+        return data
+
+    def write_endpoints(self, data: dict[str, Any]) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        atomic_write(
+            self.state / "endpoints.json", json.dumps(data, indent=2, sort_keys=True) + "\n"
+        )
+
+    def endpoint(self, cabinet: str) -> Endpoint:
+        entry = self.endpoints()["cabinets"].get(cabinet, {})
+        repo = entry.get("repository") or str(self.cabinet_dir(cabinet) / "repo")
+        root = entry.get("root")
+        server = entry.get("server")
+        srv = None
+        if server:
+            srv = Server(
+                url=server["url"].rstrip("/"),
+                cacert=Path(server["cacert"]) if server.get("cacert") else None,
+                data_dir=Path(server["data_dir"]) if server.get("data_dir") else None,
+            )
+        return Endpoint(Path(repo), Path(root) if root else None, srv)
+
+    # ---- secrets
+    def secret(self, name: str) -> Path:
+        """The path of a generated secret; created once (0600) if it does not exist."""
+        self.secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.secrets, 0o700)
+        path = self.secrets / name
+        if not path.exists():
+            value = secrets.token_urlsafe(32)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(value + "\n")
+        return path
+
+    def rest_identity(self, source: str, peer: str) -> Path:
+        path = self.secrets / f"{source}@{peer}.rest"
+        if not path.exists():
+            password = self.secret(f"{source}@{peer}.rest-password").read_text().strip()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{source}:{password}\n")
+        return path
+
+    def htpasswd_line(self, source: str, peer: str) -> str:
+        """rest-server takes bcrypt or {SHA}; with 256 random bits of password {SHA} is safe."""
+        user, password = self.rest_identity(source, peer).read_text().strip().split(":", 1)
+        digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
+        return f"{user}:{{SHA}}{digest}"
+
+    # ---- repositories
+    def local_repo(self, cabinet: str) -> Repo:
+        return Repo(
+            str(self.endpoint(cabinet).repository),
+            password_file=self.secret(f"{cabinet}.local.password"),
+        )
+
+    def peer_repo(self, source: str, peer: str) -> Repo:
+        server = self.endpoint(peer).server
+        if server is None:
+            raise NotFound(
+                f"no rest-server known for cabinet '{peer}' (peer of '{source}'): declare it in "
+                f"{self.state / 'endpoints.json'} or start one with `kloudctl replication serve`"
+            )
+        hint = self.state / "key-hints" / f"{source}@{peer}"
+        return Repo(
+            f"rest:{server.url}/{source}/",
+            password_file=self.secret(f"{source}@{peer}.password"),
+            rest_credentials_file=self.rest_identity(source, peer),
+            cacert=server.cacert,
+            # The copy has two keys (the source's, the owner's); each wrong try costs a
+            # full scrypt derivation, so tell restic which one to try first.
+            key_hint=hint.read_text().strip() if hint.exists() else None,
+        )
+
+    def remember_key_hint(self, source: str, peer: str, key_id: str) -> None:
+        folder = self.state / "key-hints"
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / f"{source}@{peer}", key_id + "\n")
+
+    def hosted_repo(self, owner: str, source: str) -> Repo:
+        """The copy of `source` that `owner` hosts, opened directly by the owner to prune it."""
+        server = self.endpoint(owner).server
+        if server is None or server.data_dir is None:
+            raise NotFound(f"cabinet '{owner}' has no rest-server data folder here")
+        return Repo(
+            str(server.data_dir / source),
+            password_file=self.secret(f"{source}@{owner}.owner.password"),
+        )
+
+    # ---- per-cabinet state (our bookkeeping: check rotation, results, run times)
+    def load_state(self, cabinet: str) -> dict[str, Any]:
+        path = self.state_file(cabinet)
+        if not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def save_state(self, cabinet: str, data: dict[str, Any]) -> None:
+        self.cabinet_dir(cabinet).mkdir(parents=True, exist_ok=True)
+        atomic_write(self.state_file(cabinet), json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    @contextlib.contextmanager
+    def run_lock(self, cabinet: str) -> Iterator[None]:
+        self.cabinet_dir(cabinet).mkdir(parents=True, exist_ok=True)
+        with open(self.cabinet_dir(cabinet) / "run.lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise AlreadyRunning(
+                    f"a replication run of '{cabinet}' is already in progress"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def replicated_cabinets(fleet: Fleet, name: str | None, all_: bool) -> list[str]:
+    """The cabinets a command acts on: one by name, or every one that replicates."""
+    if name and all_:
+        raise InputError("give a cabinet name or --all, not both")
+    if name:
+        cab = fleet.cabinet(name)
+        if cab.replication is None:
+            raise InputError(f"cabinet '{name}' declares no replication")
+        return [name]
+    if not all_:
+        raise InputError("give a cabinet name or --all")
+    return sorted(c.name for c in fleet if c.replication is not None)
+
+
+def sources_of(fleet: Fleet, owner: str) -> list[str]:
+    """Cabinets whose copies `owner` hosts."""
+    return sorted(c.name for c in fleet if c.replication and owner in c.replication.peers)
+
+
+def probe(url: str, timeout: float = 3.0) -> None:
+    """Is anything listening at the peer's rest-server? Raise PeerUnreachable if not."""
+    parsed = urlsplit(url.removeprefix("rest:"))
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "", port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise PeerUnreachable(f"{parsed.hostname}:{port}: {exc.strerror or exc}") from None
+
+
+class PeerUnreachable(KloudError):
+    """The peer's rest-server does not answer."""

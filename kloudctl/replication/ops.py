@@ -1,0 +1,300 @@
+"""Replication operations: back up to the local repository, copy to the peer, prune, check.
+
+    run(cabinet) = ensure repos -> backup (paths, then each streamed command)
+                   -> copy new snapshots to each peer -> prune local by count
+                   -> prune the copies this cabinet hosts, by age (daily, as their owner)
+                   -> integrity checks (structural every run, one data slice a day)
+
+Every restic call goes through `kloudctl.replication.restic.Restic`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kloudctl.errors import KloudError, RepositoryMissing, ResticError
+from kloudctl.model import BackupPolicy, Fleet
+from kloudctl.replication import restic as r
+from kloudctl.replication.layout import Layout, now, probe, sources_of
+from kloudctl.replication.restic import Outcome, Repo, Restic
+
+DAY = 86400
+TAG = "kloudctl"
+
+
+@dataclass
+class Step:
+    name: str  # backup:paths, backup:cmd:NAME, copy:PEER, prune:local, prune:hosted:SRC, check:...
+    ok: bool
+    duration: float
+    detail: str = ""
+    warning: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.name,
+            "ok": self.ok,
+            "warning": self.warning,
+            "duration": round(self.duration, 3),
+            "detail": self.detail,
+            **self.data,
+        }
+
+
+@dataclass
+class RunReport:
+    cabinet: str
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.steps)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cabinet": self.cabinet, "ok": self.ok, "steps": [s.as_dict() for s in self.steps]}
+
+
+@dataclass
+class Replicator:
+    fleet: Fleet
+    layout: Layout
+    restic: Restic = field(default_factory=Restic)
+    clock: str | None = None  # an injected "now" (tests); None = real time
+
+    def __post_init__(self) -> None:
+        if self.restic.cache_dir is None:
+            self.restic.cache_dir = self.layout.cache
+
+    # ---- helpers
+    def policy(self, cabinet: str) -> BackupPolicy:
+        policy = self.fleet.policy_for(self.fleet.cabinet(cabinet))
+        if policy is None:
+            raise KloudError(f"cabinet '{cabinet}' declares no replication")
+        return policy
+
+    def peers(self, cabinet: str) -> list[str]:
+        rep = self.fleet.cabinet(cabinet).replication
+        return list(rep.peers) if rep else []
+
+    def rpo(self, cabinet: str) -> int:
+        rep = self.fleet.cabinet(cabinet).replication
+        return (rep.rpo if rep and rep.rpo else None) or self.policy(cabinet).rpo
+
+    def _step(self, report: RunReport, name: str, fn: Any, *args: Any, **kw: Any) -> Step:
+        started = time.monotonic()
+        try:
+            detail, data, warning = fn(*args, **kw)
+            step = Step(name, True, time.monotonic() - started, detail, warning, data)
+        except ResticError as exc:
+            step = Step(name, False, time.monotonic() - started, str(exc), data={"exit": exc.code})
+        except KloudError as exc:  # peer unreachable, missing endpoint...
+            step = Step(name, False, time.monotonic() - started, str(exc))
+        report.steps.append(step)
+        return step
+
+    # ---- repositories
+    def ensure_local(self, cabinet: str) -> Repo:
+        repo = self.layout.local_repo(cabinet)
+        if not (Path(repo.location) / "config").exists():
+            Path(repo.location).parent.mkdir(parents=True, exist_ok=True)
+            self.restic.run(repo, r.init_args())
+        return repo
+
+    def ensure_peer(self, cabinet: str, peer: str) -> Repo:
+        """The peer copy, created if missing with the local repository's chunker parameters."""
+        remote = self.layout.peer_repo(cabinet, peer)
+        probe(remote.location)
+        try:
+            self.restic.run(remote, ["cat", "config"])
+        except RepositoryMissing:
+            self.init_peer(cabinet, peer)
+        return remote
+
+    def init_peer(self, cabinet: str, peer: str) -> None:
+        local = self.layout.local_repo(cabinet)
+        remote = self.layout.peer_repo(cabinet, peer)
+        self.restic.run(
+            remote, r.init_args(from_repo=local, copy_chunker_params=True), from_repo=local
+        )
+        # The owner of the peer prunes by age, so it needs a key of its own.
+        owner_key = self.layout.secret(f"{cabinet}@{peer}.owner.password")
+        self.restic.run(remote, ["key", "add", "--new-password-file", str(owner_key)])
+        keys = self.restic.run(remote, ["key", "list"]).document or []
+        mine = [k.get("id") for k in keys if isinstance(k, dict) and k.get("current")]
+        if mine and mine[0]:
+            self.layout.remember_key_hint(cabinet, peer, str(mine[0]))
+
+    # ---- the steps
+    def backup(self, cabinet: str) -> list[Step]:
+        policy = self.policy(cabinet)
+        local = self.ensure_local(cabinet)
+        root = self.layout.endpoint(cabinet).root
+        report = RunReport(cabinet)
+        if policy.include.paths:
+            paths = [_under(root, p) for p in policy.include.paths]
+            args = r.backup_paths_args(
+                paths,
+                host=cabinet,
+                tags=[TAG, "paths"],
+                excludes=[
+                    _under(root, e) if e.startswith("/") else e for e in policy.include.exclude
+                ],
+            )
+            self._step(report, "backup:paths", self._backup, local, args)
+        for cmd in policy.include.commands:
+            args = r.backup_command_args(
+                cmd.command, filename=cmd.filename, host=cabinet, tags=[TAG, f"cmd:{cmd.name}"]
+            )
+            self._step(report, f"backup:cmd:{cmd.name}", self._backup, local, args)
+        return report.steps
+
+    def _backup(self, repo: Repo, args: list[str]) -> tuple[str, dict[str, Any], bool]:
+        result = self.restic.run(repo, args)
+        summary = result.summary or {}
+        data = {
+            "snapshot": summary.get("snapshot_id"),
+            "data_added": summary.get("data_added"),
+            "files_new": summary.get("files_new"),
+            "files_changed": summary.get("files_changed"),
+        }
+        warning = result.outcome is Outcome.WARNING
+        detail = f"snapshot {str(summary.get('snapshot_id', '?'))[:8]}"
+        if warning:
+            detail += f", {len(result.errors)} item(s) unreadable (snapshot kept)"
+        return detail, data, warning
+
+    def copy(self, cabinet: str, peer: str) -> tuple[str, dict[str, Any], bool]:
+        local = self.layout.local_repo(cabinet)
+        remote = self.layout.peer_repo(cabinet, peer)
+        probe(remote.location)
+        try:
+            result = self.restic.run(remote, r.copy_args(local), from_repo=local)
+        except RepositoryMissing:  # first copy: create the peer repository, then copy
+            self.init_peer(cabinet, peer)
+            result = self.restic.run(remote, r.copy_args(local), from_repo=local)
+        copied = sum(
+            1 for line in result.text if line.startswith("snapshot ") and line.endswith(" saved")
+        )
+        return f"{copied} snapshot(s) copied", {"copied": copied}, False
+
+    def prune_local(self, cabinet: str) -> tuple[str, dict[str, Any], bool]:
+        keep = self.policy(cabinet).retention.local.model_dump()
+        self.restic.run(self.layout.local_repo(cabinet), r.forget_args(keep=keep))
+        return "pruned by count", {}, False
+
+    def prune_hosted(self, owner: str, source: str) -> tuple[str, dict[str, Any], bool]:
+        """The owner of a peer repository prunes it by age (counts could be gamed)."""
+        within = self.policy(source).retention.peer.model_dump()
+        self.restic.run(self.layout.hosted_repo(owner, source), r.forget_args(keep_within=within))
+        return "pruned by age", {}, False
+
+    def integrity(
+        self, cabinet: str, repo_key: str, repo: Repo, *, force_data: bool = False
+    ) -> Step:
+        """Structural check every run; one slice of the data a day, rotating through all."""
+        state = self.layout.load_state(cabinet)
+        checks = state.setdefault("checks", {})
+        mine = checks.setdefault(repo_key, {})
+        days = self.policy(cabinet).check.read_data_days
+        t = now(self.clock)
+        subset = None
+        if force_data or t - float(mine.get("last_read_data", 0)) >= DAY:
+            n = int(mine.get("next_slice", 1))
+            if n > days:
+                n = 1
+            subset = f"{n}/{days}"
+        started = time.monotonic()
+        try:
+            result = self.restic.run(repo, r.check_args(read_data_subset=subset), retry_locked=True)
+            summary = result.summary or {}
+            ok = summary.get("num_errors", 0) == 0
+            detail = "structural" + (f" + data slice {subset}" if subset else "")
+        except ResticError as exc:
+            ok, summary, detail = False, {}, f"{exc}"
+        duration = time.monotonic() - started
+        mine.update(
+            {
+                "time": t,
+                "ok": ok,
+                "kind": detail if ok else mine.get("kind", "structural"),
+                "detail": detail,
+                "broken_packs": summary.get("broken_packs") or [],
+                "duration": round(duration, 3),
+            }
+        )
+        if ok:
+            mine["last_success"] = t
+        if subset and ok:
+            n = int(subset.split("/")[0])
+            mine["last_read_data"] = t
+            mine["next_slice"] = n % days + 1
+        self.layout.save_state(cabinet, state)
+        return Step(
+            f"check:{repo_key}", ok, duration, detail, data={"broken_packs": mine["broken_packs"]}
+        )
+
+    # ---- a whole run
+    def run(self, cabinet: str, *, prune: bool = True, check: bool = True) -> RunReport:
+        report = RunReport(cabinet)
+        started = time.monotonic()
+        with self.layout.run_lock(cabinet):
+            report.steps += self.backup(cabinet)
+            backed_up = all(s.ok for s in report.steps)
+            for peer in self.peers(cabinet):
+                if backed_up:
+                    self._step(report, f"copy:{peer}", self.copy, cabinet, peer)
+            if prune and backed_up:
+                self._step(report, "prune:local", self.prune_local, cabinet)
+            if prune:
+                self._prune_hosted_daily(cabinet, report)
+            if check:
+                report.steps.append(
+                    self.integrity(cabinet, "local", self.layout.local_repo(cabinet))
+                )
+        self._remember_run(cabinet, report, time.monotonic() - started)
+        return report
+
+    def _prune_hosted_daily(self, owner: str, report: RunReport) -> None:
+        server = self.layout.endpoint(owner).server
+        if server is None or server.data_dir is None:
+            return  # this machine is not where the owner's rest-server keeps its data
+        state = self.layout.load_state(owner)
+        pruned = state.setdefault("hosted_pruned", {})
+        t = now(self.clock)
+        for source in sources_of(self.fleet, owner):
+            if not (server.data_dir / source / "config").exists():
+                continue
+            if t - float(pruned.get(source, 0)) < DAY:
+                continue
+            step = self._step(report, f"prune:hosted:{source}", self.prune_hosted, owner, source)
+            if step.ok:
+                pruned[source] = t
+        self.layout.save_state(owner, state)
+
+    def _remember_run(self, cabinet: str, report: RunReport, duration: float) -> None:
+        state = self.layout.load_state(cabinet)
+        t = now(self.clock)
+        jobs = state.setdefault("jobs", {})
+        totals: dict[str, tuple[float, bool]] = {}
+        for step in report.steps:
+            job = step.name.split(":")[0]
+            spent, ok = totals.get(job, (0.0, True))
+            totals[job] = (spent + step.duration, ok and step.ok)
+        for job, (spent, ok) in totals.items():
+            entry = jobs.setdefault(job, {})
+            entry.update(last_run=t, duration=round(spent, 3), ok=ok)
+            if ok:
+                entry["last_success"] = t
+        state["last_run"] = {"time": t, "ok": report.ok, "duration": round(duration, 3)}
+        self.layout.save_state(cabinet, state)
+
+
+def _under(root: Path | None, path: str) -> str:
+    """Paths of the policy, re-rooted for a cabinet simulated as a folder."""
+    if root is None:
+        return path
+    return str(root / path.lstrip("/"))

@@ -1,0 +1,324 @@
+"""What the repositories say: replication status, and the check that cron runs.
+
+Freshness is read from the repositories themselves (`snapshots` of the peer copy, matched to
+the local snapshots through the copies' `original` field), never from our own bookkeeping.
+The one exception is a peer that cannot be reached: then the newest copy seen at the last
+successful read is the best lower bound of the lag, and the check says so (WARNING until the
+lag passes the RPO, CRITICAL after).
+
+Monitoring-plugin codes: 0 OK, 1 WARNING (lag past half the RPO, or peer unreachable),
+2 CRITICAL (lag past the RPO, failed integrity check, missing repository, wrong key),
+3 UNKNOWN (cannot tell: no restic, no snapshot ever seen while the peer is down).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kloudctl.errors import (
+    KloudError,
+    RepositoryMissing,
+    ResticError,
+    ToolMissing,
+    WrongPassword,
+)
+from kloudctl.replication import restic as r
+from kloudctl.replication.layout import now, parse_time, probe
+from kloudctl.replication.ops import Replicator
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+# Which state wins when jobs disagree: CRITICAL > UNKNOWN > WARNING > OK.
+_RANK = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
+
+
+def format_duration(seconds: float) -> str:
+    """4h10m, 2d3h, 45s: a lag as people read it."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes = s // 60
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes and not days else "",
+    ]
+    return "".join(parts) or "0s"
+
+
+def worst(codes: list[int]) -> int:
+    return max(codes, key=lambda c: _RANK[c]) if codes else UNKNOWN
+
+
+@dataclass
+class JobCheck:
+    cabinet: str
+    peer: str
+    code: int
+    reason: str
+    lag: float | None
+    rpo: int
+    newest_copied: float | None
+    peer_reachable: bool
+    duration: float
+    integrity: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cabinet": self.cabinet,
+            "peer": self.peer,
+            "status": NAMES[self.code],
+            "code": self.code,
+            "reason": self.reason,
+            "lag_seconds": None if self.lag is None else round(self.lag, 1),
+            "rpo_seconds": self.rpo,
+            "newest_copied": self.newest_copied,
+            "peer_reachable": self.peer_reachable,
+            "duration_seconds": round(self.duration, 3),
+            "integrity": self.integrity,
+        }
+
+
+def _snapshots(rep: Replicator, repo: r.Repo, host: str | None = None) -> list[dict[str, Any]]:
+    result = rep.restic.run(repo, r.snapshots_args(host=host), retry_locked=False)
+    return r.snapshot_list(result.document)
+
+
+PEER_TIMEOUT = 120.0  # restic retries an unreachable server for minutes: cut it short
+
+
+def _peer_snapshots(rep: Replicator, cabinet: str, peer: str) -> list[dict[str, Any]]:
+    repo = rep.layout.peer_repo(cabinet, peer)
+    probe(repo.location)
+    result = rep.restic.run(repo, r.snapshots_args(), retry_locked=False, timeout=PEER_TIMEOUT)
+    return r.snapshot_list(result.document)
+
+
+def check_job(rep: Replicator, cabinet: str, peer: str) -> JobCheck:
+    started = time.monotonic()
+    t = now(rep.clock)
+    rpo = rep.rpo(cabinet)
+    state = rep.layout.load_state(cabinet)
+    seen = state.setdefault("peer_seen", {}).setdefault(peer, {})
+    integrity = state.get("checks", {})
+    newest: float | None = None
+    reachable = True
+    code, reason = OK, ""
+    try:
+        snaps = _peer_snapshots(rep, cabinet, peer)
+        times = [parse_time(s["time"]) for s in snaps]
+        newest = max(times) if times else None
+        if newest is not None:
+            seen.update({"newest_copied": newest, "observed_at": t})
+            rep.layout.save_state(cabinet, state)
+    except ToolMissing as exc:
+        return JobCheck(cabinet, peer, UNKNOWN, str(exc), None, rpo, None, False, 0.0, integrity)
+    except (RepositoryMissing, WrongPassword) as exc:
+        return JobCheck(
+            cabinet, peer, CRITICAL, f"peer copy: {exc.message}", None, rpo, None, True,
+            time.monotonic() - started, integrity,
+        )  # fmt: skip
+    except (ResticError, KloudError) as exc:
+        reachable = False
+        newest = seen.get("newest_copied")
+        reason = f"peer {peer} unreachable ({_short(exc)})"
+
+    lag = None if newest is None else max(0.0, t - newest)
+    if lag is None:
+        code = UNKNOWN if not reachable else CRITICAL
+        reason = reason or "nothing replicated yet"
+        if not reachable:
+            reason += ", no copy ever seen"
+    elif lag > rpo:
+        code = CRITICAL
+        reason = _join(
+            reason, f"lag {format_duration(int(lag))} past the RPO {format_duration(rpo)}"
+        )
+    elif not reachable:
+        code = WARNING
+    elif lag > rpo / 2:
+        code = WARNING
+        reason = f"lag {format_duration(int(lag))} past half the RPO {format_duration(rpo)}"
+    failed = [k for k, v in integrity.items() if v.get("ok") is False]
+    if failed:
+        code = worst([code, CRITICAL])
+        reason = _join(reason, "integrity check failed: " + ", ".join(sorted(failed)))
+    return JobCheck(
+        cabinet, peer, code, reason or "ok", lag, rpo, newest, reachable,
+        time.monotonic() - started, integrity,
+    )  # fmt: skip
+
+
+def _short(exc: Exception) -> str:
+    text = getattr(exc, "message", str(exc))
+    return text.splitlines()[0][:120] if text else type(exc).__name__
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a}; {b}" if a else b
+
+
+def check(rep: Replicator, cabinets: list[str], workers: int | None = None) -> list[JobCheck]:
+    jobs = [(c, p) for c in cabinets for p in rep.peers(c)]
+    workers = workers or min(8, max(2, (os.cpu_count() or 2) * 2))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda job: check_job(rep, *job), jobs))
+
+
+def summary_line(results: list[JobCheck]) -> tuple[int, str]:
+    """`REPLICATION WARNING - ... | perfdata`, the monitoring-plugin way."""
+    code = worst([j.code for j in results])
+    if not results:
+        return UNKNOWN, "REPLICATION UNKNOWN - no replicated cabinet"
+    bad = [j for j in results if j.code != OK]
+    if bad:
+        text = "; ".join(f"{j.cabinet}->{j.peer} {NAMES[j.code]}: {j.reason}" for j in bad)
+    else:
+        lags = [j.lag for j in results if j.lag is not None]
+        text = f"{len(results)} job(s) replicated, max lag {format_duration(int(max(lags or [0])))}"
+    perf = []
+    for j in results:
+        label = f"lag_{j.cabinet}_{j.peer}"
+        value = "U" if j.lag is None else f"{int(j.lag)}s"
+        perf.append(f"'{label}'={value};{j.rpo // 2};{j.rpo};0")
+    return code, f"REPLICATION {NAMES[code]} - {text} | {' '.join(perf)}"
+
+
+def _metric(name: str, labels: dict[str, str], value: float | int | str) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return f"kloudctl_replication_{name}{{{inner}}} {value}"
+
+
+def prometheus(results: list[JobCheck], rep: Replicator) -> str:
+    """Text exposition for node_exporter's textfile collector."""
+    out = [
+        "# HELP kloudctl_replication_status Monitoring-plugin code (0 OK .. 3 UNKNOWN).",
+        "# TYPE kloudctl_replication_status gauge",
+    ]
+    out += [_metric("status", {"cabinet": j.cabinet, "peer": j.peer}, j.code) for j in results]
+    out += [
+        "# HELP kloudctl_replication_lag_seconds Age of the newest snapshot copied to the peer.",
+        "# TYPE kloudctl_replication_lag_seconds gauge",
+    ]
+    out += [
+        _metric("lag_seconds", {"cabinet": j.cabinet, "peer": j.peer}, f"{j.lag:.0f}")
+        for j in results
+        if j.lag is not None
+    ]
+    success, durations = [], []
+    for cabinet in sorted({j.cabinet for j in results}):
+        state = rep.layout.load_state(cabinet)
+        for job, entry in sorted(state.get("jobs", {}).items()):
+            labels = {"cabinet": cabinet, "job": job}
+            if "last_success" in entry:
+                success.append(
+                    _metric(
+                        "last_success_timestamp_seconds", labels, f"{entry['last_success']:.0f}"
+                    )
+                )
+            durations.append(_metric("duration_seconds", labels, entry.get("duration", 0)))
+    for j in results:
+        labels = {"cabinet": j.cabinet, "job": "replicated", "peer": j.peer}
+        if j.newest_copied is not None:  # the copy's success, as the peer repository says
+            success.append(
+                _metric("last_success_timestamp_seconds", labels, f"{j.newest_copied:.0f}")
+            )
+        labels = {"cabinet": j.cabinet, "job": "check", "peer": j.peer}
+        durations.append(_metric("duration_seconds", labels, f"{j.duration:.3f}"))
+    out += [
+        "# HELP kloudctl_replication_last_success_timestamp_seconds Last success of each job.",
+        "# TYPE kloudctl_replication_last_success_timestamp_seconds gauge",
+        *success,
+        "# HELP kloudctl_replication_duration_seconds Duration of the last run of each job.",
+        "# TYPE kloudctl_replication_duration_seconds gauge",
+        *durations,
+    ]
+    return "\n".join(out) + "\n"
+
+
+def write_textfile(path: Path, text: str) -> None:
+    from kloudctl.replication.layout import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, text)
+
+
+# --------------------------------------------------------------------------------------
+# status: the fuller picture, for people.
+
+
+def status_of(rep: Replicator, cabinet: str) -> list[dict[str, Any]]:
+    t = now(rep.clock)
+    state = rep.layout.load_state(cabinet)
+    rows: list[dict[str, Any]] = []
+    local_error = None
+    try:
+        local = _snapshots(rep, rep.layout.local_repo(cabinet))
+    except ResticError as exc:
+        local, local_error = [], _short(exc)
+    newest_local = max(local, key=lambda s: parse_time(s["time"]), default=None)
+    local_size = _dir_size(Path(rep.layout.local_repo(cabinet).location))
+    for peer in rep.peers(cabinet) or [""]:
+        row: dict[str, Any] = {
+            "cabinet": cabinet,
+            "peer": peer,
+            "newest_local": newest_local["time"] if newest_local else None,
+            "newest_local_id": newest_local["short_id"] if newest_local else None,
+            "local_snapshots": len(local),
+            "local_size": local_size,
+            "local_error": local_error,
+            "last_check": state.get("checks", {}),
+        }
+        if peer:
+            try:
+                remote = _peer_snapshots(rep, cabinet, peer)
+                originals = {s.get("original") for s in remote}
+                copied = [s for s in local if s["id"] in originals]
+                newest_copy = max(remote, key=lambda s: parse_time(s["time"]), default=None)
+                row.update(
+                    newest_copied=newest_copy["time"] if newest_copy else None,
+                    newest_copied_original=(newest_copy or {}).get("original", "")[:8] or None,
+                    lag_seconds=round(t - parse_time(newest_copy["time"]), 1)
+                    if newest_copy
+                    else None,
+                    unreplicated=len(local) - len(copied),
+                    peer_snapshots=len(remote),
+                    peer_size=_peer_size(rep, cabinet, peer),
+                    peer_error=None,
+                )
+            except (ResticError, KloudError) as exc:
+                row.update(
+                    newest_copied=None, lag_seconds=None, unreplicated=None, peer_error=_short(exc)
+                )
+        rows.append(row)
+    return rows
+
+
+def _dir_size(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _peer_size(rep: Replicator, cabinet: str, peer: str) -> int | None:
+    try:
+        result = rep.restic.run(rep.layout.peer_repo(cabinet, peer), r.stats_args("raw-data"))
+    except ResticError:
+        return None
+    doc = result.document if isinstance(result.document, dict) else {}
+    size = doc.get("total_size")
+    return int(size) if isinstance(size, int | float) else None

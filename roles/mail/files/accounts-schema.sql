@@ -1,0 +1,1 @@
+../../../kloudctl/mail/schema.sql

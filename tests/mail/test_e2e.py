@@ -1,0 +1,383 @@
+"""Mail end to end on a test cabinet: the mail role applied twice by ansible-playbook, the
+accounts created with `kloudctl mail` over SSH, real SMTP and IMAP clients (smtplib,
+imaplib) from this machine over the podman network, a real authoritative DNS server
+(NSD) serving the zone from `kloudctl mail dns plan`, dkimpy verifying against it.
+Outbound mail goes to the cabinet's sink folder, never out."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import ssl
+import time
+import uuid
+from collections.abc import Iterator
+
+import dkim
+import dns.resolver
+import pytest
+
+from kloudctl.mail import dns as maildns
+from tests.mail.e2e_support import MailCabinet, mail_cabinet, message, podman_available
+from tests.mail.nsd import Nsd, zone_text
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.podman,
+    pytest.mark.skipif(not podman_available(), reason="needs root and podman"),
+]
+
+AUTH_FAILED = r"AUTHENTICATIONFAILED|[Aa]uthentication failed"
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+class World:
+    def __init__(self, cab: MailCabinet) -> None:
+        self.cab = cab
+        self.pw: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with mail_cabinet(tmp_path_factory.mktemp("mail-e2e")) as cab:
+        w = World(cab)
+        for domain, cap in (("brieux.fr", "10"), ("mortree.fr", "5")):
+            done = cab.kloudctl(
+                "domain",
+                "add",
+                domain,
+                "--max-mailboxes",
+                cap,
+                "--total-quota",
+                "10GiB",
+                "--default-quota",
+                "1GiB",
+            )
+            assert done.returncode == 0, done.stderr
+        for address in ("jean@brieux.fr", "marie@brieux.fr", "jean@mortree.fr", "paul@mortree.fr"):
+            w.pw[address] = cab.add_mailbox(address)
+        w.pw["petit@brieux.fr"] = cab.add_mailbox("petit@brieux.fr", quota="1MiB")
+        done = cab.kloudctl("alias", "add", "info@brieux.fr", "jean@brieux.fr", "marie@brieux.fr")
+        assert done.returncode == 0, done.stderr
+        yield w
+
+
+def subject() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def test_roles_converge_twice_with_no_change(world: World) -> None:
+    [recap] = world.cab.recap
+    assert "changed=0" in recap and "failed=0" in recap, recap
+
+
+def test_cli_created_mailbox_receives_via_587_and_465_and_reads_over_imap(world: World) -> None:
+    cab, pw = world.cab, world.pw
+    for port in (587, 465):
+        s = subject()
+        cab.submit(
+            port,
+            "marie@brieux.fr",
+            pw["marie@brieux.fr"],
+            "marie@brieux.fr",
+            ["jean@brieux.fr"],
+            message("marie@brieux.fr", "jean@brieux.fr", s),
+        )
+        assert len(cab.wait_for("jean@brieux.fr", pw["jean@brieux.fr"], s)) == 1, port
+
+
+def test_alias_fans_out_to_two_mailboxes(world: World) -> None:
+    cab, pw = world.cab, world.pw
+    s = subject()
+    cab.submit(
+        587,
+        "paul@mortree.fr",
+        pw["paul@mortree.fr"],
+        "paul@mortree.fr",
+        ["info@brieux.fr"],
+        message("paul@mortree.fr", "info@brieux.fr", s),
+    )
+    for user in ("jean@brieux.fr", "marie@brieux.fr"):
+        assert len(cab.wait_for(user, pw[user], s)) == 1, user
+
+
+def test_two_communes_domains_stay_separate(world: World) -> None:
+    cab, pw = world.cab, world.pw
+    s = subject()
+    cab.submit(
+        587,
+        "paul@mortree.fr",
+        pw["paul@mortree.fr"],
+        "paul@mortree.fr",
+        ["jean@mortree.fr"],
+        message("paul@mortree.fr", "jean@mortree.fr", s),
+    )
+    assert len(cab.wait_for("jean@mortree.fr", pw["jean@mortree.fr"], s)) == 1
+    assert cab.wait_for("jean@brieux.fr", pw["jean@brieux.fr"], s, timeout=2) == []
+    # jean@brieux.fr's password does not open jean@mortree.fr.
+    with pytest.raises(Exception, match=AUTH_FAILED):
+        cab.imap("jean@mortree.fr", pw["jean@brieux.fr"])
+    # Mortrée's administrator manages Mortrée only.
+    assert cab.kloudctl("admin", "add", "maire@mortree.fr", "mortree.fr").returncode == 0
+    refused = cab.kloudctl("mailbox", "list", "brieux.fr", actor="maire@mortree.fr")
+    assert refused.returncode == 1 and "may not manage domain brieux.fr" in refused.stderr
+    listed = cab.kloudctl("mailbox", "list", "--json", actor="maire@mortree.fr")
+    assert sorted(m["address"] for m in json.loads(listed.stdout)) == [
+        "jean@mortree.fr",
+        "paul@mortree.fr",
+    ]
+
+
+def test_relay_without_authentication_is_refused_but_inbound_is_accepted(world: World) -> None:
+    cab, pw = world.cab, world.pw
+    # From this machine to the cabinet's podman address: not in mynetworks.
+    with smtplib.SMTP(cab.address, 25, timeout=30) as client:
+        client.ehlo("outside.example")
+        code, text = client.mail("someone@example.org")
+        assert code == 250
+        code, text = client.rcpt("victim@example.com")
+        assert code == 554 and b"Relay access denied" in text
+        client.rset()
+        s = subject()
+        client.sendmail(
+            "someone@example.org",
+            ["jean@brieux.fr"],
+            message("someone@example.org", "jean@brieux.fr", s),
+        )
+    assert len(cab.wait_for("jean@brieux.fr", pw["jean@brieux.fr"], s)) == 1
+
+
+def test_outbound_mail_goes_to_the_sink(world: World) -> None:
+    cab, pw = world.cab, world.pw
+    s = subject()
+    cab.submit(
+        587,
+        "marie@brieux.fr",
+        pw["marie@brieux.fr"],
+        "marie@brieux.fr",
+        ["ami@example.org"],
+        message("marie@brieux.fr", "ami@example.org", s),
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if cab.sh(f"grep -l {s} /var/spool/kloudctl-mail-sink/*.eml", check=False).returncode == 0:
+            return
+        time.sleep(0.5)
+    pytest.fail("outbound message not in the sink")
+
+
+def test_sending_as_another_user_is_refused(world: World) -> None:
+    cab, pw = world.cab, world.pw
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        cab.submit(
+            587,
+            "marie@brieux.fr",
+            pw["marie@brieux.fr"],
+            "jean@brieux.fr",
+            ["paul@mortree.fr"],
+            message("jean@brieux.fr", "paul@mortree.fr", subject()),
+        )
+    [(code, text)] = refused.value.recipients.values()
+    assert code == 553 and b"not owned by user" in text
+
+
+def test_auth_only_on_submission_and_only_after_starttls(world: World) -> None:
+    cab = world.cab
+    with smtplib.SMTP(cab.address, 25, timeout=30) as client:
+        client.ehlo("outside.example")
+        assert not client.has_extn("auth")
+        client.starttls(context=cab.tls())
+        client.ehlo("outside.example")
+        assert not client.has_extn("auth")
+    with smtplib.SMTP(cab.address, 587, timeout=30) as client:
+        client.ehlo("outside.example")
+        assert not client.has_extn("auth")
+        code, _ = client.docmd("AUTH", "PLAIN AGplYW4AeA==")
+        assert code in (503, 530, 538)
+        client.starttls(context=cab.tls())
+        client.ehlo("outside.example")
+        assert "PLAIN" in client.esmtp_features["auth"].upper()
+
+
+def test_tls_1_1_is_refused_everywhere(world: World) -> None:
+    cab = world.cab
+    old = cab.tls(maximum=ssl.TLSVersion.TLSv1_1)
+    current = cab.tls(maximum=ssl.TLSVersion.TLSv1_2)
+    for port in (587, 25):
+        with smtplib.SMTP(cab.address, port, timeout=30) as client, pytest.raises(ssl.SSLError):
+            client.starttls(context=old)
+        with smtplib.SMTP(cab.address, port, timeout=30) as client:
+            client.starttls(context=current)  # the control: TLS 1.2 works
+    for port in (465, 993):
+        with pytest.raises(ssl.SSLError):
+            smtplib.SMTP_SSL(cab.address, port, context=old, timeout=30) if port == 465 else (
+                __import__("imaplib").IMAP4_SSL(cab.address, port, ssl_context=old)
+            )
+
+
+def test_wrong_password_is_refused(world: World) -> None:
+    cab = world.cab
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        cab.submit(
+            587,
+            "jean@brieux.fr",
+            "not-the-password",
+            "jean@brieux.fr",
+            ["marie@brieux.fr"],
+            message("jean@brieux.fr", "marie@brieux.fr", subject()),
+        )
+    with pytest.raises(Exception, match=AUTH_FAILED):
+        cab.imap("jean@brieux.fr", "not-the-password")
+
+
+def test_suspended_mailbox_cannot_log_in(world: World) -> None:
+    cab, pw = world.cab, world.pw
+    assert cab.kloudctl("mailbox", "suspend", "paul@mortree.fr").returncode == 0
+    try:
+        with pytest.raises(Exception, match=AUTH_FAILED):
+            cab.imap("paul@mortree.fr", pw["paul@mortree.fr"])
+    finally:
+        assert cab.kloudctl("mailbox", "suspend", "--resume", "paul@mortree.fr").returncode == 0
+    cab.imap("paul@mortree.fr", pw["paul@mortree.fr"]).logout()
+
+
+def test_over_quota_is_refused_at_rcpt_time(world: World) -> None:
+    cab, pw = world.cab, world.pw
+    big = message("marie@brieux.fr", "petit@brieux.fr", subject(), "x" * 2_000_000)
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        cab.submit(
+            587,
+            "marie@brieux.fr",
+            pw["marie@brieux.fr"],
+            "marie@brieux.fr",
+            ["petit@brieux.fr"],
+            big,
+            size=len(big),
+        )
+    [(code, text)] = refused.value.recipients.values()
+    assert code == 552 and b"Mailbox is full" in text
+    # Inbound on port 25 too.
+    with smtplib.SMTP(cab.address, 25, timeout=30) as client:
+        client.ehlo("outside.example")
+        client.mail("someone@example.org", [f"SIZE={len(big)}"])
+        code, text = client.rcpt("petit@brieux.fr")
+        assert code == 552, text
+
+
+def test_gtube_is_flagged_as_spam(world: World) -> None:
+    cab = world.cab
+    with smtplib.SMTP(cab.address, 25, timeout=30) as client:
+        client.ehlo("outside.example")
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail(
+                "someone@example.org",
+                ["jean@brieux.fr"],
+                message("someone@example.org", "jean@brieux.fr", subject(), GTUBE),
+            )
+    # rspamd's verdict for GTUBE is "reject": the milter refuses the message at DATA.
+    assert refused.value.smtp_code == 554 and b"gtube" in refused.value.smtp_error.lower()
+
+
+@pytest.fixture(scope="module")
+def published(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nsd]:
+    """brieux.fr's zone as planned by `kloudctl mail dns plan` (DKIM key read from the
+    cabinet's accounts over SSH), served by NSD on loopback."""
+    planned = world.cab.kloudctl(
+        "dns",
+        "plan",
+        "brieux.fr",
+        "--json",
+        "--ipv4",
+        world.cab.address,
+        "--hostname",
+        "mail.brieux.fr",
+    )
+    assert planned.returncode == 0, planned.stderr
+    records = [maildns.Record(**r) for r in json.loads(planned.stdout)]
+    reverse = records[-1].name.split(".", 1)[1]
+    nsd = Nsd(
+        tmp_path_factory.mktemp("nsd-e2e"),
+        {
+            "brieux.fr.": zone_text("brieux.fr.", [r for r in records if r.type != "PTR"]),
+            reverse: zone_text(reverse, [r for r in records if r.type == "PTR"]),
+        },
+    )
+    yield nsd
+    nsd.stop()
+
+
+def test_dkim_signature_verifies_against_the_published_key(world: World, published: Nsd) -> None:
+    cab, pw = world.cab, world.pw
+    s = subject()
+    cab.submit(
+        587,
+        "marie@brieux.fr",
+        pw["marie@brieux.fr"],
+        "marie@brieux.fr",
+        ["jean@brieux.fr"],
+        message("marie@brieux.fr", "jean@brieux.fr", s),
+    )
+    [raw] = cab.wait_for("jean@brieux.fr", pw["jean@brieux.fr"], s)
+    assert b"DKIM-Signature:" in raw and b"d=brieux.fr" in raw
+    resolver = maildns.make_resolver(published.server)
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
+        try:
+            answer = resolver.resolve(name.decode().rstrip("."), "TXT")
+        except dns.resolver.NXDOMAIN:
+            return b""
+        return b"".join(b"".join(r.strings) for r in answer)
+
+    assert dkim.verify(raw, dnsfunc=dnsfunc)
+    assert not dkim.verify(raw.replace(b"Bonjour", b"Bonsoir"), dnsfunc=dnsfunc)
+
+
+def test_dns_check_passes_on_the_published_zone(world: World, published: Nsd) -> None:
+    checked = world.cab.kloudctl(
+        "dns",
+        "check",
+        "brieux.fr",
+        "--resolver",
+        published.server,
+        "--ipv4",
+        world.cab.address,
+        "--hostname",
+        "mail.brieux.fr",
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_web_serves_mta_sts_policy_and_autoconfig(world: World) -> None:
+    cab = world.cab
+    policy = cab.sh(
+        "curl -sk --resolve mta-sts.brieux.fr:443:127.0.0.1 "
+        "https://mta-sts.brieux.fr/.well-known/mta-sts.txt"
+    ).stdout
+    assert policy == maildns.mta_sts_policy("mail.brieux.fr")
+    config = cab.sh(
+        "curl -s --resolve autoconfig.mortree.fr:80:127.0.0.1 "
+        "http://autoconfig.mortree.fr/mail/config-v1.1.xml"
+    ).stdout
+    assert "<domain>mortree.fr</domain>" in config and "<port>993</port>" in config
+
+
+def test_bare_newline_cannot_smuggle_a_second_message(world: World) -> None:
+    """smtpd_forbid_bare_newline = yes (Postfix 3.7.11: "normalize"): only <CR><LF>.<CR><LF>
+    ends DATA, so a bare-LF "end of data" followed by SMTP commands stays message text."""
+    cab, pw = world.cab, world.pw
+    s = subject()
+    with smtplib.SMTP(cab.address, 25, timeout=30) as client:
+        client.ehlo("outside.example")
+        assert client.mail("someone@example.org")[0] == 250
+        assert client.rcpt("jean@brieux.fr")[0] == 250
+        assert client.docmd("DATA")[0] == 354
+        client.send(
+            f"Subject: {s}\r\nFrom: someone@example.org\r\n\r\nhello\n.\n"
+            "MAIL FROM:<admin@brieux.fr>\nRCPT TO:<marie@brieux.fr>\nDATA\nsmuggled\n"
+            "\r\n.\r\n".encode()
+        )
+        code, _ = client.getreply()
+    assert code == 250
+    [raw] = cab.wait_for("jean@brieux.fr", pw["jean@brieux.fr"], s)
+    assert b"RCPT TO:<marie@brieux.fr>" in raw  # the "commands" were only text
+    assert cab.wait_for("marie@brieux.fr", pw["marie@brieux.fr"], "smuggled", timeout=2) == []
