@@ -167,32 +167,19 @@ def _check_cabinet(
                     )
                 )
 
-        cores = sum(vm.cores for vm in tenant.vms)
-        memory = sum(vm.memory for vm in tenant.vms)
-        disk = sum(vm.disk for vm in tenant.vms)
-        if cores > tenant.quota.vcpu:
-            problems.append(
-                src.problem(
-                    ("tenants", i, "vms"),
-                    f"VMs use {cores} vCPU, the tenant's quota is {tenant.quota.vcpu}",
+        usage = (
+            ("vCPU", sum(vm.cores for vm in tenant.vms), tenant.quota.vcpu, str),
+            ("of RAM", sum(vm.memory for vm in tenant.vms), tenant.quota.ram, format_size),
+            ("of disk", sum(vm.disk for vm in tenant.vms), tenant.quota.disk, format_size),
+        )
+        for what, used, quota, shown in usage:
+            if used > quota:
+                problems.append(
+                    src.problem(
+                        ("tenants", i, "vms"),
+                        f"VMs use {shown(used)} {what}, the tenant's quota is {shown(quota)}",
+                    )
                 )
-            )
-        if memory > tenant.quota.ram:
-            problems.append(
-                src.problem(
-                    ("tenants", i, "vms"),
-                    f"VMs use {format_size(memory)} of RAM, the tenant's quota is "
-                    f"{format_size(tenant.quota.ram)}",
-                )
-            )
-        if disk > tenant.quota.disk:
-            problems.append(
-                src.problem(
-                    ("tenants", i, "vms"),
-                    f"VMs use {format_size(disk)} of disk, the tenant's quota is "
-                    f"{format_size(tenant.quota.disk)}",
-                )
-            )
         for k, vm in enumerate(tenant.vms):
             if vm.name in seen_vms:
                 ti, vi = seen_vms[vm.name]
