@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import ipaddress
 import os
 import shutil
 import socket
@@ -22,6 +21,7 @@ from pathlib import Path
 from kloudctl.errors import ExternalError, ToolMissing
 from kloudctl.model import Fleet
 from kloudctl.replication.layout import Layout, atomic_write, sources_of
+from kloudctl.tls import self_signed
 
 
 @dataclass
@@ -109,61 +109,19 @@ def wait_listening(
     raise ExternalError(f"rest-server on {address}:{port} did not start listening")
 
 
-def self_signed(cert: Path, key: Path, address: str, name: str) -> None:
+def write_self_signed(cert: Path, key: Path, address: str, name: str) -> None:
     """A self-signed certificate for the loopback rest-server; restic trusts it via --cacert."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    private = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"rest-server {name}")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(address)), x509.DNSName(name)]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(private.public_key()), critical=False
-        )
-        .sign(private, hashes.SHA256())
+    cert_pem, key_pem = self_signed(
+        f"rest-server {name}",
+        address,
+        [name],
+        as_trust_root=True,
+        backdate=datetime.timedelta(minutes=5),
     )
     fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(
-            private.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        f.write(key_pem)
+    cert.write_bytes(cert_pem)
 
 
 def prepare(layout: Layout, fleet: Fleet, owner: str, address: str) -> RestServer:
@@ -175,7 +133,7 @@ def prepare(layout: Layout, fleet: Fleet, owner: str, address: str) -> RestServe
     cert, key = tls / "cert.pem", tls / "key.pem"
     old = layout.endpoints()["cabinets"].get(owner, {}).get("server") or {}
     if not cert.exists() or not old.get("url", "").startswith(f"https://{address}:"):
-        self_signed(cert, key, address, owner)
+        write_self_signed(cert, key, address, owner)
     htpasswd = base / "htpasswd"
     lines = [layout.htpasswd_line(source, owner) for source in sources_of(fleet, owner)]
     atomic_write(htpasswd, "".join(line + "\n" for line in lines), mode=0o600)
