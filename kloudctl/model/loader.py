@@ -10,7 +10,7 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -18,6 +18,8 @@ from kloudctl.errors import InputError, NotFound, Problem
 from kloudctl.model.fleet import Fleet, LoadedCabinet, LoadedPolicy, cross_check
 from kloudctl.model.schema import BackupPolicy, Cabinet
 from kloudctl.model.yamlsource import Located, PathKey, load_file
+
+M = TypeVar("M", bound=BaseModel)
 
 CABINETS_DIR = "cabinets"
 BACKUPS_DIR = "backups"
@@ -167,6 +169,26 @@ def _yaml_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
+def _load_folder(
+    root: Path, folder: str, model: type[M], problems: list[Problem]
+) -> dict[str, tuple[M, Located]]:
+    """Every valid document of `root/folder`, by name; problems appended to `problems`.
+    A document's `name` must be its file name, so references by name find the file."""
+    loaded: dict[str, tuple[M, Located]] = {}
+    for path in _yaml_files(root / folder):
+        located = load_file(path, _display(path, root))
+        document, found = validate_document(located, model)
+        problems += found
+        if isinstance(document, model):
+            name = getattr(document, "name")  # noqa: B009 (both models have a name)
+            if name != path.stem:
+                problems.append(
+                    located.problem(("name",), f"must match the file name '{path.stem}'")
+                )
+            loaded[name] = (document, located)
+    return loaded
+
+
 def load_fleet(root: Path, only: list[Path] | None = None) -> Fleet:
     """Load and validate the whole fleet under `root`.
 
@@ -177,30 +199,11 @@ def load_fleet(root: Path, only: list[Path] | None = None) -> Fleet:
     if not (root / CABINETS_DIR).is_dir():
         raise NotFound(f"{root}: no '{CABINETS_DIR}/' folder: not a fleet")
     problems: list[Problem] = []
-    cabinets: dict[str, LoadedCabinet] = {}
-    policies: dict[str, LoadedPolicy] = {}
 
-    for path in _yaml_files(root / BACKUPS_DIR):
-        located = load_file(path, _display(path, root))
-        policy, found = validate_document(located, BackupPolicy)
-        problems += found
-        if isinstance(policy, BackupPolicy):
-            if policy.name != path.stem:
-                problems.append(
-                    located.problem(("name",), f"must match the file name '{path.stem}'")
-                )
-            policies[policy.name] = LoadedPolicy(policy, located)
-
-    for path in _yaml_files(root / CABINETS_DIR):
-        located = load_file(path, _display(path, root))
-        cabinet, found = validate_document(located, Cabinet)
-        problems += found
-        if isinstance(cabinet, Cabinet):
-            if cabinet.name != path.stem:
-                problems.append(
-                    located.problem(("name",), f"must match the file name '{path.stem}'")
-                )
-            cabinets[cabinet.name] = LoadedCabinet(cabinet, located)
+    loaded_policies = _load_folder(root, BACKUPS_DIR, BackupPolicy, problems)
+    loaded_cabinets = _load_folder(root, CABINETS_DIR, Cabinet, problems)
+    policies = {name: LoadedPolicy(*pair) for name, pair in loaded_policies.items()}
+    cabinets = {name: LoadedCabinet(*pair) for name, pair in loaded_cabinets.items()}
 
     fleet = Fleet(root, cabinets, policies)
     problems += cross_check(
