@@ -52,7 +52,7 @@ class InventoryModule(BaseInventoryPlugin):
         self._read_config_data(path)
         try:
             from kloudctl.errors import KloudError
-            from kloudctl.hosts.inventory import load
+            from kloudctl.hosts.inventory import Template, load
         except ImportError as exc:  # Ansible outside kloudctl's virtualenv
             raise AnsibleParserError(
                 f"kloudctl_fleet needs the kloudctl package in Ansible's Python: {exc}"
@@ -78,4 +78,18 @@ class InventoryModule(BaseInventoryPlugin):
                 self.inventory.add_host(host, group=group)
         for host, hostvars in data["hostvars"].items():
             for key, value in hostvars.items():
-                self.inventory.set_variable(host, key, value)
+                self.inventory.set_variable(host, key, _trusting(value, Template))
+
+
+def _trusting(value, template_type):  # type: ignore[no-untyped-def]
+    """Mark kloudctl's deliberate templates as trusted (Ansible 2.19 templates nothing an
+    inventory plugin sets otherwise); every other value stays inert data."""
+    from ansible.template import trust_as_template
+
+    if isinstance(value, template_type):
+        return trust_as_template(str(value))
+    if isinstance(value, dict):
+        return {k: _trusting(v, template_type) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_trusting(v, template_type) for v in value]
+    return value

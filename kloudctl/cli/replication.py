@@ -16,7 +16,6 @@ from kloudctl.replication import status as st
 from kloudctl.replication.layout import Layout, replicated_cabinets
 from kloudctl.replication.ops import Replicator
 from kloudctl.replication.restoretest import restore_test
-from kloudctl.replication.serve import loopback
 
 state_option = click.option(
     "--state-dir",
@@ -158,16 +157,16 @@ def check(ctx, cabinet, all_, as_json, prometheus_textfile, integrity, state_dir
     try:
         rep = _replicator(ctx, state_dir, now_)
         names = replicated_cabinets(ctx.fleet(), cabinet, all_)
-        if integrity:
-            for name in names:
-                rep.integrity(name, "local", rep.layout.local_repo(name))
-                for peer in rep.peers(name):
-                    rep.integrity(name, f"peer:{peer}", rep.layout.peer_repo(name, peer))
-        results = st.check(rep, names)
+        results = st.check(rep, names, integrity=integrity)
     except Exception as exc:  # cron must get UNKNOWN, not a traceback or exit 1
         if isinstance(exc, click.exceptions.Exit):
             raise
-        print(f"REPLICATION UNKNOWN - {exc}")
+        line = f"REPLICATION UNKNOWN - {exc}"
+        if as_json:
+            unknown = {"status": "UNKNOWN", "code": st.UNKNOWN, "summary": line, "jobs": []}
+            console.emit_json(unknown)
+        else:
+            print(line)
         sys.exit(st.UNKNOWN)
     code, line = st.summary_line(results)
     if prometheus_textfile:
@@ -221,12 +220,59 @@ def restore_test_(ctx, cabinet, all_, sample, seed, as_json, state_dir):  # type
         raise PartialFailure(f"restore test failed for: {', '.join(bad)}")
 
 
+@command.command("deploy")
+@targets
+@click.option(
+    "--testbed/--no-testbed",
+    "use_testbed",
+    default=None,
+    help="Deploy on the test cabinets (default: when `kloudctl testbed up` runs them).",
+)
+@json_option
+@state_option
+@pass_fleet
+def deploy_(ctx, cabinet, all_, use_testbed, as_json, state_dir):  # type: ignore[no-untyped-def]
+    """Put replication on the cabinets: rest-servers, then kloudctl, restic, keys and timers.
+
+    Afterwards run, status, check and restore-test of these cabinets execute on them over
+    SSH. Exit 3 when some hosts failed (the others finish).
+    """
+    from kloudctl.replication.deploy import deploy
+    from kloudctl.report.hosts import Progress, recap_json, render_recap
+    from kloudctl.testbed import bed as testbed
+
+    names = replicated_cabinets(ctx.fleet(), cabinet, all_)
+    up = testbed.load(ctx.root)
+    if use_testbed is None:
+        use_testbed = up is not None
+    if use_testbed and (up is None or any(n not in up.hosts for n in names)):
+        raise click.UsageError(
+            "not every cabinet runs in the testbed (`kloudctl testbed up` them, or --no-testbed)"
+        )
+    progress = Progress(names)
+    with progress.shown():
+        result = deploy(
+            ctx.root,
+            Layout.for_fleet(ctx.root, state_dir),
+            names,
+            testbed_state=testbed.state_dir(ctx.root) / "testbed.json" if use_testbed else None,
+            on_event=progress,
+        )
+    if as_json:
+        console.emit_json(recap_json(result))
+    else:
+        render_recap(result)
+    result.raise_for_status()
+
+
 @command.command("serve")
 @click.argument("cabinets", nargs=-1, shell_complete=cabinet_names)
 @state_option
 @pass_fleet
 def serve(ctx, cabinets, state_dir):  # type: ignore[no-untyped-def]
     """Run a rest-server per cabinet on loopback (127.0.0.x) until interrupted (demo, tests)."""
+    from kloudctl.replication.serve import loopback  # needs cryptography: not on cabinets
+
     layout = Layout.for_fleet(ctx.root, state_dir)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -24,15 +24,22 @@ testbed, or by hand for real cabinets):
                              "root": "/optional/prefix/for/backed-up/paths",
                              "server": {"url": "https://127.0.0.2:8000",
                                         "cacert": "/path/ca.pem",
-                                        "data_dir": "/path/only/where/the/owner/runs"}}}}
+                                        "data_dir": "/path/only/where/the/owner/runs"},
+                             "ssh": {"address": "192.0.2.10", "user": "root",
+                                     "options": ["-i", "/path/key"],
+                                     "fleet": "/etc/kloudctl/fleet"}}},
+     "generate_secrets": true}
+
+A cabinet with `ssh` is a real host where kloudctl itself is installed (`kloudctl
+replication deploy`): its runs, status and restore tests execute there, over SSH, and the
+controller reads only what comes back. On a cabinet, `generate_secrets` is false: its
+secrets come from the controller, and a missing one is an error, never a new key.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import secrets
@@ -97,10 +104,22 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Ssh:
+    """How the controller reaches a cabinet where kloudctl is installed."""
+
+    address: str
+    user: str = "root"
+    options: tuple[str, ...] = ()
+    fleet: str = "/etc/kloudctl/fleet"
+    state: str = "/var/lib/kloudctl/replication"
+
+
+@dataclass(frozen=True)
 class Endpoint:
     repository: Path
     root: Path | None
     server: Server | None
+    ssh: Ssh | None = None
 
 
 @dataclass(frozen=True)
@@ -159,7 +178,23 @@ class Layout:
                 cacert=Path(server["cacert"]) if server.get("cacert") else None,
                 data_dir=Path(server["data_dir"]) if server.get("data_dir") else None,
             )
-        return Endpoint(Path(repo), Path(root) if root else None, srv)
+        ssh = entry.get("ssh")
+        remote = None
+        if ssh:
+            remote = Ssh(
+                address=ssh["address"],
+                user=ssh.get("user", "root"),
+                options=tuple(ssh.get("options", ())),
+                fleet=ssh.get("fleet", Ssh.fleet),
+                state=ssh.get("state", Ssh.state),
+            )
+        return Endpoint(Path(repo), Path(root) if root else None, srv, remote)
+
+    def update_endpoints(self, cabinets: dict[str, dict[str, Any]]) -> None:
+        """Replace the entries of these cabinets, keep the others."""
+        data = self.endpoints()
+        data["cabinets"].update(cabinets)
+        self.write_endpoints(data)
 
     # ---- secrets
     def secret(self, name: str) -> Path:
@@ -168,6 +203,11 @@ class Layout:
         os.chmod(self.secrets, 0o700)
         path = self.secrets / name
         if not path.exists():
+            if self.endpoints().get("generate_secrets") is False:
+                raise NotFound(
+                    f"secret {path} is missing: secrets come from the controller "
+                    "(`kloudctl replication deploy`)"
+                )
             value = secrets.token_urlsafe(32)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -184,10 +224,31 @@ class Layout:
         return path
 
     def htpasswd_line(self, source: str, peer: str) -> str:
-        """rest-server takes bcrypt or {SHA}; with 256 random bits of password {SHA} is safe."""
-        user, password = self.rest_identity(source, peer).read_text().strip().split(":", 1)
-        digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
-        return f"{user}:{{SHA}}{digest}"
+        """`source:$2b$...`, the bcrypt hash rest-server checks (it caches a success for a
+        minute, so bcrypt's cost is paid once per connection burst, not per request).
+        Made once: the salt is random, and a stable line keeps Ansible runs idempotent."""
+        path = self.secrets / f"{source}@{peer}.htpasswd"
+        if not path.exists():
+            import bcrypt  # paramiko's dependency: already installed with fabric
+
+            user, password = self.rest_identity(source, peer).read_text().strip().split(":", 1)
+            hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
+            atomic_write(path, f"{user}:{hashed}\n", mode=0o600)
+        return path.read_text().strip()
+
+    def ensure_secrets(self, fleet: Fleet, cabinets: list[str]) -> list[str]:
+        """Every secret these cabinets and their peers need, made now if missing; their names."""
+        names = []
+        for cabinet in cabinets:
+            names.append(self.secret(f"{cabinet}.local.password").name)
+            rep = fleet.cabinet(cabinet).replication
+            for peer in rep.peers if rep else []:
+                names.append(self.secret(f"{cabinet}@{peer}.password").name)
+                names.append(self.secret(f"{cabinet}@{peer}.owner.password").name)
+                names.append(self.rest_identity(cabinet, peer).name)
+                self.htpasswd_line(cabinet, peer)
+                names.append(f"{cabinet}@{peer}.htpasswd")
+        return names
 
     # ---- repositories
     def local_repo(self, cabinet: str) -> Repo:

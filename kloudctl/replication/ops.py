@@ -18,7 +18,8 @@ from typing import Any
 from kloudctl.errors import KloudError, RepositoryMissing, ResticError
 from kloudctl.model import BackupPolicy, Fleet
 from kloudctl.replication import restic as r
-from kloudctl.replication.layout import Layout, now, probe, sources_of
+from kloudctl.replication.layout import Layout, Ssh, now, probe, sources_of
+from kloudctl.replication.remote import on_cabinet
 from kloudctl.replication.restic import Outcome, Repo, Restic
 
 DAY = 86400
@@ -33,6 +34,18 @@ class Step:
     detail: str = ""
     warning: bool = False
     data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Step:
+        known = {"step", "ok", "warning", "duration", "detail"}
+        return cls(
+            str(data.get("step", "?")),
+            bool(data.get("ok")),
+            float(data.get("duration", 0.0)),
+            str(data.get("detail", "")),
+            bool(data.get("warning")),
+            {k: v for k, v in data.items() if k not in known},
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -237,8 +250,23 @@ class Replicator:
             f"check:{repo_key}", ok, duration, detail, data={"broken_packs": mine["broken_packs"]}
         )
 
+    def check_integrity(self, cabinet: str) -> list[Step]:
+        """The tiered checks of the local repository and of each peer copy, now."""
+        steps = [self.integrity(cabinet, "local", self.layout.local_repo(cabinet))]
+        for peer in self.peers(cabinet):
+            repo = self.layout.peer_repo(cabinet, peer)
+            steps.append(self.integrity(cabinet, f"peer:{peer}", repo))
+        return steps
+
+    def clock_args(self) -> list[str]:
+        """The injected clock, passed on to kloudctl on a cabinet."""
+        return ["--now", self.clock] if self.clock is not None else []
+
     # ---- a whole run
     def run(self, cabinet: str, *, prune: bool = True, check: bool = True) -> RunReport:
+        ssh = self.layout.endpoint(cabinet).ssh
+        if ssh is not None:
+            return self._run_on_cabinet(cabinet, ssh, prune=prune, check=check)
         report = RunReport(cabinet)
         started = time.monotonic()
         with self.layout.run_lock(cabinet):
@@ -257,6 +285,20 @@ class Replicator:
                 )
         self._remember_run(cabinet, report, time.monotonic() - started)
         return report
+
+    def _run_on_cabinet(self, cabinet: str, ssh: Ssh, *, prune: bool, check: bool) -> RunReport:
+        """The cabinet runs itself (its files, its repository, its keys): ask it over SSH."""
+        extra = self.clock_args()
+        extra += [] if prune else ["--no-prune"]
+        extra += [] if check else ["--no-check"]
+        started = time.monotonic()
+        try:
+            _code, doc = on_cabinet(ssh, cabinet, "run", extra)
+        except KloudError as exc:
+            step = Step("ssh", False, time.monotonic() - started, str(exc))
+            return RunReport(cabinet, [step])
+        [mine] = [d for d in doc if isinstance(d, dict) and d.get("cabinet") == cabinet]
+        return RunReport(cabinet, [Step.from_dict(s) for s in mine.get("steps", [])])
 
     def _prune_hosted_daily(self, owner: str, report: RunReport) -> None:
         server = self.layout.endpoint(owner).server

@@ -18,6 +18,7 @@ from kloudctl.errors import KloudError
 from kloudctl.replication import restic as r
 from kloudctl.replication.layout import parse_time
 from kloudctl.replication.ops import Replicator
+from kloudctl.replication.remote import on_cabinet
 
 
 def _sha256(path: Path) -> str:
@@ -69,6 +70,11 @@ def restore_test(
     seed: int | None = None,
     scratch: Path | None = None,
 ) -> list[dict[str, Any]]:
+    ssh = rep.layout.endpoint(cabinet).ssh
+    if ssh is not None:  # the source files to compare with are on the cabinet
+        extra = ["--sample", str(sample)] + (["--seed", str(seed)] if seed is not None else [])
+        _code, found = on_cabinet(ssh, cabinet, "restore-test", extra)
+        return [report for report in found if report.get("cabinet") == cabinet]
     reports = []
     for peer in rep.peers(cabinet):
         repo = rep.layout.peer_repo(cabinet, peer)

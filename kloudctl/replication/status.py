@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kloudctl.errors import (
+    ExternalError,
     KloudError,
     RepositoryMissing,
     ResticError,
@@ -30,6 +31,7 @@ from kloudctl.errors import (
 from kloudctl.replication import restic as r
 from kloudctl.replication.layout import now, parse_time, probe
 from kloudctl.replication.ops import Replicator
+from kloudctl.replication.remote import on_cabinet
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -85,6 +87,21 @@ class JobCheck:
             "integrity": self.integrity,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobCheck:
+        return cls(
+            cabinet=data["cabinet"],
+            peer=data["peer"],
+            code=int(data["code"]),
+            reason=str(data.get("reason", "")),
+            lag=data.get("lag_seconds"),
+            rpo=int(data.get("rpo_seconds", 0)),
+            newest_copied=data.get("newest_copied"),
+            peer_reachable=bool(data.get("peer_reachable")),
+            duration=float(data.get("duration_seconds", 0.0)),
+            integrity=data.get("integrity") or {},
+        )
+
 
 def _snapshots(rep: Replicator, repo: r.Repo, host: str | None = None) -> list[dict[str, Any]]:
     result = rep.restic.run(repo, r.snapshots_args(host=host), retry_locked=False)
@@ -97,8 +114,61 @@ PEER_TIMEOUT = 120.0  # restic retries an unreachable server for minutes: cut it
 def _peer_snapshots(rep: Replicator, cabinet: str, peer: str) -> list[dict[str, Any]]:
     repo = rep.layout.peer_repo(cabinet, peer)
     probe(repo.location)
-    result = rep.restic.run(repo, r.snapshots_args(), retry_locked=False, timeout=PEER_TIMEOUT)
+    result = rep.restic.run(
+        repo, [*r.snapshots_args(), "--no-lock"], retry_locked=False, timeout=PEER_TIMEOUT
+    )
     return r.snapshot_list(result.document)
+
+
+def listed_snapshot_ids(repo: r.Repo, timeout: float = 10.0) -> list[str] | None:
+    """The names of the snapshot files in a rest-server repository (GET /snapshots/ with the
+    source's identity, over TLS): no key needed. None when it cannot be listed."""
+    # The standard library only: this runs on cabinets too, whose kloudctl carries no
+    # HTTP library (kloudctl.hosts.bundle).
+    import base64
+    import json
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    if not repo.location.startswith("rest:") or repo.rest_credentials_file is None:
+        return None
+    url = repo.location.removeprefix("rest:").rstrip("/") + "/snapshots/"
+    try:
+        user, password = r.read_credentials(repo.rest_credentials_file)
+        context = ssl.create_default_context(cafile=str(repo.cacert) if repo.cacert else None)
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request = urllib.request.Request(
+            url,
+            headers={
+                "Authorization": f"Basic {token}",
+                "Accept": "application/vnd.x.restic.rest.v2",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            entries = json.load(response)
+        return [str(entry["name"]) for entry in entries]
+    except (OSError, ValueError, KeyError, TypeError, KloudError):
+        return None  # urllib's errors are OSErrors; any doubt: let restic read it
+
+
+def peer_snapshot_times(
+    rep: Replicator, cabinet: str, peer: str, state: dict[str, Any]
+) -> list[float]:
+    """Times of the snapshots in the peer copy, read from the peer repository.
+
+    A snapshot's id is the hash of its encrypted file, so an id decrypted once always
+    carries the same time: when the repository lists no id we have not read before, the
+    times come from that listing (one HTTPS request); otherwise restic opens the repository
+    (one scrypt key derivation, the expensive part) and the ids read are remembered."""
+    known: dict[str, float] = state.setdefault("peer_snapshot_times", {}).get(peer, {})
+    listed = listed_snapshot_ids(rep.layout.peer_repo(cabinet, peer))
+    if listed is not None and all(i in known for i in listed):
+        return [known[i] for i in listed]
+    snaps = _peer_snapshots(rep, cabinet, peer)
+    times = {str(s["id"]): parse_time(s["time"]) for s in snaps}
+    state["peer_snapshot_times"][peer] = times
+    return list(times.values())
 
 
 def check_job(rep: Replicator, cabinet: str, peer: str) -> JobCheck:
@@ -112,12 +182,11 @@ def check_job(rep: Replicator, cabinet: str, peer: str) -> JobCheck:
     reachable = True
     code, reason = OK, ""
     try:
-        snaps = _peer_snapshots(rep, cabinet, peer)
-        times = [parse_time(s["time"]) for s in snaps]
+        times = peer_snapshot_times(rep, cabinet, peer, state)
         newest = max(times) if times else None
         if newest is not None:
             seen.update({"newest_copied": newest, "observed_at": t})
-            rep.layout.save_state(cabinet, state)
+        rep.layout.save_state(cabinet, state)
     except ToolMissing as exc:
         return JobCheck(cabinet, peer, UNKNOWN, str(exc), None, rpo, None, False, 0.0, integrity)
     except (RepositoryMissing, WrongPassword) as exc:
@@ -165,11 +234,44 @@ def _join(a: str, b: str) -> str:
     return f"{a}; {b}" if a else b
 
 
-def check(rep: Replicator, cabinets: list[str], workers: int | None = None) -> list[JobCheck]:
-    jobs = [(c, p) for c in cabinets for p in rep.peers(c)]
+def check(
+    rep: Replicator, cabinets: list[str], workers: int | None = None, *, integrity: bool = False
+) -> list[JobCheck]:
+    """Check every (cabinet, peer) job: here, or on the cabinet where kloudctl is installed."""
+    here = [c for c in cabinets if rep.layout.endpoint(c).ssh is None]
+    remote = [c for c in cabinets if c not in here]
+    if integrity:
+        for cabinet in here:
+            rep.check_integrity(cabinet)
+    jobs = [(c, p) for c in here for p in rep.peers(c)]
     workers = workers or min(8, max(2, (os.cpu_count() or 2) * 2))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda job: check_job(rep, *job), jobs))
+        local = pool.map(lambda job: check_job(rep, *job), jobs)
+        far = pool.map(lambda c: check_on_cabinet(rep, c, integrity=integrity), remote)
+        found = [*local, *(j for jobs_ in far for j in jobs_)]
+    order = {c: i for i, c in enumerate(cabinets)}
+    return sorted(found, key=lambda j: (order[j.cabinet], j.peer))
+
+
+def check_on_cabinet(rep: Replicator, cabinet: str, *, integrity: bool = False) -> list[JobCheck]:
+    """The cabinet's own check (its integrity results, its view of the peer). When the
+    cabinet does not answer, the controller reads the peer copy itself: a burnt cabinet
+    must show as a growing lag, not as silence."""
+    ssh = rep.layout.endpoint(cabinet).ssh
+    assert ssh is not None
+    extra = rep.clock_args() + (["--integrity"] if integrity else [])
+    try:
+        _code, doc = on_cabinet(ssh, cabinet, "check", extra, timeout=PEER_TIMEOUT + 600)
+        found = [JobCheck.from_dict(j) for j in doc.get("jobs", [])]
+        if not found:  # the cabinet could not tell (UNKNOWN): look from here
+            raise ExternalError(str(doc.get("summary") or "no result"))
+        return found
+    except KloudError as exc:
+        jobs = [check_job(rep, cabinet, peer) for peer in rep.peers(cabinet)]
+        for job in jobs:
+            job.reason = _join(f"cabinet {cabinet} unreachable ({_short(exc)})", job.reason)
+            job.code = worst([job.code, WARNING])
+        return jobs
 
 
 def summary_line(results: list[JobCheck]) -> tuple[int, str]:
@@ -255,6 +357,16 @@ def write_textfile(path: Path, text: str) -> None:
 
 
 def status_of(rep: Replicator, cabinet: str) -> list[dict[str, Any]]:
+    ssh = rep.layout.endpoint(cabinet).ssh
+    if ssh is not None:
+        try:
+            _code, found = on_cabinet(ssh, cabinet, "status", rep.clock_args(), timeout=600)
+            return [row for row in found if row.get("cabinet") == cabinet]
+        except KloudError as exc:
+            return [
+                {"cabinet": cabinet, "peer": peer, "local_error": _short(exc)}
+                for peer in rep.peers(cabinet) or [""]
+            ]
     t = now(rep.clock)
     state = rep.layout.load_state(cabinet)
     rows: list[dict[str, Any]] = []

@@ -24,7 +24,8 @@ def test_secrets_are_generated_once_0600_in_a_0700_folder(tmp_path: Path) -> Non
     ident = layout.rest_identity("alpha", "beta")
     user, password = ident.read_text().strip().split(":")
     assert user == "alpha" and stat.S_IMODE(ident.stat().st_mode) == 0o600
-    assert layout.htpasswd_line("alpha", "beta").startswith("alpha:{SHA}")
+    assert layout.htpasswd_line("alpha", "beta").startswith("alpha:$2b$10$")
+    assert layout.htpasswd_line("alpha", "beta") == layout.htpasswd_line("alpha", "beta")
     assert password not in layout.htpasswd_line("alpha", "beta")
 
 

@@ -1,21 +1,23 @@
 """The replication roles' Molecule scenarios (podman driver, the project's Debian image,
 converge twice with idempotence, verify), run for real with the restic and rest-server
-of the tools step: replication_source's scenario converges both roles in one test cabinet
-and replicates it to its own rest-server end to end; replication_target's checks TLS,
-authentication and the append-only refusal on its own."""
+of the tools step: replication_source's scenario converges both roles in one test cabinet,
+installs kloudctl there (kloudctl.hosts.bundle) and replicates the cabinet to its own
+rest-server through the systemd units; replication_target's checks TLS, authentication
+and the append-only refusal on its own. Secrets are made by kloudctl's own Layout."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
 from pathlib import Path
 
 import pytest
 
+from kloudctl.hosts import bundle
+from kloudctl.replication.layout import Layout
 from kloudctl.testbed import image
 from kloudctl.testbed.podman import podman_problem
 from tests.molecule_support import assert_scenario_passed, run_scenarios
+from tests.replication.fleetgen import make_fleet
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -33,15 +35,17 @@ def scenarios(
     name = image.ensure_image()
     image.tag_current(name)
     work = tmp_path_factory.mktemp("molecule")
-    rest_password = secrets.token_urlsafe(24)
-    htpasswd = "{SHA}" + base64.b64encode(hashlib.sha1(rest_password.encode()).digest()).decode()
+    layout = Layout(work / "state")
+    _user, rest_password = layout.rest_identity("pve1", "pve2").read_text().strip().split(":", 1)
     return run_scenarios(
         ROLES,
         work,
         {
             "KLOUDCTL_TESTBED_IMAGE": name,
+            "KLOUDCTL_TEST_FLEET": str(make_fleet(work / "fleet", ["pve1", "pve2"])),
+            "KLOUDCTL_TEST_BUNDLE": str(bundle.build(work / "bundles")),
             "KLOUDCTL_TEST_REST_PASSWORD": rest_password,
-            "KLOUDCTL_TEST_REST_HTPASSWD": htpasswd,
+            "KLOUDCTL_TEST_REST_HTPASSWD": layout.htpasswd_line("pve1", "pve2").split(":", 1)[1],
             "KLOUDCTL_TEST_OWNER_PASSWORD": secrets.token_urlsafe(24),
             "KLOUDCTL_TEST_LOCAL_PASSWORD": secrets.token_urlsafe(24),
             "KLOUDCTL_TEST_PEER_PASSWORD": secrets.token_urlsafe(24),
