@@ -37,24 +37,24 @@ def command() -> None:
     """Tenants of a cabinet (pools, identities, isolation, guests) through Pulumi."""
 
 
-@command.command("plan")
-@click.argument("cabinet", shell_complete=cabinet_names)
-@click.option("--refresh", is_flag=True, help="Read the cabinet's live state first.")
-@json_option
-@pass_fleet
-def plan(ctx: FleetContext, cabinet: str, refresh: bool, as_json: bool) -> None:
-    """Show what `apply` would change (capacity admission first)."""
-    _run(ctx, cabinet, "plan", as_json, refresh)
+def _refreshable(action: str, summary: str) -> click.Command:
+    """`plan` and `apply`: the same arguments, one engine action each."""
+
+    @command.command(action, help=summary)
+    @click.argument("cabinet", shell_complete=cabinet_names)
+    @click.option("--refresh", is_flag=True, help="Read the cabinet's live state first.")
+    @json_option
+    @pass_fleet
+    def run(ctx: FleetContext, cabinet: str, refresh: bool, as_json: bool) -> None:
+        _run(ctx, cabinet, action, as_json, refresh)
+
+    return run
 
 
-@command.command("apply")
-@click.argument("cabinet", shell_complete=cabinet_names)
-@click.option("--refresh", is_flag=True, help="Read the cabinet's live state first.")
-@json_option
-@pass_fleet
-def apply(ctx: FleetContext, cabinet: str, refresh: bool, as_json: bool) -> None:
-    """Create, update or remove tenants so the cabinet matches its declaration."""
-    _run(ctx, cabinet, "apply", as_json, refresh)
+plan = _refreshable("plan", "Show what `apply` would change (capacity admission first).")
+apply = _refreshable(
+    "apply", "Create, update or remove tenants so the cabinet matches its declaration."
+)
 
 
 @command.command("destroy")

@@ -513,15 +513,19 @@ class Accounts:
         domain = check_domain(domain)
         with _transaction(self.db):
             self._may_manage(domain)
-            row = self.db.execute(
-                "SELECT state FROM dkim_keys WHERE domain = ? AND selector = ?", (domain, selector)
-            ).fetchone()
-            if row is None:
-                raise OpError("not_found", f"no DKIM selector {selector} for {domain}")
+            row = self._dkim_key(domain, selector)
             changed = row["state"] != "active"
             self._activate(domain, selector)
         self._write_selector_map()
         return {"domain": domain, "selector": selector, "changed": changed}
+
+    def _dkim_key(self, domain: str, selector: str) -> Any:
+        row = self.db.execute(
+            "SELECT state FROM dkim_keys WHERE domain = ? AND selector = ?", (domain, selector)
+        ).fetchone()
+        if row is None:
+            raise OpError("not_found", f"no DKIM selector {selector} for {domain}")
+        return row
 
     def _activate(self, domain: str, selector: str) -> None:
         # The previous active key stays published (signatures in flight still verify)
@@ -539,11 +543,7 @@ class Accounts:
         domain = check_domain(domain)
         with _transaction(self.db):
             self._may_manage(domain)
-            row = self.db.execute(
-                "SELECT state FROM dkim_keys WHERE domain = ? AND selector = ?", (domain, selector)
-            ).fetchone()
-            if row is None:
-                raise OpError("not_found", f"no DKIM selector {selector} for {domain}")
+            row = self._dkim_key(domain, selector)
             if row["state"] == "active":
                 raise OpError("refused", "the active key cannot be retired: activate another first")
             self.db.execute(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kloudctl.errors import ExternalError, InputError, KloudError, NotFound
+from kloudctl.processes import pid_alive
 from kloudctl.sim.persist import write_atomic
 from kloudctl.sim.server import CONTROL_PREFIX, Endpoint, Simulator
 
@@ -107,23 +108,13 @@ def serve_forever(
     asyncio.run(_serve(names, fleet, state_dir, ephemeral, task_seconds, base, port, on_ready))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_run(state_dir: Path = DEFAULT_DIR) -> dict[str, Any] | None:
     path = state_dir / "run.json"
     try:
         run: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return run if _alive(int(run["pid"])) else None
+    return run if pid_alive(int(run["pid"])) else None
 
 
 def start_background(
@@ -187,7 +178,7 @@ def stop(state_dir: Path = DEFAULT_DIR, timeout: float = 20) -> bool:
         return False
     os.kill(int(run["pid"]), signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(int(run["pid"])):
+    while time.monotonic() < deadline and pid_alive(int(run["pid"])):
         time.sleep(0.1)
     return True
 

@@ -32,6 +32,7 @@ from typing import Any
 from kloudctl.capacity import admit, plan_cabinet
 from kloudctl.errors import ApplyFailed, ExternalError, KloudError, NotFound, StackBusy
 from kloudctl.model import Fleet
+from kloudctl.processes import pid_alive
 from kloudctl.proxmox.target import cabinet_target
 
 PROJECT = "kloudctl-tenants"
@@ -155,20 +156,6 @@ def _pulumi_command() -> Any:
 # --- stale locks and pending operations --------------------------------------------
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed process nobody reaped yet (a zombie) holds nothing
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def stale_locks(paths: StatePaths, cabinet: str) -> tuple[list[Path], list[str]]:
     """Lock files of this stack: (stale ones, descriptions of live ones)."""
     stale, live = [], []
@@ -179,7 +166,7 @@ def stale_locks(paths: StatePaths, cabinet: str) -> tuple[list[Path], list[str]]
         except (OSError, ValueError):
             continue
         pid = int(info.get("pid") or 0)
-        if info.get("hostname") == host and pid and not _pid_alive(pid):
+        if info.get("hostname") == host and pid and not pid_alive(pid):
             stale.append(lock)
         else:
             live.append(f"pid {pid} on {info.get('hostname')} since {info.get('timestamp')}")

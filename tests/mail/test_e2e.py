@@ -36,6 +36,12 @@ class World:
         self.cab = cab
         self.pw: dict[str, str] = {}
 
+    def send(self, sender: str, to: str, port: int = 587) -> str:
+        """An authenticated submission as `sender` to `to`; returns the message's subject."""
+        s = subject()
+        self.cab.submit(port, sender, self.pw[sender], sender, [to], message(sender, to, s))
+        return s
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
@@ -74,44 +80,20 @@ def test_roles_converge_twice_with_no_change(world: World) -> None:
 def test_cli_created_mailbox_receives_via_587_and_465_and_reads_over_imap(world: World) -> None:
     cab, pw = world.cab, world.pw
     for port in (587, 465):
-        s = subject()
-        cab.submit(
-            port,
-            "marie@brieux.fr",
-            pw["marie@brieux.fr"],
-            "marie@brieux.fr",
-            ["jean@brieux.fr"],
-            message("marie@brieux.fr", "jean@brieux.fr", s),
-        )
+        s = world.send("marie@brieux.fr", "jean@brieux.fr", port)
         assert len(cab.wait_for("jean@brieux.fr", pw["jean@brieux.fr"], s)) == 1, port
 
 
 def test_alias_fans_out_to_two_mailboxes(world: World) -> None:
     cab, pw = world.cab, world.pw
-    s = subject()
-    cab.submit(
-        587,
-        "paul@mortree.fr",
-        pw["paul@mortree.fr"],
-        "paul@mortree.fr",
-        ["info@brieux.fr"],
-        message("paul@mortree.fr", "info@brieux.fr", s),
-    )
+    s = world.send("paul@mortree.fr", "info@brieux.fr")
     for user in ("jean@brieux.fr", "marie@brieux.fr"):
         assert len(cab.wait_for(user, pw[user], s)) == 1, user
 
 
 def test_two_communes_domains_stay_separate(world: World) -> None:
     cab, pw = world.cab, world.pw
-    s = subject()
-    cab.submit(
-        587,
-        "paul@mortree.fr",
-        pw["paul@mortree.fr"],
-        "paul@mortree.fr",
-        ["jean@mortree.fr"],
-        message("paul@mortree.fr", "jean@mortree.fr", s),
-    )
+    s = world.send("paul@mortree.fr", "jean@mortree.fr")
     assert len(cab.wait_for("jean@mortree.fr", pw["jean@mortree.fr"], s)) == 1
     assert cab.wait_for("jean@brieux.fr", pw["jean@brieux.fr"], s, timeout=2) == []
     # jean@brieux.fr's password does not open jean@mortree.fr.
@@ -148,16 +130,8 @@ def test_relay_without_authentication_is_refused_but_inbound_is_accepted(world: 
 
 
 def test_outbound_mail_goes_to_the_sink(world: World) -> None:
-    cab, pw = world.cab, world.pw
-    s = subject()
-    cab.submit(
-        587,
-        "marie@brieux.fr",
-        pw["marie@brieux.fr"],
-        "marie@brieux.fr",
-        ["ami@example.org"],
-        message("marie@brieux.fr", "ami@example.org", s),
-    )
+    cab = world.cab
+    s = world.send("marie@brieux.fr", "ami@example.org")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if cab.sh(f"grep -l {s} /var/spool/kloudctl-mail-sink/*.eml", check=False).returncode == 0:
@@ -308,15 +282,7 @@ def published(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def test_dkim_signature_verifies_against_the_published_key(world: World, published: Nsd) -> None:
     cab, pw = world.cab, world.pw
-    s = subject()
-    cab.submit(
-        587,
-        "marie@brieux.fr",
-        pw["marie@brieux.fr"],
-        "marie@brieux.fr",
-        ["jean@brieux.fr"],
-        message("marie@brieux.fr", "jean@brieux.fr", s),
-    )
+    s = world.send("marie@brieux.fr", "jean@brieux.fr")
     [raw] = cab.wait_for("jean@brieux.fr", pw["jean@brieux.fr"], s)
     assert b"DKIM-Signature:" in raw and b"d=brieux.fr" in raw
     resolver = maildns.make_resolver(published.server)

@@ -812,25 +812,30 @@ def zone_read(call: Call) -> dict[str, Any]:
     )
 
 
+def _update(call: Call, kind: str) -> None:
+    """PUT on an SDN zone or vnet: the given properties change; pending until applied."""
+    obj = _get(call, f"{kind}s", call.p(kind), kind)
+    skip = (kind, "delete", "digest", "lock-token")
+    obj.update({k: v for k, v in call.params.items() if k not in skip})
+    obj["state"] = "changed"
+
+
+def _delete_unused(call: Call, kind: str, users: str, why: str) -> None:
+    """DELETE of an SDN zone or vnet, refused while objects of `users` refer to it."""
+    _get(call, f"{kind}s", call.p(kind), kind)
+    if any(u[kind] == call.p(kind) for u in _sdn(call)[users].values()):
+        raise ApiError(500, f"Can't delete {kind} '{call.p(kind)}': {why}")
+    _sdn(call)[f"{kind}s"].pop(call.p(kind))
+
+
 @api("PUT", "/cluster/sdn/zones/{zone}")
 def zone_update(call: Call) -> None:
-    zone = _get(call, "zones", call.p("zone"), "zone")
-    zone.update(
-        {
-            k: v
-            for k, v in call.params.items()
-            if k not in ("zone", "delete", "digest", "lock-token")
-        }
-    )
-    zone["state"] = "changed"
+    _update(call, "zone")
 
 
 @api("DELETE", "/cluster/sdn/zones/{zone}")
 def zone_delete(call: Call) -> None:
-    _get(call, "zones", call.p("zone"), "zone")
-    if any(v["zone"] == call.p("zone") for v in _sdn(call)["vnets"].values()):
-        raise ApiError(500, f"Can't delete zone '{call.p('zone')}': it is used by a vnet")
-    _sdn(call)["zones"].pop(call.p("zone"))
+    _delete_unused(call, "zone", "vnets", "it is used by a vnet")
 
 
 @api("GET", "/cluster/sdn/vnets")
@@ -867,23 +872,12 @@ def vnet_read(call: Call) -> dict[str, Any]:
 
 @api("PUT", "/cluster/sdn/vnets/{vnet}")
 def vnet_update(call: Call) -> None:
-    vnet = _get(call, "vnets", call.p("vnet"), "vnet")
-    vnet.update(
-        {
-            k: v
-            for k, v in call.params.items()
-            if k not in ("vnet", "delete", "digest", "lock-token")
-        }
-    )
-    vnet["state"] = "changed"
+    _update(call, "vnet")
 
 
 @api("DELETE", "/cluster/sdn/vnets/{vnet}")
 def vnet_delete(call: Call) -> None:
-    _get(call, "vnets", call.p("vnet"), "vnet")
-    if any(s["vnet"] == call.p("vnet") for s in _sdn(call)["subnets"].values()):
-        raise ApiError(500, f"Can't delete vnet '{call.p('vnet')}': it has subnets")
-    _sdn(call)["vnets"].pop(call.p("vnet"))
+    _delete_unused(call, "vnet", "subnets", "it has subnets")
 
 
 @api("GET", "/cluster/sdn/vnets/{vnet}/subnets")
