@@ -18,12 +18,13 @@ from typing import Any
 from kloudctl.errors import KloudError, RepositoryMissing, ResticError
 from kloudctl.model import BackupPolicy, Fleet
 from kloudctl.replication import restic as r
-from kloudctl.replication.layout import Layout, Ssh, now, probe, sources_of
+from kloudctl.replication.layout import Layout, Ssh, now, parse_time, probe, sources_of
 from kloudctl.replication.remote import on_cabinet
 from kloudctl.replication.restic import Outcome, Repo, Restic
 
 DAY = 86400
 TAG = "kloudctl"
+PEER_TIMEOUT = 120.0  # restic retries an unreachable server for minutes: cut it short
 
 
 @dataclass
@@ -192,7 +193,30 @@ class Replicator:
         copied = sum(
             1 for line in result.text if line.startswith("snapshot ") and line.endswith(" saved")
         )
-        return f"{copied} snapshot(s) copied", {"copied": copied}, False
+        # Read back what the peer now holds: the check's next look needs no key derivation.
+        try:
+            on_peer = f", {len(self.peer_snapshots(cabinet, peer))} on {peer}"
+        except KloudError:  # ResticError included: the copy is done, the check reads later
+            on_peer = ""
+        return f"{copied} snapshot(s) copied{on_peer}", {"copied": copied}, False
+
+    def peer_snapshots(
+        self, cabinet: str, peer: str, state: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """The snapshots of `cabinet`'s copy on `peer`, read with restic; their times are
+        remembered by id in the cabinet's state (`state` if given, else saved here), so a
+        check finds them from the repository's listing alone (status.peer_snapshot_times)."""
+        repo = self.layout.peer_repo(cabinet, peer)
+        probe(repo.location)
+        args = [*r.snapshots_args(), "--no-lock"]  # reading needs no lock
+        result = self.restic.run(repo, args, retry_locked=False, timeout=PEER_TIMEOUT)
+        snaps = r.snapshot_list(result.document)
+        mine = state if state is not None else self.layout.load_state(cabinet)
+        times = {str(s["id"]): parse_time(s["time"]) for s in snaps}
+        mine.setdefault("peer_snapshot_times", {})[peer] = times
+        if state is None:
+            self.layout.save_state(cabinet, mine)
+        return snaps
 
     def prune_local(self, cabinet: str) -> tuple[str, dict[str, Any], bool]:
         keep = self.policy(cabinet).retention.local.model_dump()

@@ -29,8 +29,8 @@ from kloudctl.errors import (
     WrongPassword,
 )
 from kloudctl.replication import restic as r
-from kloudctl.replication.layout import now, parse_time, probe
-from kloudctl.replication.ops import Replicator
+from kloudctl.replication.layout import now, parse_time
+from kloudctl.replication.ops import PEER_TIMEOUT, Replicator
 from kloudctl.replication.remote import on_cabinet
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -108,18 +108,6 @@ def _snapshots(rep: Replicator, repo: r.Repo, host: str | None = None) -> list[d
     return r.snapshot_list(result.document)
 
 
-PEER_TIMEOUT = 120.0  # restic retries an unreachable server for minutes: cut it short
-
-
-def _peer_snapshots(rep: Replicator, cabinet: str, peer: str) -> list[dict[str, Any]]:
-    repo = rep.layout.peer_repo(cabinet, peer)
-    probe(repo.location)
-    result = rep.restic.run(
-        repo, [*r.snapshots_args(), "--no-lock"], retry_locked=False, timeout=PEER_TIMEOUT
-    )
-    return r.snapshot_list(result.document)
-
-
 def listed_snapshot_ids(repo: r.Repo, timeout: float = 10.0) -> list[str] | None:
     """The names of the snapshot files in a rest-server repository (GET /snapshots/ with the
     source's identity, over TLS): no key needed. None when it cannot be listed."""
@@ -165,10 +153,8 @@ def peer_snapshot_times(
     listed = listed_snapshot_ids(rep.layout.peer_repo(cabinet, peer))
     if listed is not None and all(i in known for i in listed):
         return [known[i] for i in listed]
-    snaps = _peer_snapshots(rep, cabinet, peer)
-    times = {str(s["id"]): parse_time(s["time"]) for s in snaps}
-    state["peer_snapshot_times"][peer] = times
-    return list(times.values())
+    snaps = rep.peer_snapshots(cabinet, peer, state)
+    return [parse_time(s["time"]) for s in snaps]
 
 
 def check_job(rep: Replicator, cabinet: str, peer: str) -> JobCheck:
@@ -390,7 +376,7 @@ def status_of(rep: Replicator, cabinet: str) -> list[dict[str, Any]]:
         }
         if peer:
             try:
-                remote = _peer_snapshots(rep, cabinet, peer)
+                remote = rep.peer_snapshots(cabinet, peer, state)
                 originals = {s.get("original") for s in remote}
                 copied = [s for s in local if s["id"] in originals]
                 newest_copy = max(remote, key=lambda s: parse_time(s["time"]), default=None)

@@ -118,6 +118,25 @@ def test_backup_copy_and_the_lag_falls_to_the_runs_age(world: World) -> None:
     )
 
 
+def test_check_reads_freshness_from_the_listing_without_a_key(world: World) -> None:
+    """After a run nothing on the peer is unread: the check lists the snapshot files over
+    the rest-server API and starts no restic (no scrypt). An id never read makes restic
+    open the repository once; its time is then known."""
+    started: list[int] = []
+    rep = Replicator(world.rep.fleet, world.layout, Restic(on_start=started.append))
+    [job] = st.check(rep, ["alpha"])
+    assert job.code == st.OK and started == [], job
+    state = world.layout.load_state("alpha")
+    times = state["peer_snapshot_times"]["beta"]
+    newest = max(times, key=times.__getitem__)
+    del times[newest]
+    world.layout.save_state("alpha", state)
+    [again] = st.check(rep, ["alpha"])
+    assert len(started) == 1 and again.newest_copied == job.newest_copied
+    [third] = st.check(rep, ["alpha"])
+    assert len(started) == 1 and third.code == st.OK
+
+
 def test_source_credentials_cannot_delete_or_rewrite_on_the_peer(world: World) -> None:
     peer = world.layout.peer_repo("alpha", "beta")
     runner = Restic(lock_backoff=())
