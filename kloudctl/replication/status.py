@@ -349,8 +349,12 @@ def status_of(rep: Replicator, cabinet: str) -> list[dict[str, Any]]:
             _code, found = on_cabinet(ssh, cabinet, "status", rep.clock_args(), timeout=600)
             return [row for row in found if row.get("cabinet") == cabinet]
         except KloudError as exc:
+            unknown = dict.fromkeys(
+                ("newest_local", "newest_local_id", "newest_copied", "lag_seconds",
+                 "unreplicated", "local_size", "peer_size"),
+            )  # fmt: skip
             return [
-                {"cabinet": cabinet, "peer": peer, "local_error": _short(exc)}
+                {**unknown, "cabinet": cabinet, "peer": peer, "local_error": _short(exc)}
                 for peer in rep.peers(cabinet) or [""]
             ]
     t = now(rep.clock)

@@ -92,3 +92,26 @@ def test_a_cabinet_never_makes_its_own_keys(tmp_path: Path) -> None:
     else:
         raise AssertionError("a missing secret on a cabinet must be an error")
     assert not (tmp_path / "secrets" / "alpha.local.password").exists()
+
+
+def test_a_deployed_cabinet_that_does_not_answer(kloudctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """alpha is deployed (endpoints say SSH) but nothing answers (loopback, closed port):
+    `run` fails that step (exit 3), `status` says why, `check` looks from the controller."""
+    from tests.replication.fleetgen import make_fleet
+
+    root = make_fleet(tmp_path / "fleet", ["alpha", "beta"])
+    state = tmp_path / "state"
+    ssh = {"address": "127.0.0.1", "options": ["-p", "1", "-o", "ConnectTimeout=3"]}
+    Layout(state).write_endpoints({"cabinets": {"alpha": {"ssh": ssh}}})
+    base = ("--fleet", str(root), "replication")
+    tail = ("--state-dir", str(state))
+    run = kloudctl(*base, "run", "alpha", "--json", *tail)
+    assert run.returncode == 3, run.stderr
+    [report] = json.loads(run.stdout)
+    assert report["steps"][0]["step"] == "ssh" and "ssh root@127.0.0.1 failed" in run.stdout
+    status = kloudctl(*base, "status", "alpha", *tail)
+    assert status.returncode == 0 and "ssh root@127.0.0.1" in status.stdout, status.stderr
+    check = kloudctl(*base, "check", "alpha", "--json", *tail)
+    doc = json.loads(check.stdout)
+    assert check.returncode == doc["code"] == 3, check.stdout  # no copy ever seen: UNKNOWN
+    assert "cabinet alpha unreachable" in doc["jobs"][0]["reason"]
