@@ -128,10 +128,19 @@ def test_lock_kept_past_every_retry_is_typed(repo: Repo) -> None:
 
 def test_ctrl_c_interrupts_restic_and_leaves_no_lock(repo: Repo) -> None:
     """Ctrl-C in kloudctl: restic gets SIGINT, cleans up, and the run ends ResticCancelled."""
-    started = threading.Event()
-    runner = Restic(on_start=lambda pid: started.set())
-    timer = threading.Timer(2.0, _thread.interrupt_main)
-    timer.start()
+    locks = Path(repo.location) / "locks"
+
+    def interrupt_once_locked() -> None:
+        # Ctrl-C while restic holds its lock (a fixed delay raced restic's start-up on a
+        # loaded machine).
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(locks.iterdir()):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        _thread.interrupt_main()
+
+    runner = Restic()
+    threading.Thread(target=interrupt_once_locked, daemon=True).start()
     with pytest.raises(ResticCancelled) as info:
         runner.run(repo, r.backup_command_args(["sleep", "30"], filename="x", host="h"))
     assert info.value.code == 130
