@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import _thread
 import os
+import signal
 import stat
 import threading
 import time
@@ -130,14 +130,19 @@ def test_ctrl_c_interrupts_restic_and_leaves_no_lock(repo: Repo) -> None:
     """Ctrl-C in kloudctl: restic gets SIGINT, cleans up, and the run ends ResticCancelled."""
     locks = Path(repo.location) / "locks"
 
+    main = threading.main_thread().ident
+    assert main is not None
+
     def interrupt_once_locked() -> None:
-        # Ctrl-C while restic holds its lock (a fixed delay raced restic's start-up on a
-        # loaded machine).
+        # Ctrl-C while restic holds its lock, as a terminal sends it: a real SIGINT to the
+        # main thread, which interrupts its blocking read of restic's output (a simulated
+        # interrupt_main() waits for that read to return, which restic's quiet --json
+        # backup may not do for a minute).
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not any(locks.iterdir()):
             time.sleep(0.05)
         time.sleep(0.5)
-        _thread.interrupt_main()
+        signal.pthread_kill(main, signal.SIGINT)
 
     runner = Restic()
     threading.Thread(target=interrupt_once_locked, daemon=True).start()
