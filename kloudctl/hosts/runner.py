@@ -10,11 +10,14 @@ decides (see `RunResult.raise_for_status`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,7 +151,10 @@ def run_playbook(
         _record(event, result, on_event)
         return True
 
-    with tempfile.TemporaryDirectory(prefix="kloudctl-runner-") as private:
+    # ansible-runner installs its own SIGINT/SIGTERM handlers and leaves them behind: put
+    # the caller's back, or Ctrl-C stops raising KeyboardInterrupt for the rest of the process.
+    handlers = _signal_handlers()
+    with tempfile.TemporaryDirectory(prefix="kloudctl-runner-") as private, handlers:
         runner = ansible_runner.run(
             private_data_dir=private,
             project_dir=str(root),
@@ -173,6 +179,19 @@ def run_playbook(
     result.status = str(runner.status)
     result.seconds = time.monotonic() - started
     return result
+
+
+@contextlib.contextmanager
+def _signal_handlers() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread sets handlers, ansible-runner's included
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 _KINDS = {

@@ -145,9 +145,14 @@ def test_ctrl_c_interrupts_restic_and_leaves_no_lock(repo: Repo) -> None:
         signal.pthread_kill(main, signal.SIGINT)
 
     runner = Restic()
+    # Python's own Ctrl-C behaviour, whatever a library set before (ansible-runner did).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt_once_locked, daemon=True).start()
-    with pytest.raises(ResticCancelled) as info:
-        runner.run(repo, r.backup_command_args(["sleep", "30"], filename="x", host="h"))
+    try:
+        with pytest.raises(ResticCancelled) as info:
+            runner.run(repo, r.backup_command_args(["sleep", "30"], filename="x", host="h"))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert info.value.code == 130
     assert not list((Path(repo.location) / "locks").iterdir()), "restic left its lock behind"
 

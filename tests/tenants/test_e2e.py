@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -304,6 +305,17 @@ def test_task_failure_fails_the_apply_with_proxmox_message_and_rerun_converges(s
     assert run(sim, "mortree", "plan").changed == 0
 
 
+def _kill_marked(marker: str) -> None:
+    """SIGKILL every process whose environment holds `marker` (what a killed run left)."""
+    needle = marker.encode() + b"\0"
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in environ.read_bytes():
+                os.kill(int(environ.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass  # gone already, or not ours to read
+
+
 def test_a_run_killed_mid_apply_is_recovered_by_the_next(sim):
     # One guest stays locked, so the run is surely still going when it is killed.
     files = sim.guests("mortree")["mortree-files"]
@@ -311,11 +323,15 @@ def test_a_run_killed_mid_apply_is_recovered_by_the_next(sim):
     sim.fault("mortree", kind="latency", ms=50)
     text = sim.cabinet_file("mortree").read_text()
     sim.cabinet_file("mortree").write_text(text.replace("cores: 2", "cores: 1"))
+    # Every process of the run inherits this marker, so the plugins Pulumi started (which
+    # outlive an engine killed by SIGKILL, in their own process groups) are found after.
+    marker = f"KLOUDCTL_TEST_RUN={uuid.uuid4().hex}"
     proc = subprocess.Popen(
         [KLOUDCTL, "--fleet", str(sim.root), "tenants", "apply", "mortree"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env={**os.environ, marker.split("=")[0]: marker.split("=")[1]},
     )
     try:
         _wait_for_lock(sim.root, "mortree", proc)
@@ -323,6 +339,7 @@ def test_a_run_killed_mid_apply_is_recovered_by_the_next(sim):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        _kill_marked(marker)
     assert _locks(sim.root, "mortree"), "the killed run should have left its lock"
     sim.fault("mortree", kind="clear")
     result = run(sim, "mortree", "apply")

@@ -226,6 +226,27 @@ def test_runner_refuses_a_broken_fleet_before_running(example_fleet: Path) -> No
     assert "cabinets/mortree.yaml:" in str(caught.value)
 
 
+def test_runner_leaves_the_callers_signal_handlers(example_fleet: Path) -> None:
+    """ansible-runner installs SIGINT/SIGTERM handlers; a run must give the caller its own
+    back (a later Ctrl-C must still raise KeyboardInterrupt). Nothing is contacted: the
+    playbook targets only the controller, with a local connection."""
+    import signal
+
+    from kloudctl.hosts.runner import run_playbook
+
+    for item in ("ansible.cfg", "inventory", "roles"):
+        (example_fleet / item).symlink_to(REPO / item)
+    (example_fleet / "playbooks").mkdir()
+    (example_fleet / "playbooks" / "noop.yml").write_text(
+        "- hosts: localhost\n  connection: local\n  gather_facts: false\n"
+        "  tasks:\n    - ansible.builtin.debug: {msg: hello}\n"
+    )
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    result = run_playbook(example_fleet, "noop.yml", limit=["brieux"])
+    assert result.status in ("successful", "failed")  # it ran (no host of the limit matched)
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
 # --- secret store ---------------------------------------------------------------------
 
 
