@@ -255,10 +255,25 @@ def test_killed_run_leaves_a_consistent_repository(pair: Pair) -> None:
 
 
 def test_a_corrupted_pack_is_detected(pair: Pair) -> None:
+    # A pack the index references (the killed run may have left unreferenced ones, which
+    # checks do not read and prune removes).
+    restic = f"RESTIC_PASSWORD_FILE={STATE}/secrets/alpha.local.password restic -r {LOCAL_REPO} "
+    listed = pair.sh(
+        "alpha", f"for i in $({restic} list index); do {restic} --json cat index $i; echo; done"
+    ).stdout
+    indexes, pos, decoder = [], 0, json.JSONDecoder()
+    while listed[pos:].strip():
+        pos += len(listed[pos:]) - len(listed[pos:].lstrip())
+        index, pos = decoder.raw_decode(listed, pos)
+        indexes.append(index)
+    referenced = sorted(
+        pack["id"] for index in indexes for pack in index.get("packs", []) if pack.get("blobs")
+    )
+    victim = referenced[len(referenced) // 2]
     flip = (
-        "import pathlib, sys\n"
-        f"packs = sorted(p for p in pathlib.Path('{LOCAL_REPO}/data').rglob('*') if p.is_file())\n"
-        "p = packs[len(packs) // 2]; b = bytearray(p.read_bytes()); b[len(b) // 2] ^= 0xFF\n"
+        "import pathlib\n"
+        f"p = next(pathlib.Path('{LOCAL_REPO}/data').rglob('{victim}'))\n"
+        "b = bytearray(p.read_bytes()); b[len(b) // 2] ^= 0xFF\n"
         "p.chmod(0o644); p.write_bytes(bytes(b)); print(p)\n"
     )
     pair.sh("alpha", f"python3 -c {shlex.quote(flip)}")

@@ -249,7 +249,14 @@ def test_killed_backup_leaves_a_consistent_repository(world: World) -> None:
 
 def test_a_corrupted_pack_is_detected(world: World) -> None:
     local = Path(world.layout.local_repo("alpha").location)
-    packs = sorted(p for p in (local / "data").rglob("*") if p.is_file())
+    # A pack the index references (the killed backup of the previous test may have left
+    # unreferenced ones, which checks do not read and prune removes).
+    runner, repo = Restic(), world.layout.local_repo("alpha")
+    referenced = set()
+    for line in runner.run(repo, ["list", "index"]).text:
+        index = runner.run(repo, ["cat", "index", line.strip()]).document or {}
+        referenced |= {p["id"] for p in index.get("packs", []) if p.get("blobs")}
+    packs = sorted(p for p in (local / "data").rglob("*") if p.name in referenced)
     # Flip bytes inside one pack: only reading the data finds it, and the rotation of
     # daily slices reads every pack within read_data_days days.
     flipped = packs[len(packs) // 2]
