@@ -37,6 +37,10 @@ NAMES = ["alpha", "beta"]
 STATE = "/var/lib/kloudctl/replication"
 LOCAL_REPO = "/var/lib/kloudctl/restic"
 RUN_UNIT = "kloudctl-replication-run.service"
+#: restic on alpha's local repository, with alpha's key, as a shell command prefix.
+ALPHA_LOCAL_RESTIC = (
+    f"RESTIC_PASSWORD_FILE={STATE}/secrets/alpha.local.password restic -r {LOCAL_REPO} "
+)
 
 
 @dataclass
@@ -246,7 +250,7 @@ def test_killed_run_leaves_a_consistent_repository(pair: Pair) -> None:
     assert "Result=signal" in state or "ActiveState=failed" in state, state
     # The killed restic left its lock behind: `unlock` removes stale locks only (the runner
     # does the same before retrying), then the repository must check clean.
-    restic = f"RESTIC_PASSWORD_FILE={STATE}/secrets/alpha.local.password restic -r {LOCAL_REPO} "
+    restic = ALPHA_LOCAL_RESTIC
     check = pair.sh("alpha", restic + "unlock 2>&1; " + restic + "check 2>&1", check=False)
     assert check.returncode == 0 and "no errors were found" in check.stdout, check.stdout
     code, out = pair.kloudctl("alpha", "run", "alpha", "--json")
@@ -257,7 +261,7 @@ def test_killed_run_leaves_a_consistent_repository(pair: Pair) -> None:
 def test_a_corrupted_pack_is_detected(pair: Pair) -> None:
     # A pack the index references (the killed run may have left unreferenced ones, which
     # checks do not read and prune removes).
-    restic = f"RESTIC_PASSWORD_FILE={STATE}/secrets/alpha.local.password restic -r {LOCAL_REPO} "
+    restic = ALPHA_LOCAL_RESTIC
     listed = pair.sh(
         "alpha", f"for i in $({restic} list index); do {restic} --json cat index $i; echo; done"
     ).stdout
