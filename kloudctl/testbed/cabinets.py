@@ -28,9 +28,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kloudctl.answers import UnexpectedAnswer, dig, parse_json
 from kloudctl.errors import ExternalError, InputError
 from kloudctl.testbed import image as image_mod
-from kloudctl.testbed.podman import exists, podman, preflight
+from kloudctl.testbed.podman import exists, network_backend, podman, preflight
 
 #: First host address inside the network's subnet (.1 is podman's gateway).
 FIRST_HOST = 10
@@ -64,6 +65,9 @@ class Testbed:
     hostvars: dict[str, dict[str, object]] = field(default_factory=dict)
     #: Other areas' pairings, e.g. {"brieux": {"sim": "https://127.0.0.1:PORT"}}.
     pairings: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: podman's network backend that made the network (netavark or cni), and its bridge.
+    backend: str = ""
+    interface: str = ""
 
     @property
     def ssh_key(self) -> Path:
@@ -119,10 +123,15 @@ class Testbed:
 
     @classmethod
     def load(cls, state_dir: Path) -> Testbed:
-        data = json.loads((Path(state_dir) / STATE_FILE).read_text())
-        data["hosts"] = {k: Host(**v) for k, v in data["hosts"].items()}
-        data["services"] = {k: Host(**v) for k, v in data.get("services", {}).items()}
-        return cls(**data)
+        """The saved testbed; OSError when absent, ValueError when it is not ours."""
+        path = Path(state_dir) / STATE_FILE
+        data = json.loads(path.read_text())
+        try:
+            data["hosts"] = {k: Host(**v) for k, v in data["hosts"].items()}
+            data["services"] = {k: Host(**v) for k, v in data.get("services", {}).items()}
+            return cls(**data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path} is not a testbed description ({exc})") from None
 
 
 def container_name(prefix: str, cabinet: str) -> str:
@@ -139,13 +148,89 @@ def _keypair(state_dir: Path) -> None:
     )
 
 
-def _network(name: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Network:
+    """A test network as podman reports it (the gateway derived where podman gives none)."""
+
+    name: str
+    subnet: str
+    gateway: str
+    interface: str
+    backend: str
+
+
+INSPECT = "podman network inspect"
+
+
+def _network(name: str) -> Network:
     """An internal network: the containers reach each other and the host, nothing beyond."""
     if not exists("network", name):
         podman("network", "create", "--internal", "--label", "org.kloudctl.testbed=1", name)
-    info = json.loads(podman("network", "inspect", name).stdout)[0]
-    subnet = info["subnets"][0]
-    return subnet["subnet"], subnet["gateway"]
+    answer = parse_json(INSPECT, podman("network", "inspect", name).stdout)
+    return network_from_inspect(name, answer, network_backend())
+
+
+def network_from_inspect(name: str, answer: object, backend: str) -> Network:
+    """Read `podman network inspect` of either backend.
+
+    netavark reports the gateway of an internal network; CNI does not (its bridge has
+    `isGateway: false`), and gives the host no address on it. The gateway is then the
+    subnet's first host, as podman allocates it, and `host_address()` puts it on the bridge
+    so the host reaches its containers (there is still no route beyond).
+    """
+    subnet_text = dig(INSPECT, answer, 0, "subnets", 0, "subnet", kind=str)
+    try:
+        subnet = ipaddress.IPv4Network(subnet_text)
+    except ValueError:
+        raise UnexpectedAnswer(INSPECT, f"an IPv4 subnet for network {name}", answer) from None
+    if subnet.num_addresses < 2 * FIRST_HOST:
+        raise UnexpectedAnswer(
+            INSPECT, f"a subnet of at least {2 * FIRST_HOST} addresses for {name}", answer
+        )
+    gateway = dig(INSPECT, answer, 0, "subnets", 0, "gateway", kind=str, default=None)
+    if gateway is None:
+        gateway = str(subnet[1])
+    elif not _inside(gateway, subnet):
+        raise UnexpectedAnswer(INSPECT, f"a gateway inside {subnet} for {name}", answer)
+    interface = dig(INSPECT, answer, 0, "network_interface", kind=str, default="")
+    return Network(name, str(subnet), gateway, interface, backend)
+
+
+def _inside(address: str, subnet: ipaddress.IPv4Network) -> bool:
+    try:
+        return ipaddress.ip_address(address) in subnet
+    except ValueError:
+        return False
+
+
+def host_address(network: Network) -> None:
+    """Give the host the gateway address on the network's bridge when the backend did not
+    (CNI internal networks): the host must reach its test cabinets over SSH.
+    """
+    if network.backend != "cni" or not network.interface:
+        return  # netavark gives the bridge the gateway itself
+    prefix = ipaddress.IPv4Network(network.subnet).prefixlen
+    shown = subprocess.run(
+        ["ip", "-j", "-4", "addr", "show", "dev", network.interface],
+        capture_output=True,
+        text=True,
+    )
+    if shown.returncode != 0:
+        return  # no bridge yet: the backend creates it with the first container
+    answer = parse_json("ip addr show", shown.stdout)
+    infos = dig("ip addr show", answer, 0, "addr_info", kind=list, default=[])
+    if any(isinstance(i, dict) and i.get("local") == network.gateway for i in infos):
+        return
+    added = subprocess.run(
+        ["ip", "addr", "add", f"{network.gateway}/{prefix}", "dev", network.interface],
+        capture_output=True,
+        text=True,
+    )
+    if added.returncode != 0 and "File exists" not in added.stderr:
+        raise ExternalError(
+            f"ip addr add {network.gateway}/{prefix} dev {network.interface} failed: "
+            f"{added.stderr.strip() or 'no message'}"
+        )
 
 
 def _address(subnet: str, index: int) -> str:
@@ -175,14 +260,15 @@ def start(
     state_dir.chmod(0o700)
     image = image or image_mod.ensure_image()
     _keypair(state_dir)
-    network = f"{prefix}-net"
-    subnet, gateway = _network(network)
+    net = _network(f"{prefix}-net")
+    network, subnet, gateway = net.name, net.subnet, net.gateway
     try:
         bed = Testbed.load(state_dir)
         bed.hosts = {k: v for k, v in bed.hosts.items() if exists("container", v.container)}
     except (OSError, ValueError, KeyError):
         bed = Testbed(prefix, image, network, subnet, gateway, str(state_dir))
     bed.image, bed.network, bed.subnet, bed.gateway = image, network, subnet, gateway
+    bed.backend, bed.interface = net.backend, net.interface
     used = {h.address for h in bed.hosts.values()}
     used |= {str(ipaddress.ip_network(subnet)[i]) for i in range(FIRST_HOST)}
     started = []
@@ -220,6 +306,7 @@ def start(
         )
         bed.hosts[cabinet] = Host(cabinet, name, hostname, address)
         started.append(cabinet)
+    host_address(net)
     bed.save()
     pub = bed.ssh_public_key.read_text()
     for cabinet in started:
@@ -286,11 +373,24 @@ def stop(bed: Testbed, cabinets: Sequence[str] | None = None) -> None:
         bed.pairings.pop(cabinet, None)
         bed.hostvars.pop(cabinet, None)
     if not bed.hosts:
-        podman("network", "rm", "-f", bed.network, check=False)
+        podman("network", "rm", "-f", bed.network, check=False, network_backend=bed.backend)
+        _drop_host_address(bed)
         (Path(bed.state_dir) / STATE_FILE).unlink(missing_ok=True)
         (Path(bed.state_dir) / "known_hosts").unlink(missing_ok=True)
     else:
         bed.save()
+
+
+def _drop_host_address(bed: Testbed) -> None:
+    """CNI may leave its bridge behind: take back the address `host_address()` gave it, so
+    a later network on the same subnet (either backend) is not shadowed by a stale route."""
+    if bed.backend != "cni" or not bed.interface:
+        return
+    prefix = ipaddress.IPv4Network(bed.subnet).prefixlen
+    subprocess.run(
+        ["ip", "addr", "del", f"{bed.gateway}/{prefix}", "dev", bed.interface],
+        capture_output=True,
+    )
 
 
 @contextmanager
