@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from kloudctl.hosts.runner import run_playbook  # noqa: E402
 from kloudctl.model import load_fleet  # noqa: E402
 from kloudctl.testbed import bed  # noqa: E402
-from tests.testbed.conftest import make_fleet_root  # noqa: E402
+from kloudctl.testbed.fleets import make_fleet_root  # noqa: E402
 
 CABINETS = ["brieux", "mortree", "saint-aubin"]
 

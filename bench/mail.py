@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kloudctl.mail.store import LocalTransport, MailStore, hash_password, schema_text  # noqa: E402
+from kloudctl.testbed.mailbed import MailCabinet  # noqa: E402
+from scripts.demo_mail import kloudctl  # noqa: E402  (the demo's way to run `kloudctl mail`)
 
 GiB = 1024**3
 
@@ -35,6 +37,14 @@ def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     result = fn(*args, **kwargs)
     return time.perf_counter() - start, result
+
+
+def add_mailbox(cab: MailCabinet, address: str) -> str:
+    """A mailbox with a fresh random password (returned, never printed)."""
+    password = "pw-" + secrets.token_urlsafe(12)
+    done = kloudctl(cab, "mailbox", "add", address, "--password-stdin", stdin=password + "\n")
+    assert done.returncode == 0, done.stderr
+    return password
 
 
 def row(label: str, value: float, unit: str, ratio: str = "") -> None:
@@ -138,7 +148,7 @@ def burst(send_one, n: int, threads: int) -> float:  # type: ignore[no-untyped-d
 def bench_burst(n: int, threads: int) -> None:
     import smtplib
 
-    from tests.mail.e2e_support import mail_cabinet, message
+    from kloudctl.testbed.mailbed import mail_cabinet, message
 
     # Baseline: the same client code against a null server in this process.
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), NullSmtp)
@@ -161,15 +171,15 @@ def bench_burst(n: int, threads: int) -> None:
         mail_cabinet(Path(tmp), "kloudctl-mail-bench") as cab,
     ):
         for domain in ("brieux.fr", "mortree.fr"):
-            cab.kloudctl(
-                "domain", "add", domain, "--max-mailboxes", "2000", "--total-quota", "3000GiB"
+            kloudctl(
+                cab, "domain", "add", domain, "--max-mailboxes", "2000", "--total-quota", "3000GiB"
             )
         people = residents(n)
         lines = "".join(f"{a} {p}\n" for a, p, _ in people)
-        t_ssh, done = timed(cab.kloudctl, "mailbox", "import", stdin=lines)
+        t_ssh, done = timed(kloudctl, cab, "mailbox", "import", stdin=lines)
         assert done.returncode == 0, done.stderr
-        senders = [cab.add_mailbox(f"sender{i}@brieux.fr") for i in range(threads)]
-        reader = cab.add_mailbox("lecteur@mortree.fr")
+        senders = [add_mailbox(cab, f"sender{i}@brieux.fr") for i in range(threads)]
+        reader = add_mailbox(cab, "lecteur@mortree.fr")
 
         def send_real(i: int, count: int) -> None:
             user = f"sender{i}@brieux.fr"

@@ -39,7 +39,7 @@ from kloudctl.replication.layout import Layout  # noqa: E402
 from kloudctl.replication.ops import Replicator  # noqa: E402
 from kloudctl.replication.restic import Repo, Restic  # noqa: E402
 from kloudctl.replication.serve import loopback  # noqa: E402
-from tests.replication.fleetgen import make_fleet  # noqa: E402
+from kloudctl.testbed.fleets import make_fleet  # noqa: E402
 
 FILE_SIZE = 16 * 1024 * 1024
 

@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from kloudctl.tenants.engine import TenantsStack  # noqa: E402
-from tests.tenants.simfleet import start_sim_fleet  # noqa: E402
+from kloudctl.tenants.simtargets import bootstrap_target  # noqa: E402
+from kloudctl.testbed.simfleet import start_sim_fleet  # noqa: E402
 
 TENANTS = 3
 GUESTS_PER_TENANT = 10
@@ -200,6 +201,7 @@ def main() -> None:
                 "bench-pulumi": cabinet_yaml("bench-pulumi", 0),
                 "bench-ansible": cabinet_yaml("bench-ansible", 1),
             },
+            bootstrap=bootstrap_target,
         )
         try:
             stack = TenantsStack(sim.fleet(), sim.root, "bench-pulumi")

@@ -6,3 +6,8 @@ try:
     __version__ = version("kloudctl")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+source"
+
+#: A file of the package present only in the trimmed kloudctl a cabinet carries
+#: (`kloudctl.hosts.bundle` adds it): there, and only there, command groups whose libraries
+#: the bundle does not carry are left out of the CLI.
+CABINET_MARKER = "CABINET_BUNDLE"

@@ -112,9 +112,11 @@ def number(tool: str, data: Any, *path: str | int, default: Any = ...) -> Any:
     JSON's integers have no bound and Python's `float()` of a huge one overflows, so a huge
     or infinite value is an unexpected answer too, said where `dig` would say it.
     """
-    value = dig(tool, data, *path, kind=(int, float), default=default)
-    if value is default:
-        return value
+    value = dig(tool, data, *path, default=default)
+    if value is default or (value is None and default is not ...):
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UnexpectedAnswer(tool, f"{_where(path)} to be a number", data)
     try:
         result = float(value)
     except OverflowError:

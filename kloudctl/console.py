@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
+
+from kloudctl.errors import InputError, KloudError
 
 # stdout for results, stderr for diagnostics, so `--json` output stays parseable.
 # emoji=False: fingerprints like "...:AB:CD:..." must not turn into emoji codes.
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+_UNBOUNDED = 1_000_000  # columns, to measure a table's natural width
 
 
 def emit_json(data: Any) -> None:
@@ -23,16 +29,41 @@ def emit_json(data: Any) -> None:
     )
 
 
+def text(data: str) -> None:
+    """Output meant for another program (a zone snippet, a shell script, credentials),
+    written to stdout exactly as given: no markup, no wrapping, no line added."""
+    sys.stdout.write(data)
+
+
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
+    """A table whose cells are plain text (values from files and tools are never read as
+    markup: `[/x]` in a name must print as is); a cell that is already a `Text` keeps its
+    style."""
     t = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
         t.add_column(column)
     for row in rows:
-        t.add_row(*("" if cell is None else str(cell) for cell in row))
+        t.add_row(*(cell if isinstance(cell, Text) else plain(cell) for cell in row))
     return t
 
 
+def plain(value: Any, style: str = "") -> Text:
+    """`value` as text that rich prints as is, optionally styled."""
+    return Text("" if value is None else str(value), style=style)
+
+
+def line(message: str) -> None:
+    """One line of results, printed as is (no markup)."""
+    out.print(message, markup=False)
+
+
 def show(renderable: Any) -> None:
+    if isinstance(renderable, Table) and not out.is_terminal and renderable.width is None:
+        # Piped or redirected: no screen to fit, and `| grep brieux` must find whole
+        # values, so the table takes its natural width instead of cutting cells at 80.
+        natural = Measurement.get(out, out.options.update(max_width=_UNBOUNDED), renderable)
+        if natural.maximum > out.width:
+            renderable.width = natural.maximum
     out.print(renderable)
 
 
@@ -40,5 +71,40 @@ def info(message: str) -> None:
     err.print(escape(message))
 
 
+def ask(question: str) -> None:
+    """A question on stderr; the answer is typed after it, on the same line."""
+    err.print(question, markup=False, end="")
+
+
 def error(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}")
+
+
+def failure(exc: BaseException, *, debug: bool = False) -> int:
+    """Say why a run failed, the one way (on stderr), and return kloudctl's exit code.
+
+    The CLI's boundary and the processes kloudctl starts (`python -m kloudctl.sim.serve`)
+    both end here. A traceback only with `debug`, and never with local variables (they may
+    hold secrets)."""
+    if isinstance(exc, KeyboardInterrupt):
+        error("interrupted")
+        return 130
+    if isinstance(exc, BrokenPipeError):
+        return 1
+    if debug:
+        traceback.print_exception(exc)
+    if isinstance(exc, KloudError):
+        if isinstance(exc, InputError) and len(exc.problems) > 1:
+            error(f"{len(exc.problems)} problems found:")
+            for problem in exc.problems:
+                info(f"  {problem}")
+        else:
+            error(str(exc))
+        return exc.exit_code
+    if isinstance(exc, OSError):  # the machine refused (a full disk, a vanished file)
+        where = f"{exc.filename}: " if exc.filename else ""
+        error(f"{where}{exc.strerror or exc}")
+        return 1
+    # Anything else is a bug: say so without leaking locals.
+    error(f"internal error: {type(exc).__name__}: {exc} (set KLOUDCTL_DEBUG=1 for a traceback)")
+    return 1

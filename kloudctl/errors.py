@@ -26,6 +26,15 @@ class Problem:
         field = f"{self.field}:" if self.field else ""
         return " ".join(part for part in (where, field, self.message) if part)
 
+    def as_dict(self) -> dict[str, str | int]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "field": self.field,
+            "message": self.message,
+        }
+
 
 class KloudError(Exception):
     """Anything kloudctl reports as a failure (exit 1)."""
@@ -124,3 +133,10 @@ class ApplyFailed(ExternalError):
 
 class Forbidden(KloudError):
     """The acting person may not do this (e.g. a domain administrator on another domain)."""
+
+
+def failed_for(what: str, failed: list[str], total: int) -> KloudError:
+    """`what` failed for the `failed` of `total` targets: exit 3 (PartialFailure) when the
+    others were handled, exit 1 when none was (nothing partial about that)."""
+    message = f"{what} failed for: {', '.join(failed)}"
+    return PartialFailure(message) if len(failed) < total else KloudError(message)

@@ -68,15 +68,38 @@ def pve_sim(sim_fleet: Fleet) -> Iterator[RunningSim]:
         yield sim
 
 
-def pytest_sessionfinish(session, exitstatus):
-    """With KLOUDCTL_NO_SKIP=1 (CI), any skipped test fails the run: nothing the project
-    claims may pass unseen because a component happened to be missing here."""
-    if os.environ.get("KLOUDCTL_NO_SKIP") != "1":
+#: With KLOUDCTL_NO_SKIP=1 (CI): every test that did not run, or whose outcome was excused.
+_UNSEEN: list[str] = []
+
+
+def _reason(report: pytest.CollectReport | pytest.TestReport) -> str:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+    return str(reason).removeprefix("Skipped: ")
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped:  # a whole module skipped (importorskip, allow_module_level)
+        _UNSEEN.append(f"{report.nodeid} was skipped: {_reason(report)}")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if hasattr(report, "wasxfail"):  # xfailed, or xpassed: either way not a plain pass
+        _UNSEEN.append(f"{report.nodeid} is marked xfail: {report.wasxfail or 'no reason'}")
+    elif report.skipped:
+        _UNSEEN.append(f"{report.nodeid} was skipped: {_reason(report)}")
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    _UNSEEN.extend(f"{item.nodeid} was deselected" for item in items)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With KLOUDCTL_NO_SKIP=1 (CI), every collected test must run and pass: a skip, an
+    xfail (failing or not) or a deselection (-m, -k) fails the run. Nothing the project
+    claims may pass unseen because a component happened to be missing here, or because the
+    run left it out."""
+    if os.environ.get("KLOUDCTL_NO_SKIP") != "1" or not _UNSEEN:
         return
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    skipped = reporter.stats.get("skipped", []) if reporter else []
-    if skipped:
-        for report in skipped:
-            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-            sys.stderr.write(f"KLOUDCTL_NO_SKIP: {report.nodeid} was skipped: {reason}\n")
-        session.exitstatus = 1
+    for line in _UNSEEN:
+        sys.stderr.write(f"KLOUDCTL_NO_SKIP: {line}\n")
+    session.exitstatus = 1

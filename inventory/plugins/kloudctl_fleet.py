@@ -1,6 +1,6 @@
 """Ansible inventory plugin: the fleet's hosts and groups, computed from cabinets/*.yaml.
 
-The logic lives in kloudctl (``kloudctl.hosts.inventory``), so Ansible and kloudctl read
+The logic lives in kloudctl (``kloudctl.ansible_inventory``), so Ansible and kloudctl read
 the model the same way, and a broken cabinet file fails here with the same located error
 (``cabinets/x.yaml:12:5 field: message``) before any host is touched.
 """
@@ -51,8 +51,8 @@ class InventoryModule(BaseInventoryPlugin):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
         try:
+            from kloudctl.ansible_inventory import Template, load
             from kloudctl.errors import KloudError
-            from kloudctl.hosts.inventory import Template, load
         except ImportError as exc:  # Ansible outside kloudctl's virtualenv
             raise AnsibleParserError(
                 f"kloudctl_fleet needs the kloudctl package in Ansible's Python: {exc}"

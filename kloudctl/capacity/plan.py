@@ -25,6 +25,7 @@ from kloudctl.power import PowerEstimate, estimate_power
 
 VMID_BLOCK = 100
 VMID_START = 1000
+VMID_LAST = 999_999_999  # Proxmox's largest VMID
 FIRST_AUTO_HOST = 10
 
 
@@ -157,9 +158,10 @@ def _allocate_vlans(cabinet: Cabinet) -> list[int]:
 def _allocate_vmids(cabinet: Cabinet) -> list[tuple[int, int]]:
     declared = [(t.vmids.first, t.vmids.last) for t in cabinet.tenants if t.vmids is not None]
 
-    def free(first: int) -> bool:
+    def clashes(first: int) -> list[int]:
+        """The ends of the declared ranges the block from `first` overlaps."""
         last = first + VMID_BLOCK - 1
-        return all(last < a or b < first for a, b in declared)
+        return [b for a, b in declared if not (last < a or b < first)]
 
     result = []
     candidate = VMID_START
@@ -167,8 +169,10 @@ def _allocate_vmids(cabinet: Cabinet) -> list[tuple[int, int]]:
         if tenant.vmids is not None:
             result.append((tenant.vmids.first, tenant.vmids.last))
             continue
-        while not free(candidate):
-            candidate += VMID_BLOCK
+        while ends := clashes(candidate):
+            # jump past the range in the way, to a block boundary: a declared range can
+            # span up to 10^9 VMIDs, too many blocks to step through
+            candidate += ((max(ends) - candidate) // VMID_BLOCK + 1) * VMID_BLOCK
         result.append((candidate, candidate + VMID_BLOCK - 1))
         candidate += VMID_BLOCK
     return result
@@ -201,6 +205,9 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
         if vlan < 0:
             problem(("tenants", i, "vlan"), "no free VLAN left in networks.tenant_vlans")
             continue
+        if vlast > VMID_LAST:
+            problem(("tenants", i), f"no free block of {VMID_BLOCK} VMIDs left up to {VMID_LAST}")
+            continue
         offset = vlan - nets.tenant_vlans.first
         if not 0 <= offset < subnets_available:
             problem(
@@ -215,8 +222,9 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
                 nets.tenant_prefix,
             )
         )
-        hosts = list(subnet.hosts()) if subnet.num_addresses <= 4096 else []
-        gateway = hosts[0]
+        # host addresses by index, never listed: a /16 tenant subnet holds 65,534
+        hosts = range(int(subnet.network_address) + 1, int(subnet.broadcast_address))
+        gateway = ipaddress.IPv4Address(hosts[0])
         vms: list[VmPlan] = []
         auto_index = FIRST_AUTO_HOST - 1
         for k, vm in enumerate(tenant.vms):
@@ -228,12 +236,15 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
                 elif address.ip in (subnet.network_address, subnet.broadcast_address, gateway):
                     problem(path, f"{address.ip} is reserved (network, broadcast or gateway)")
             else:
-                while auto_index < len(hosts) and hosts[auto_index] in used_addresses:
+                while (
+                    auto_index < len(hosts)
+                    and ipaddress.IPv4Address(hosts[auto_index]) in used_addresses
+                ):
                     auto_index += 1
                 if auto_index >= len(hosts):
                     problem(path, f"no free address left in {subnet}")
                     continue
-                address = ipaddress.IPv4Interface(f"{hosts[auto_index]}/{subnet.prefixlen}")
+                address = ipaddress.IPv4Interface((hosts[auto_index], subnet.prefixlen))
                 auto_index += 1
             if address.ip in used_addresses:
                 problem(path, f"{address.ip} is already used by VM '{used_addresses[address.ip]}'")

@@ -70,26 +70,12 @@ def bootstrap(
     fleet = ctx.fleet()  # located errors before anything runs
     for name in cabinets:
         fleet.cabinet(name)
-    state = testbed.state_dir(ctx.root) / "testbed.json"
-    up = testbed.load(ctx.root)
-    if use_testbed is None:
-        use_testbed = up is not None
-    if use_testbed:
-        missing = [c for c in cabinets if up is None or c not in up.hosts]
-        if missing:
-            raise click.UsageError(
-                f"not running in the testbed: {', '.join(missing)} "
-                "(`kloudctl testbed up` them, or pass --no-testbed for the real hosts)"
-            )
+    state = testbed.target_state(ctx.root, list(cabinets), use_testbed)
+    if state:
         console.info(f"testbed: bootstrapping the test cabinets {', '.join(cabinets)}")
     progress = Progress(list(cabinets))
     with progress.shown():
-        result = run_bootstrap(
-            ctx.root,
-            list(cabinets),
-            testbed_state=state if use_testbed else None,
-            on_event=progress,
-        )
+        result = run_bootstrap(ctx.root, list(cabinets), testbed_state=state, on_event=progress)
     if as_json:
         console.emit_json(
             {

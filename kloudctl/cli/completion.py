@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 from click.shell_completion import get_completion_class
 
+from kloudctl import console
+
 
 @click.command("completion")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
@@ -14,4 +16,4 @@ def command(shell: str) -> None:
 
     completion = get_completion_class(shell)
     assert completion is not None
-    click.echo(completion(cli, {}, "kloudctl", "_KLOUDCTL_COMPLETE").source())
+    console.text(completion(cli, {}, "kloudctl", "_KLOUDCTL_COMPLETE").source() + "\n")

@@ -2,84 +2,73 @@
 
 from __future__ import annotations
 
+import functools
 import sys
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import click
-from pydantic_core import PydanticCustomError
 
 from kloudctl import console
-from kloudctl.cli.options import FleetContext, json_option
+from kloudctl.cli.options import FleetContext, confirmed, json_option
 from kloudctl.errors import InputError
-from kloudctl.mail.store import LocalTransport, MailStore, SshTransport, Transport
-from kloudctl.model.types import format_size, parse_size
+from kloudctl.mail.store import (
+    MAX_MAILBOXES,
+    QUOTAS,
+    MailStore,
+    check_address,
+    choose_transport,
+    parse_quota,
+    read_import,
+)
+from kloudctl.model.types import format_size
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+max_mailboxes_type = click.IntRange(1, MAX_MAILBOXES)
+
+F = TypeVar("F", bound=Callable[..., Any])
+Rows = list[dict[str, Any]]
+#: What an action returns: the store's answer, and the sentence saying what was done.
+Done = tuple[dict[str, Any], str]
 
 
+@dataclass
 class MailContext:
-    def __init__(
-        self,
-        fleet: FleetContext,
-        db: str | None,
-        host: str | None,
-        cabinet: str | None,
-        actor: str | None,
-        ssh_key: str | None = None,
-        known_hosts: str | None = None,
-    ) -> None:
-        self.fleet, self.db, self.host, self.cabinet, self.actor = fleet, db, host, cabinet, actor
-        self.ssh_key, self.known_hosts = ssh_key, known_hosts
+    """The `mail` group's options: where the accounts are, and who acts."""
 
-    def transport(self) -> Transport:
-        given = [x for x in (self.db, self.host, self.cabinet) if x]
-        if len(given) > 1:
-            raise InputError("--db, --host and --cabinet: give only one")
-        if self.db:
-            return LocalTransport(Path(self.db))
-        host = self.host
-        if self.cabinet:
-            mail = self.fleet.fleet().cabinet(self.cabinet).mail
-            if mail is None:
-                raise InputError(f"cabinet {self.cabinet} declares no mail service")
-            host = f"root@{mail.hostname}"
-        if not host:
-            raise InputError(
-                "where are the accounts? give --db FILE, --host [USER@]HOST[:PORT]"
-                " or --cabinet NAME"
-                " (or KLOUDCTL_MAIL_DB / KLOUDCTL_MAIL_HOST)"
-            )
-        user, _, rest = host.rpartition("@")
-        name, _, port = rest.partition(":")
-        if port and not port.isdigit():
-            raise InputError(f"--host: bad port in {host!r}")
-        return SshTransport(
-            name,
-            user=user or None,
-            port=int(port) if port else None,
-            key_filename=self.ssh_key,
-            known_hosts=self.known_hosts,
-        )
+    fleet: FleetContext
+    db: str | None
+    host: str | None
+    cabinet: str | None
+    actor: str | None
+    ssh_key: str | None = None
+    known_hosts: str | None = None
 
     def store(self) -> MailStore:
-        return MailStore(self.transport(), actor=self.actor)
+        transport = choose_transport(
+            db=self.db,
+            host=self.host,
+            cabinet=self.cabinet,
+            fleet=self.fleet.fleet,
+            ssh_key=self.ssh_key,
+            known_hosts=self.known_hosts,
+        )
+        return MailStore(transport, actor=self.actor)
 
 
 pass_mail = click.make_pass_decorator(MailContext)
 
 
-def _size(value: str | None, field: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_size(value)
-    except PydanticCustomError as exc:
-        raise InputError(f"{field}: {exc.message()}") from None
-
-
 def _password(from_stdin: bool) -> str:
     """Read a password from stdin (one line) or a hidden prompt; never from argv."""
     if from_stdin:
-        line = sys.stdin.readline()
+        try:
+            line = sys.stdin.readline()
+        except UnicodeDecodeError:
+            raise InputError("--password-stdin: the password is not UTF-8 text") from None
         if not line:
             raise InputError("--password-stdin: nothing on standard input")
         return line.rstrip("\r\n")
@@ -90,11 +79,36 @@ def _password(from_stdin: bool) -> str:
 
 
 def _done(result: dict[str, Any], what: str) -> None:
+    if result.get("store_created"):  # the first write made the store: say where
+        console.info(f"created the accounts database {result['store_created']}")
     console.info(what if result.get("changed", True) else f"no change: {what}")
 
 
+def _action(
+    group: click.Group, name: str, *arguments: str
+) -> Callable[[Callable[..., Done]], click.Command]:
+    """GROUP's command NAME, taking ARGUMENTS (and the options decorating it): the function
+    gets the accounts store and their values, runs one operation and returns `Done`."""
+
+    def decorate(act: Callable[..., Done]) -> click.Command:
+        @functools.wraps(act)  # its docstring is the help, its options are the command's
+        def run(m: MailContext, **values: Any) -> None:
+            _done(*act(m.store(), **values))
+
+        command: Callable[..., None] = pass_mail(run)
+        for argument in reversed(arguments):
+            command = click.argument(argument)(command)
+        return group.command(name)(command)
+
+    return decorate
+
+
 def _rows(
-    title: str, rows: list[dict[str, Any]], as_json: bool, sizes: tuple[str, ...] = ()
+    title: str,
+    rows: Rows,
+    as_json: bool,
+    sizes: tuple[str, ...] = (),
+    hidden: tuple[str, ...] = (),
 ) -> None:
     if as_json:
         console.emit_json(rows)
@@ -102,15 +116,42 @@ def _rows(
     if not rows:
         console.info(f"{title}: none")
         return
-    columns = list(rows[0])
-    shown = [
-        [
-            format_size(r[c]) if c in sizes else ", ".join(r[c]) if isinstance(r[c], list) else r[c]
-            for c in columns
-        ]
-        for r in rows
-    ]
+    columns = [c for c in rows[0] if c not in hidden]
+    # Rows come from the accounts store, maybe another version on the mail host: a column
+    # missing from a row, or a size that is not a number, shows as it is rather than failing.
+    shown = [[_cell(r.get(c), c in sizes) for c in columns] for r in rows]
     console.show(console.table(title, columns, shown))
+
+
+def _cell(value: Any, size: bool) -> Any:
+    if size and isinstance(value, int | float) and not isinstance(value, bool):
+        return format_size(value)
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return value
+
+
+def _listing(
+    group: click.Group,
+    title: str,
+    summary: str,
+    read: Callable[[MailStore, str | None], Rows],
+    *,
+    of_domain: bool = True,
+    sizes: tuple[str, ...] = (),
+    hidden: tuple[str, ...] = (),
+) -> None:
+    """GROUP's `list` command: the rows `read` returns (with `of_domain`, of DOMAIN_NAME,
+    or of every domain when it is left out), as a table or --json."""
+
+    @json_option
+    @pass_mail
+    def list_(m: MailContext, as_json: bool, domain_name: str | None = None) -> None:
+        _rows(title, read(m.store(), domain_name), as_json, sizes, hidden)
+
+    if of_domain:
+        list_ = click.argument("domain_name", required=False)(list_)
+    group.command("list", help=summary)(list_)
 
 
 @click.group("mail")
@@ -129,7 +170,7 @@ def _rows(
 @click.option(
     "--known-hosts",
     envvar="KLOUDCTL_MAIL_KNOWN_HOSTS",
-    help="Accept only the host keys in this file (default: fabric's, ~/.ssh/known_hosts).",
+    help="Accept only the host keys in this file (default: ssh's own, ~/.ssh/known_hosts).",
 )
 @click.pass_context
 def command(
@@ -146,6 +187,13 @@ def command(
     ctx.obj = MailContext(fleet, db, host, cabinet, actor, ssh_key, known_hosts)
 
 
+@_action(command, "init")
+def init(store: MailStore) -> Done:
+    """Create the accounts database (read commands never create one)."""
+    result = store.init()
+    return result, f"accounts database {result['db']} ready"
+
+
 # --- domains --------------------------------------------------------------------------
 
 
@@ -154,49 +202,79 @@ def domain() -> None:
     """Hosted mail domains and their caps."""
 
 
-@domain.command("add")
-@click.argument("name")
-@click.option("--max-mailboxes", type=click.IntRange(min=1), required=True)
+@_action(domain, "add", "name")
 @click.option(
-    "--total-quota", required=True, help="Total of the domain's mailbox quotas, e.g. 150GiB."
+    "--max-mailboxes",
+    type=max_mailboxes_type,
+    required=True,
+    help=f"How many mailboxes the domain may have (1 to {MAX_MAILBOXES}).",
 )
-@click.option("--default-quota", default="2GiB", show_default=True)
+@click.option(
+    "--total-quota",
+    required=True,
+    help=f"Total of the domain's mailbox quotas, e.g. 150GiB ({QUOTAS}).",
+)
+@click.option(
+    "--default-quota", default="2GiB", show_default=True, help=f"Quota of a new mailbox ({QUOTAS})."
+)
 @click.option("--no-dkim", is_flag=True, help="Do not create the domain's first DKIM key.")
-@pass_mail
 def domain_add(
-    m: MailContext,
+    store: MailStore,
     name: str,
     max_mailboxes: int,
     total_quota: str,
     default_quota: str,
     no_dkim: bool,
-) -> None:
+) -> Done:
     """Host a new domain (and create its first DKIM key)."""
-    result = m.store().domain_add(
+    result = store.domain_add(
         name,
         max_mailboxes=max_mailboxes,
-        total_quota=_size(total_quota, "--total-quota") or 0,
-        default_quota=_size(default_quota, "--default-quota") or 0,
+        total_quota=parse_quota(total_quota, "--total-quota"),
+        default_quota=parse_quota(default_quota, "--default-quota"),
         dkim=not no_dkim,
     )
-    _done(
-        result,
-        f"domain {result['domain']} added"
-        + (f", DKIM selector {result['dkim']}" if result.get("dkim") else ""),
+    dkim = f", DKIM selector {result['dkim']}" if result.get("dkim") else ""
+    return result, f"domain {result['domain']} added{dkim}"
+
+
+@_action(domain, "set", "name")
+@click.option(
+    "--max-mailboxes",
+    type=max_mailboxes_type,
+    help=f"How many mailboxes the domain may have (1 to {MAX_MAILBOXES}).",
+)
+@click.option("--total-quota", help=f"Total of the domain's mailbox quotas ({QUOTAS}).")
+@click.option("--default-quota", help=f"Quota of a new mailbox ({QUOTAS}).")
+def domain_set(
+    store: MailStore,
+    name: str,
+    max_mailboxes: int | None,
+    total_quota: str | None,
+    default_quota: str | None,
+) -> Done:
+    """Change a domain's caps; refused below what its mailboxes already use."""
+    result = store.domain_set(
+        name,
+        max_mailboxes=max_mailboxes,
+        total_quota=parse_quota(total_quota, "--total-quota"),
+        default_quota=parse_quota(default_quota, "--default-quota"),
+    )
+    return result, (
+        f"domain {result['domain']}: at most {result['max_mailboxes']} mailboxes, total quota"
+        f" {format_size(result['total_quota'])}, default quota"
+        f" {format_size(result['default_quota'])}"
     )
 
 
-@domain.command("list")
-@json_option
-@pass_mail
-def domain_list(m: MailContext, as_json: bool) -> None:
-    """Hosted domains with their use of the caps."""
-    _rows(
-        "Domains",
-        m.store().domain_list(),
-        as_json,
-        ("quota_allocated", "total_quota", "default_quota"),
-    )
+_listing(
+    domain,
+    "Domains",
+    "Hosted domains with their use of the caps.",
+    lambda store, _: store.domain_list(),
+    of_domain=False,
+    sizes=("quota_allocated", "total_quota", "default_quota"),
+)
 
 
 # --- administrators -------------------------------------------------------------------
@@ -207,32 +285,26 @@ def admin() -> None:
     """Per-domain administrators (they manage only their own domains)."""
 
 
-@admin.command("add")
-@click.argument("login")
-@click.argument("domain_name")
-@pass_mail
-def admin_add(m: MailContext, login: str, domain_name: str) -> None:
+@_action(admin, "add", "login", "domain_name")
+def admin_add(store: MailStore, login: str, domain_name: str) -> Done:
     """Let LOGIN manage DOMAIN's mailboxes and aliases."""
-    _done(m.store().admin_add(login, domain_name), f"{login} administers {domain_name}")
+    return store.admin_add(login, domain_name), f"{login} administers {domain_name}"
 
 
-@admin.command("remove")
-@click.argument("login")
-@click.argument("domain_name")
-@pass_mail
-def admin_remove(m: MailContext, login: str, domain_name: str) -> None:
+@_action(admin, "remove", "login", "domain_name")
+def admin_remove(store: MailStore, login: str, domain_name: str) -> Done:
     """Withdraw LOGIN's rights on DOMAIN."""
-    _done(
-        m.store().admin_remove(login, domain_name), f"{login} no longer administers {domain_name}"
-    )
+    result = store.admin_remove(login, domain_name)
+    return result, f"{login} no longer administers {domain_name}"
 
 
-@admin.command("list")
-@json_option
-@pass_mail
-def admin_list(m: MailContext, as_json: bool) -> None:
-    """Domain administrators."""
-    _rows("Administrators", m.store().admin_list(), as_json)
+_listing(
+    admin,
+    "Administrators",
+    "Domain administrators.",
+    lambda store, _: store.admin_list(),
+    of_domain=False,
+)
 
 
 # --- mailboxes ------------------------------------------------------------------------
@@ -250,17 +322,14 @@ password_stdin = click.option(
 
 @mailbox.command("add")
 @click.argument("address")
-@click.option("--quota", help="Mailbox quota, e.g. 2GiB (default: the domain's).")
+@click.option("--quota", help=f"Mailbox quota, e.g. 2GiB ({QUOTAS}; default: the domain's).")
 @password_stdin
 @pass_mail
 def mailbox_add(m: MailContext, address: str, quota: str | None, password_stdin: bool) -> None:
     """Create a mailbox; the password is prompted for (or read from stdin)."""
-    size = _size(quota, "--quota")
+    size = parse_quota(quota, "--quota")
     store = m.store()
-    from kloudctl.mail import accounts_db
-    from kloudctl.mail.store import check
-
-    check(accounts_db.check_mailbox_address, address)  # before asking for a password
+    check_address(address)  # before asking for a password
     result = store.mailbox_add(address, _password(password_stdin), size)
     _done(result, f"mailbox {result['address']} added, quota {format_size(result['quota'])}")
 
@@ -273,53 +342,32 @@ def mailbox_import(m: MailContext) -> None:
     All are created or none (one transaction). Lines starting with # are skipped. Read from
     stdin only, so passwords never appear in a command line.
     """
-    items: list[tuple[str, str, int | None]] = []
-    problems = []
-    for n, line in enumerate(sys.stdin, start=1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        if len(fields) not in (2, 3):
-            problems.append(f"stdin:{n}: expected ADDRESS PASSWORD [QUOTA]")
-            continue
-        quota = _size(fields[2], f"stdin:{n}: quota") if len(fields) == 3 else None
-        items.append((fields[0], fields[1], quota))
-    if problems:
-        raise InputError("\n".join(problems))
-    if not items:
-        raise InputError("stdin: no mailbox to import")
-    result = m.store().mailbox_add_many(items)
+    mailboxes = read_import(sys.stdin)
+    result = m.store().mailbox_add_many(mailboxes)
     _done(result, f"{result['added']} mailbox(es) added")
 
 
-@mailbox.command("passwd")
-@click.argument("address")
+@_action(mailbox, "passwd", "address")
 @password_stdin
-@pass_mail
-def mailbox_passwd(m: MailContext, address: str, password_stdin: bool) -> None:
+def mailbox_passwd(store: MailStore, address: str, password_stdin: bool) -> Done:
     """Set a mailbox's password."""
-    result = m.store().mailbox_passwd(address, _password(password_stdin))
-    _done(result, f"password of {result['address']} changed")
+    result = store.mailbox_passwd(address, _password(password_stdin))
+    return result, f"password of {result['address']} changed"
 
 
-@mailbox.command("quota")
-@click.argument("address")
-@click.argument("size")
-@pass_mail
-def mailbox_quota(m: MailContext, address: str, size: str) -> None:
-    """Set a mailbox's quota (within the domain's total)."""
-    result = m.store().mailbox_quota(address, _size(size, "SIZE") or 0)
-    _done(result, f"quota of {result['address']} is {format_size(result['quota'])}")
+@_action(mailbox, "quota", "address", "size")
+def mailbox_quota(store: MailStore, address: str, size: str) -> Done:
+    """Set a mailbox's quota to SIZE (1MiB to 1PiB, within the domain's total)."""
+    result = store.mailbox_quota(address, parse_quota(size, "SIZE"))
+    return result, f"quota of {result['address']} is {format_size(result['quota'])}"
 
 
-@mailbox.command("suspend")
-@click.argument("address")
+@_action(mailbox, "suspend", "address")
 @click.option("--resume", is_flag=True, help="Lift the suspension.")
-@pass_mail
-def mailbox_suspend(m: MailContext, address: str, resume: bool) -> None:
+def mailbox_suspend(store: MailStore, address: str, resume: bool) -> Done:
     """Suspend a mailbox: no login (IMAP, SMTP); mail is still received."""
-    result = m.store().mailbox_suspend(address, not resume)
-    _done(result, f"{result['address']} {'resumed' if resume else 'suspended'}")
+    result = store.mailbox_suspend(address, not resume)
+    return result, f"{result['address']} {'resumed' if resume else 'suspended'}"
 
 
 @mailbox.command("remove")
@@ -328,19 +376,20 @@ def mailbox_suspend(m: MailContext, address: str, resume: bool) -> None:
 @pass_mail
 def mailbox_remove(m: MailContext, address: str, yes: bool) -> None:
     """Remove a mailbox's account (its stored mail stays on the host until purged)."""
-    if not yes and not click.confirm(f"Remove mailbox {address}?", default=False):
-        raise click.Abort()
+    if not confirmed(f"Remove mailbox {address}?", yes=yes):
+        console.info("nothing removed")
+        return
     result = m.store().mailbox_remove(address)
     _done(result, f"mailbox {result['address']} removed")
 
 
-@mailbox.command("list")
-@click.argument("domain_name", required=False)
-@json_option
-@pass_mail
-def mailbox_list(m: MailContext, domain_name: str | None, as_json: bool) -> None:
-    """Mailboxes (of one domain, or of every domain you manage)."""
-    _rows("Mailboxes", m.store().mailbox_list(domain_name), as_json, ("quota",))
+_listing(
+    mailbox,
+    "Mailboxes",
+    "Mailboxes (of one domain, or of every domain you manage).",
+    MailStore.mailbox_list,
+    sizes=("quota",),
+)
 
 
 # --- aliases --------------------------------------------------------------------------
@@ -351,33 +400,28 @@ def alias() -> None:
     """Aliases: one address delivered to one or more others."""
 
 
-@alias.command("add")
-@click.argument("address")
+@_action(alias, "add", "address")
 @click.argument("destinations", nargs=-1, required=True)
-@pass_mail
-def alias_add(m: MailContext, address: str, destinations: tuple[str, ...]) -> None:
+def alias_add(store: MailStore, address: str, destinations: tuple[str, ...]) -> Done:
     """Deliver ADDRESS to each of DESTINATIONS."""
-    result = m.store().alias_add(address, list(destinations))
-    _done(result, f"alias {result['address']} -> {', '.join(result['destinations'])}")
+    result = store.alias_add(address, list(destinations))
+    return result, f"alias {result['address']} -> {', '.join(result['destinations'])}"
 
 
-@alias.command("remove")
-@click.argument("address")
+@_action(alias, "remove", "address")
 @click.argument("destination", required=False)
-@pass_mail
-def alias_remove(m: MailContext, address: str, destination: str | None) -> None:
+def alias_remove(store: MailStore, address: str, destination: str | None) -> Done:
     """Remove an alias (or only one of its destinations)."""
-    result = m.store().alias_remove(address, destination)
-    _done(result, f"alias {result['address']}: {result['removed']} destination(s) removed")
+    result = store.alias_remove(address, destination)
+    return result, f"alias {result['address']}: {result['removed']} destination(s) removed"
 
 
-@alias.command("list")
-@click.argument("domain_name", required=False)
-@json_option
-@pass_mail
-def alias_list(m: MailContext, domain_name: str | None, as_json: bool) -> None:
-    """Aliases (of one domain, or of every domain you manage)."""
-    _rows("Aliases", m.store().alias_list(domain_name), as_json)
+_listing(
+    alias,
+    "Aliases",
+    "Aliases (of one domain, or of every domain you manage).",
+    MailStore.alias_list,
+)
 
 
 # --- DKIM -----------------------------------------------------------------------------
@@ -388,51 +432,32 @@ def dkim() -> None:
     """DKIM keys: rotate = new key published, then activated, then the old one retired."""
 
 
-@dkim.command("rotate")
-@click.argument("domain_name")
+@_action(dkim, "rotate", "domain_name")
 @click.option("--selector", help="Selector of the new key (default: k + UTC timestamp).")
 @click.option("--activate", is_flag=True, help="Sign with it at once (only if DNS is ready).")
-@pass_mail
-def dkim_rotate(m: MailContext, domain_name: str, selector: str | None, activate: bool) -> None:
+def dkim_rotate(store: MailStore, domain_name: str, selector: str | None, activate: bool) -> Done:
     """Create a new DKIM key for DOMAIN (publish it in DNS, then `dkim activate`)."""
-    result = m.store().dkim_new(domain_name, selector, activate)
-    _done(
-        result,
-        f"DKIM key {result['selector']} created for {result['domain']}"
-        + (" and signing" if activate else "; publish it (`mail dns plan`), then activate it"),
-    )
+    result = store.dkim_new(domain_name, selector, activate)
+    then = " and signing" if activate else "; publish it (`mail dns plan`), then activate it"
+    return result, f"DKIM key {result['selector']} created for {result['domain']}{then}"
 
 
-@dkim.command("activate")
-@click.argument("domain_name")
-@click.argument("selector")
-@pass_mail
-def dkim_activate(m: MailContext, domain_name: str, selector: str) -> None:
+@_action(dkim, "activate", "domain_name", "selector")
+def dkim_activate(store: MailStore, domain_name: str, selector: str) -> Done:
     """Sign DOMAIN's mail with SELECTOR's key (the previous one stays published)."""
-    _done(
-        m.store().dkim_activate(domain_name, selector), f"{domain_name} now signs with {selector}"
-    )
+    result = store.dkim_activate(domain_name, selector)
+    return result, f"{domain_name} now signs with {selector}"
 
 
-@dkim.command("retire")
-@click.argument("domain_name")
-@click.argument("selector")
-@pass_mail
-def dkim_retire(m: MailContext, domain_name: str, selector: str) -> None:
+@_action(dkim, "retire", "domain_name", "selector")
+def dkim_retire(store: MailStore, domain_name: str, selector: str) -> Done:
     """Stop publishing an old key (after its signatures have aged out)."""
-    _done(m.store().dkim_retire(domain_name, selector), f"{selector} of {domain_name} retired")
+    return store.dkim_retire(domain_name, selector), f"{selector} of {domain_name} retired"
 
 
-@dkim.command("list")
-@click.argument("domain_name", required=False)
-@json_option
-@pass_mail
-def dkim_list(m: MailContext, domain_name: str | None, as_json: bool) -> None:
-    """DKIM keys and their state."""
-    rows = m.store().dkim_list(domain_name)
-    if not as_json:
-        rows = [{k: v for k, v in r.items() if k != "public_key"} for r in rows]
-    _rows("DKIM keys", rows, as_json)
+_listing(
+    dkim, "DKIM keys", "DKIM keys and their state.", MailStore.dkim_list, hidden=("public_key",)
+)
 
 
 # --- DNS ------------------------------------------------------------------------------
@@ -443,18 +468,21 @@ def dns_group() -> None:
     """DNS records of a hosted domain: what to publish, and whether it is published."""
 
 
+class MailHost(TypedDict):
+    """Where a domain's mail host is (`dns_options`), and whether to plan DKIM records."""
+
+    hostname: str | None
+    ipv4: str | None
+    no_dkim: bool
+
+
 def _dns_records(
     m: MailContext, domain_name: str, hostname: str | None, ipv4: str | None, no_dkim: bool
 ) -> list[Any]:
     from kloudctl.mail import dns
 
-    if no_dkim:
-        keys: list[dict[str, Any]] = []
-    else:
-        keys = m.store().dkim_list(domain_name)
-    fleet = None
-    if hostname is None or ipv4 is None:
-        fleet = m.fleet.fleet()
+    keys = [] if no_dkim else m.store().dkim_list(domain_name)
+    fleet = m.fleet.fleet() if hostname is None or ipv4 is None else None
     return dns.plan_for_domain(fleet, domain_name, keys, hostname, ipv4)
 
 
@@ -467,7 +495,7 @@ dns_options = [
 ]
 
 
-def _dns_opts(f: Any) -> Any:
+def _dns_opts(f: F) -> F:
     for option in reversed(dns_options):
         f = option(f)
     return f
@@ -478,22 +506,15 @@ def _dns_opts(f: Any) -> Any:
 @_dns_opts
 @json_option
 @pass_mail
-def dns_plan(
-    m: MailContext,
-    domain_name: str,
-    hostname: str | None,
-    ipv4: str | None,
-    no_dkim: bool,
-    as_json: bool,
-) -> None:
+def dns_plan(m: MailContext, domain_name: str, as_json: bool, **host: Unpack[MailHost]) -> None:
     """Records to publish for DOMAIN (zone snippet, or --json)."""
     from kloudctl.mail import dns
 
-    records = _dns_records(m, domain_name, hostname, ipv4, no_dkim)
+    records = _dns_records(m, domain_name, **host)
     if as_json:
         console.emit_json([r.as_dict() for r in records])
     else:
-        sys.stdout.write(dns.zone_snippet(domain_name, records))
+        console.text(dns.zone_snippet(domain_name, records))
 
 
 @dns_group.command("check")
@@ -503,21 +524,13 @@ def dns_plan(
 @json_option
 @pass_mail
 def dns_check(
-    m: MailContext,
-    domain_name: str,
-    resolver: str | None,
-    hostname: str | None,
-    ipv4: str | None,
-    no_dkim: bool,
-    as_json: bool,
+    m: MailContext, domain_name: str, resolver: str | None, as_json: bool, **host: Unpack[MailHost]
 ) -> None:
     """Compare DOMAIN's published records with the plan; exit 1 if any is missing or wrong."""
-    from kloudctl.errors import KloudError
     from kloudctl.mail import dns
 
-    records = _dns_records(m, domain_name, hostname, ipv4, no_dkim)
+    records = _dns_records(m, domain_name, **host)
     findings = dns.check_records(records, dns.make_resolver(resolver))
-    bad = [f for f in findings if f.status != "ok"]
     if as_json:
         console.emit_json([f.as_dict() for f in findings])
     else:
@@ -528,9 +541,5 @@ def dns_check(
         console.show(
             console.table(f"DNS of {domain_name}", ["name", "type", "status", "note"], rows)
         )
-    if bad:
-        raise KloudError(
-            f"{len(bad)} record(s) missing or wrong for {domain_name}: "
-            + "; ".join(f"{f.record.name} {f.record.type} {f.status}" for f in bad)
-        )
+    dns.raise_for_findings(domain_name, findings)
     console.info(f"all {len(findings)} records of {domain_name} are published as planned")

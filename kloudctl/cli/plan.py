@@ -1,4 +1,4 @@
-"""`kloudctl plan CABINET --offline`: capacity, power, VMID ranges and addresses."""
+"""`kloudctl plan CABINET`: capacity, power, VMID ranges and addresses, from the declaration."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ from kloudctl.report.plan import render_plan
 @click.option(
     "--offline",
     is_flag=True,
-    help="Plan from the declaration alone (no cabinet contacted). Live planning of "
-    "tenants is `kloudctl tenants plan`.",
+    expose_value=False,
+    help="The default, kept for compatibility: the plan always comes from the declaration "
+    "alone (no cabinet contacted). Live planning of tenants is `kloudctl tenants plan`.",
 )
 @json_option
 @pass_fleet
-def command(ctx: FleetContext, cabinet: str, offline: bool, as_json: bool) -> None:
-    """Plan a cabinet: capacity and power admission, VMID ranges, address plan."""
+def command(ctx: FleetContext, cabinet: str, as_json: bool) -> None:
+    """Plan a cabinet from its declaration alone (no cabinet contacted): capacity and power
+    admission, VMID ranges, address plan."""
     loaded = ctx.fleet().loaded(cabinet)
     plan = plan_cabinet(loaded.model, loaded.source)
     if as_json:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
+from rich.table import Table
 
 from kloudctl import console
 from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
-from kloudctl.errors import PartialFailure
+from kloudctl.errors import failed_for
+from kloudctl.model.types import format_duration, format_size
 from kloudctl.replication import status as st
 from kloudctl.replication.layout import Layout, replicated_cabinets
 from kloudctl.replication.ops import Replicator
@@ -32,14 +35,27 @@ target_args = [
 ]
 
 
-def targets(f):  # type: ignore[no-untyped-def]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def targets(f: F) -> F:
     for decorator in reversed(target_args):
         f = decorator(f)
     return f
 
 
-def _replicator(ctx: FleetContext, state_dir: str | None, now_: str | None = None) -> Replicator:
-    return Replicator(ctx.fleet(), Layout.for_fleet(ctx.root, state_dir), clock=now_)
+def _replicator(
+    ctx: FleetContext, state_dir: str | None, now_: str | None = None, *, read_only: bool = False
+) -> Replicator:
+    layout = Layout.for_fleet(ctx.root, state_dir, read_only=read_only)
+    return Replicator(ctx.fleet(), layout, clock=now_)
+
+
+def _wrapping(table: Table) -> Table:
+    """Long cells (errors and their remedies) wrap onto more lines instead of being cut."""
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
 
 
 @click.group("replication")
@@ -55,7 +71,16 @@ def command() -> None:
 @state_option
 @now_option
 @pass_fleet
-def run(ctx, cabinet, all_, no_prune, no_check, as_json, state_dir, now_):  # type: ignore[no-untyped-def]
+def run(
+    ctx: FleetContext,
+    cabinet: str | None,
+    all_: bool,
+    no_prune: bool,
+    no_check: bool,
+    as_json: bool,
+    state_dir: str | None,
+    now_: str | None,
+) -> None:
     """Back up, copy new snapshots to the peer, prune, check."""
     rep = _replicator(ctx, state_dir, now_)
     reports = [
@@ -75,7 +100,7 @@ def run(ctx, cabinet, all_, no_prune, no_check, as_json, state_dir, now_):  # ty
         )
     failed = [r.cabinet for r in reports if not r.ok]
     if failed:
-        raise PartialFailure(f"replication failed for: {', '.join(failed)}")
+        raise failed_for("replication", failed, len(reports))
 
 
 @command.command("status")
@@ -84,16 +109,23 @@ def run(ctx, cabinet, all_, no_prune, no_check, as_json, state_dir, now_):  # ty
 @state_option
 @now_option
 @pass_fleet
-def status(ctx, cabinet, all_, as_json, state_dir, now_):  # type: ignore[no-untyped-def]
+def status(
+    ctx: FleetContext,
+    cabinet: str | None,
+    all_: bool,
+    as_json: bool,
+    state_dir: str | None,
+    now_: str | None,
+) -> None:
     """Newest local and copied snapshots, lag, unreplicated snapshots, sizes, last check."""
     if not cabinet:
         all_ = True
-    rep = _replicator(ctx, state_dir, now_)
-    rows = [
-        row for c in replicated_cabinets(ctx.fleet(), cabinet, all_) for row in st.status_of(rep, c)
-    ]
+    names = replicated_cabinets(ctx.fleet(), cabinet, all_)
+    rep = _replicator(ctx, state_dir, now_, read_only=True)
+    rows = [row for c in names for row in st.status_of(rep, c)]
     if as_json:
         console.emit_json(rows)
+        st.raise_for_status(rows)
         return
     table = []
     for row in rows:
@@ -107,19 +139,20 @@ def status(ctx, cabinet, all_, as_json, state_dir, now_):  # type: ignore[no-unt
             row["cabinet"], row["peer"],
             f"{row['newest_local_id'] or '-'} {_when(row['newest_local'])}".strip(),
             f"{row.get('newest_copied_original') or '-'} {_when(row.get('newest_copied'))}".strip(),
-            "-" if lag is None else st.format_duration(lag),
+            "-" if lag is None else format_duration(lag),
             "-" if row.get("unreplicated") is None else row["unreplicated"],
             _size(row.get("local_size")), _size(row.get("peer_size")), check,
             row.get("peer_error") or row.get("local_error") or "",
         ])  # fmt: skip
     console.show(
-        console.table(
+        _wrapping(console.table(
             "Replication status",
             ["cabinet", "peer", "newest local", "newest copied (original)", "lag", "unreplicated",
              "local size", "peer size", "last check", "error"],
             table,
-        )
+        ))
     )  # fmt: skip
+    st.raise_for_status(rows)
 
 
 def _when(stamp: str | None) -> str:
@@ -131,20 +164,17 @@ def _result(ok: bool, warning: bool) -> str:
 
 
 def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+    return "-" if n is None else format_size(n)
 
 
 @command.command("check")
 @targets
 @json_option
 @click.option(
-    "--prometheus-textfile", type=click.Path(dir_okay=False), help="Also write metrics here."
+    "--prometheus-textfile",
+    metavar="PATH",
+    # checked by kloudctl.files, not click: a wrong path must answer UNKNOWN (3), not 2
+    help="Also write metrics here (a regular file, or a new one in an existing folder).",
 )
 @click.option(
     "--integrity", is_flag=True, help="Run the tiered restic checks now (local and peer)."
@@ -152,25 +182,23 @@ def _size(n: int | None) -> str:
 @state_option
 @now_option
 @pass_fleet
-def check(ctx, cabinet, all_, as_json, prometheus_textfile, integrity, state_dir, now_):  # type: ignore[no-untyped-def]
+def check(
+    ctx: FleetContext,
+    cabinet: str | None,
+    all_: bool,
+    as_json: bool,
+    prometheus_textfile: str | None,
+    integrity: bool,
+    state_dir: str | None,
+    now_: str | None,
+) -> None:
     """Monitoring-plugin check for cron: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
-    try:
-        rep = _replicator(ctx, state_dir, now_)
-        names = replicated_cabinets(ctx.fleet(), cabinet, all_)
-        results = st.check(rep, names, integrity=integrity)
-    except Exception as exc:  # cron must get UNKNOWN, not a traceback or exit 1
-        if isinstance(exc, click.exceptions.Exit):
-            raise
-        line = f"REPLICATION UNKNOWN - {exc}"
-        if as_json:
-            unknown = {"status": "UNKNOWN", "code": st.UNKNOWN, "summary": line, "jobs": []}
-            console.emit_json(unknown)
-        else:
-            print(line)
-        sys.exit(st.UNKNOWN)
-    code, line = st.summary_line(results)
-    if prometheus_textfile:
-        st.write_textfile(Path(prometheus_textfile), st.prometheus(results, rep))
+    code, line, results = st.cron_check(
+        lambda: replicated_cabinets(ctx.fleet(), cabinet, all_),
+        lambda: _replicator(ctx, state_dir, now_, read_only=True),
+        integrity=integrity,
+        textfile=prometheus_textfile,
+    )
     if as_json:
         console.emit_json(
             {
@@ -181,18 +209,36 @@ def check(ctx, cabinet, all_, as_json, prometheus_textfile, integrity, state_dir
             }
         )
     else:
-        print(line)
+        console.line(line)
     sys.exit(code)
 
 
 @command.command("restore-test")
 @targets
-@click.option("--sample", default=5, show_default=True, help="Files restored per cabinet.")
-@click.option("--seed", type=int, help="Seed of the sample (reproducible picks).")
+@click.option(
+    "--sample",
+    type=click.IntRange(1, 10_000),
+    default=5,
+    show_default=True,
+    help="Files restored per cabinet (1 to 10000).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**63 - 1),
+    help="Seed of the sample, for reproducible picks (0 to 2**63-1).",
+)
 @json_option
 @state_option
 @pass_fleet
-def restore_test_(ctx, cabinet, all_, sample, seed, as_json, state_dir):  # type: ignore[no-untyped-def]
+def restore_test_(
+    ctx: FleetContext,
+    cabinet: str | None,
+    all_: bool,
+    sample: int,
+    seed: int | None,
+    as_json: bool,
+    state_dir: str | None,
+) -> None:
     """Restore a sample from the peer copy into a scratch folder and compare with the source."""
     rep = _replicator(ctx, state_dir)
     reports = [
@@ -217,7 +263,7 @@ def restore_test_(ctx, cabinet, all_, sample, seed, as_json, state_dir):  # type
         )
     bad = [f"{r['cabinet']}->{r['peer']}" for r in reports if not r["ok"]]
     if bad:
-        raise PartialFailure(f"restore test failed for: {', '.join(bad)}")
+        raise failed_for("restore test", bad, len(reports))
 
 
 @command.command("deploy")
@@ -231,7 +277,14 @@ def restore_test_(ctx, cabinet, all_, sample, seed, as_json, state_dir):  # type
 @json_option
 @state_option
 @pass_fleet
-def deploy_(ctx, cabinet, all_, use_testbed, as_json, state_dir):  # type: ignore[no-untyped-def]
+def deploy_(
+    ctx: FleetContext,
+    cabinet: str | None,
+    all_: bool,
+    use_testbed: bool | None,
+    as_json: bool,
+    state_dir: str | None,
+) -> None:
     """Put replication on the cabinets: rest-servers, then kloudctl, restic, keys and timers.
 
     Afterwards run, status, check and restore-test of these cabinets execute on them over
@@ -242,20 +295,14 @@ def deploy_(ctx, cabinet, all_, use_testbed, as_json, state_dir):  # type: ignor
     from kloudctl.testbed import bed as testbed
 
     names = replicated_cabinets(ctx.fleet(), cabinet, all_)
-    up = testbed.load(ctx.root)
-    if use_testbed is None:
-        use_testbed = up is not None
-    if use_testbed and (up is None or any(n not in up.hosts for n in names)):
-        raise click.UsageError(
-            "not every cabinet runs in the testbed (`kloudctl testbed up` them, or --no-testbed)"
-        )
+    state = testbed.target_state(ctx.root, names, use_testbed)
     progress = Progress(names)
     with progress.shown():
         result = deploy(
             ctx.root,
             Layout.for_fleet(ctx.root, state_dir),
             names,
-            testbed_state=testbed.state_dir(ctx.root) / "testbed.json" if use_testbed else None,
+            testbed_state=state,
             on_event=progress,
         )
     if as_json:
@@ -269,7 +316,7 @@ def deploy_(ctx, cabinet, all_, use_testbed, as_json, state_dir):  # type: ignor
 @click.argument("cabinets", nargs=-1, shell_complete=cabinet_names)
 @state_option
 @pass_fleet
-def serve(ctx, cabinets, state_dir):  # type: ignore[no-untyped-def]
+def serve(ctx: FleetContext, cabinets: tuple[str, ...], state_dir: str | None) -> None:
     """Run a rest-server per cabinet on loopback (127.0.0.x) until interrupted (demo, tests)."""
     from kloudctl.replication.serve import loopback  # needs cryptography: not on cabinets
 

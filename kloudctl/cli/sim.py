@@ -8,38 +8,27 @@ from typing import Any
 import click
 
 from kloudctl import console
-from kloudctl.cli.options import FleetContext, json_option, pass_fleet
+from kloudctl.cli.options import FleetContext, FloatRange, json_option, pass_fleet
 from kloudctl.sim import runner
+from kloudctl.sim import serve as sim_serve
 from kloudctl.sim.faults import KINDS
+from kloudctl.sim.serve import ServeOptions, show_endpoints
 
 state_dir_option = click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=runner.DEFAULT_DIR,
+    default=sim_serve.DEFAULT_DIR,
     envvar="KLOUDCTL_SIM_DIR",
     show_default=True,
     help="Folder of the simulator's state, certificates and run file.",
 )
 
 
-def _fleet_or_none(ctx: FleetContext, names: list[str]) -> Any:
-    try:
-        fleet = ctx.fleet()
-    except Exception:
-        if names:
-            raise
-        return None
-    return fleet
-
-
 def _show_endpoints(cabinets: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         console.emit_json(cabinets)
         return
-    for c in cabinets:
-        console.show(f"[bold]{c['name']}[/]  {c['url']}  nodes: {', '.join(c['nodes'])}")
-        console.show(f"  user: {c['user']}  password: {c['password']}")
-        console.show(f"  fingerprint: {c['fingerprint']}")
+    show_endpoints(cabinets)
 
 
 @click.group("sim")
@@ -53,15 +42,15 @@ def _serve_args(f: Any) -> Any:
         "--count",
         type=click.IntRange(0, 250),
         default=0,
-        help="Anonymous cabinets to add (sim01...).",
+        help="Anonymous cabinets to add (sim01...; 0 to 250).",
     )(f)
     f = click.option("--ephemeral", is_flag=True, help="Keep no state across restarts.")(f)
     f = click.option(
         "--task-seconds",
-        type=click.FloatRange(0, 3600),
+        type=FloatRange(0, 3600),
         default=1.0,
         show_default=True,
-        help="How long a task runs.",
+        help="How long a task runs (0 to 3600).",
     )(f)
     f = click.option(
         "--base-address",
@@ -72,9 +61,9 @@ def _serve_args(f: Any) -> Any:
     f = click.option(
         "--port",
         type=click.IntRange(0, 65535),
-        default=runner.DEFAULT_PORT,
+        default=sim_serve.DEFAULT_PORT,
         show_default=True,
-        help="Port of every cabinet (0: any free port).",
+        help="Port of every cabinet (1 to 65535; 0: any free port).",
     )(f)
     return state_dir_option(f)
 
@@ -96,29 +85,26 @@ def up(
 ) -> None:
     """Start simulated cabinets in the background (named from the fleet, or --count N)."""
     names = list(cabinets)
+    sim_serve.check_addresses(base_address, len(sim_serve.cabinet_names(names, count)))
     if names:
         fleet = ctx.fleet()
         for name in names:
             fleet.cabinet(name)  # unknown names fail here, before anything starts
-    args = [
-        *names,
-        "--count",
-        str(count),
-        "--task-seconds",
-        str(task_seconds),
-        "--base-address",
-        base_address,
-        "--port",
-        str(port),
-    ]
-    if ephemeral:
-        args.append("--ephemeral")
-    if ctx.fleet_dir:
-        args = ["--fleet", ctx.fleet_dir, *args]
-    run = runner.start_background(args, state_dir)
+    options = ServeOptions(
+        cabinets=tuple(names),
+        count=count,
+        fleet_dir=Path(ctx.fleet_dir) if ctx.fleet_dir else None,
+        state_dir=state_dir,
+        ephemeral=ephemeral,
+        task_seconds=task_seconds,
+        base_address=base_address,
+        port=port,
+    )
+    run = runner.start_background(options)
     _show_endpoints(run["cabinets"], as_json)
     if not as_json:
-        console.info(f"simulator pid {run['pid']}; stop it with: kloudctl sim down")
+        stop = f"kloudctl sim down{runner.option_of(state_dir)}"
+        console.info(f"simulator pid {run['pid']}; stop it with: {stop}")
 
 
 @command.command("serve")
@@ -139,26 +125,19 @@ def serve(
     fleet_dir: str | None,
 ) -> None:
     """Serve simulated cabinets in the foreground (Ctrl-C stops)."""
-    if fleet_dir:
-        ctx = FleetContext(fleet_dir)
-    names = runner.cabinet_names(list(cabinets), count)
-    fleet = _fleet_or_none(ctx, list(cabinets))
-
-    def ready(run: dict[str, Any]) -> None:
-        if not quiet:
-            _show_endpoints(run["cabinets"], False)
-            console.info("serving; Ctrl-C stops")
-
-    runner.serve_forever(
-        names,
-        fleet,
+    fleet_dir = fleet_dir or ctx.fleet_dir
+    options = ServeOptions(
+        cabinets=tuple(cabinets),
+        count=count,
+        fleet_dir=Path(fleet_dir) if fleet_dir else None,
         state_dir=state_dir,
         ephemeral=ephemeral,
         task_seconds=task_seconds,
-        base=base_address,
+        base_address=base_address,
         port=port,
-        on_ready=ready,
+        quiet=quiet,
     )
+    sim_serve.serve(options, on_ready=None if quiet else sim_serve.show_ready)
 
 
 @command.command("status")
@@ -199,17 +178,29 @@ def down(state_dir: Path) -> None:
 @command.command("fault")
 @click.argument("cabinet")
 @click.argument("kind", required=False, type=click.Choice(list(KINDS)))
-@click.option("--ms", type=float, help="latency: delay in milliseconds.")
-@click.option("--rate", type=float, help="error_rate: share of calls answering 503 (0..1).")
-@click.option("--vmid", type=int, help="lock_timeout / move_guest: the guest.")
+@click.option(
+    "--ms", type=FloatRange(0, 600_000), help="latency: delay in milliseconds (0 to 600000)."
+)
+@click.option(
+    "--rate", type=FloatRange(0, 1), help="error_rate: share of calls answering 503 (0 to 1)."
+)
+@click.option(
+    "--vmid",
+    type=click.IntRange(100, 999_999_999),
+    help="lock_timeout / move_guest: the guest (100 to 999999999, as Proxmox).",
+)
 @click.option("--node", help="node_offline / node_online / move_guest: the node.")
 @click.option(
     "--count",
-    type=int,
-    help="task_failure / task_warnings / no_worker_upid / status_400: how many.",
+    type=click.IntRange(1, 100_000),
+    help="task_failure / task_warnings / no_worker_upid / status_400: how many (1 to 100000).",
 )
 @click.option("--message", help="task_failure: the error text.")
-@click.option("--warnings", type=int, help="task_warnings: n in 'WARNINGS: n'.")
+@click.option(
+    "--warnings",
+    type=click.IntRange(1, 100_000),
+    help="task_warnings: n in 'WARNINGS: n' (1 to 100000).",
+)
 @state_dir_option
 @json_option
 def fault(

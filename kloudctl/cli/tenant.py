@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
+import stat
 
 import click
 
-from kloudctl import console
+from kloudctl import console, files
 from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
 
 
@@ -22,7 +22,7 @@ def command() -> None:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, writable=True),
+    type=click.Path(dir_okay=False),
     help="Write the credentials to this file (mode 0600) instead of standard output.",
 )
 @json_option
@@ -35,6 +35,8 @@ def token(ctx: FleetContext, cabinet: str, tenant: str, output: str | None, as_j
     """
     from kloudctl.tenants.credentials import tenant_credentials
 
+    if output:
+        files.writable_file(output, "--output")  # a wrong path fails before any work
     creds = tenant_credentials(ctx.fleet(), ctx.root, cabinet, tenant)
     text = (
         json.dumps(creds, indent=2) + "\n"
@@ -42,9 +44,9 @@ def token(ctx: FleetContext, cabinet: str, tenant: str, output: str | None, as_j
         else "".join(f"export {k}='{v}'\n" for k, v in creds.items())
     )
     if output:
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        console.info(f"credentials of {tenant} on {cabinet} written to {output} (mode 0600)")
+        # An existing file keeps the mode its owner gave it, as `>` would.
+        path = files.write_atomic(output, text, mode=0o600, keep_mode=True, what="--output")
+        mode = stat.S_IMODE(path.stat().st_mode)
+        console.info(f"credentials of {tenant} on {cabinet} written to {output} (mode {mode:04o})")
     else:
-        click.echo(text, nl=False)
+        console.text(text)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kloudctl import console
-from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
+from kloudctl.cli.options import FleetContext, cabinet_names, confirmed, json_option, pass_fleet
 from kloudctl.tenants.report import render_result, step_line
+
+if TYPE_CHECKING:
+    from kloudctl.tenants.engine import Step
 
 _VERB = {"plan": "planning", "apply": "applying", "destroy": "destroying", "refresh": "refreshing"}
 
@@ -20,7 +24,7 @@ def _run(
 
     stack = TenantsStack(ctx.fleet(), ctx.root, cabinet)
 
-    def on_step(step):  # live progress from the engine's events
+    def on_step(step: Step) -> None:  # live progress from the engine's events
         if not as_json:
             console.info(step_line(step))
 
@@ -64,8 +68,9 @@ apply = _refreshable(
 @pass_fleet
 def destroy(ctx: FleetContext, cabinet: str, yes: bool, as_json: bool) -> None:
     """Remove every tenant (guests included) that kloudctl created on the cabinet."""
-    if not yes:
-        click.confirm(f"Destroy every tenant and guest of {cabinet}?", abort=True)
+    if not confirmed(f"Destroy every tenant and guest of {cabinet}?", yes=yes):
+        console.info("nothing destroyed")
+        return
     _run(ctx, cabinet, "destroy", as_json)
 
 

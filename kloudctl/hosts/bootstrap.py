@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kloudctl.answers import UnexpectedAnswer, dig
 from kloudctl.errors import KloudError
 from kloudctl.hosts import secrets
 from kloudctl.hosts.runner import Event, RunResult, run_playbook
-from kloudctl.hosts.token import ensure_token
 from kloudctl.model import load_fleet
+from kloudctl.proxmox.automation import ensure_automation_token
 
 PLAYBOOK = "bootstrap.yml"
 ROOT_PASSWORD_ENV = "KLOUDCTL_PROXMOX_ROOT_PASSWORD"
@@ -71,20 +72,33 @@ def testbed_api(state: Path, cabinet: str) -> ApiAccess | None:
         bed = json.loads(Path(state).read_text())
     except (OSError, ValueError):
         return None
-    pairing = bed.get("pairings", {}).get(cabinet, {})
-    run_file = pairing.get("run_file")
+    where = f"the testbed state {state}"
+    run_file = dig(where, bed, "pairings", cabinet, "run_file", kind=str, default=None)
     if not run_file:
         return None
     try:
         run = json.loads(Path(run_file).read_text())
     except (OSError, ValueError):
         return None
-    for ep in run.get("cabinets", []):
-        if ep.get("name") == cabinet:
-            return ApiAccess(
-                ep["url"], ep["fingerprint"], ep.get("user", "root@pam"), ep["password"]
+    tool = f"the simulator's run file {run_file}"
+    cabinets = run.get("cabinets") if isinstance(run, dict) else None
+    for ep in cabinets if isinstance(cabinets, list) else []:
+        if isinstance(ep, dict) and ep.get("name") == cabinet:
+            ep = {"user": "root@pam", **ep}
+            url, fingerprint, user, password = (
+                _run_field(tool, ep, key) for key in ("url", "fingerprint", "user", "password")
             )
+            return ApiAccess(url, fingerprint, user, password)
     return None
+
+
+def _run_field(tool: str, endpoint: dict[str, Any], key: str) -> str:
+    """A field of the simulator's run file, checked by hand: `dig` would quote the file,
+    which holds root passwords."""
+    value = endpoint.get(key)
+    if not isinstance(value, str):
+        raise UnexpectedAnswer(tool, f"{key} of each cabinet to be a string", "(not shown)")
+    return value
 
 
 def bootstrap(
@@ -108,16 +122,24 @@ def bootstrap(
         cabinet = fleet.cabinet(name)
         token = cabinet.proxmox.token
         full = f"{token.user}!{token.id}"
-        access = _access(
-            name, cabinet.proxmox.endpoint, cabinet.proxmox.fingerprint, testbed_state, api_access
-        )
+        try:
+            access = _access(
+                name,
+                cabinet.proxmox.endpoint,
+                cabinet.proxmox.fingerprint,
+                testbed_state,
+                api_access,
+            )
+        except KloudError as exc:  # e.g. a simulator's run file we cannot read
+            result.tokens.append(TokenOutcome(name, full, "failed", detail=str(exc)))
+            continue
         if isinstance(access, str):
             result.tokens.append(TokenOutcome(name, full, "skipped", detail=access))
             continue
         known = store.get(name, {})
         same_api = known.get("endpoint") == access.endpoint
         try:
-            made = ensure_token(
+            made = ensure_automation_token(
                 access.endpoint,
                 access.fingerprint,
                 root_user=access.root_user,

@@ -5,6 +5,11 @@ not a re-implementation in shell. Cabinets run Debian 12, whose python3 is the c
 3.11, so the libraries are copied file by file from the distributions installed here, at
 the exact versions CI tested: no network, no pip on the cabinet.
 
+The tarball also holds `kloudctl/CABINET_BUNDLE` (`kloudctl.CABINET_MARKER`), which the
+source tree never has: the CLI leaves out the command groups whose libraries a cabinet
+does not carry only when it finds that file; on the controller a group that cannot be
+imported is an error.
+
 The tarball is named by the hash of its content, so a cabinet gets a new folder
 (`/opt/kloudctl/<hash>`) exactly when something changed, and the Ansible task that unpacks
 it is idempotent.
@@ -20,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 
 import kloudctl
+from kloudctl.files import write_atomic
 
 #: What `kloudctl.cli` imports at start-up, and what those import in turn.
 DISTRIBUTIONS = (
@@ -39,11 +45,19 @@ DISTRIBUTIONS = (
 _SKIP_PARTS = {"__pycache__"}
 
 
+_MARKER_TEXT = (
+    b"This kloudctl is the trimmed copy a cabinet carries (kloudctl.hosts.bundle): command\n"
+    b"groups whose libraries it does not carry are left out of its CLI.\n"
+)
+
+
 def _files() -> list[tuple[str, Path]]:
     """(path in the tarball, file here), sorted, for the package and each distribution."""
     out: list[tuple[str, Path]] = []
     package = Path(kloudctl.__file__).parent
     for path in sorted(package.rglob("*")):
+        if path.name == kloudctl.CABINET_MARKER:  # build() adds its own
+            continue
         if path.is_file() and not _SKIP_PARTS & set(path.parts) and path.suffix != ".pyc":
             out.append((f"kloudctl/{path.relative_to(package).as_posix()}", path))
     for name in DISTRIBUTIONS:
@@ -61,9 +75,11 @@ def _files() -> list[tuple[str, Path]]:
 def build(dest_dir: Path) -> Path:
     """Write `kloudctl-cabinet-<hash>.tar.gz` in `dest_dir` (once per content) and return it."""
     files = _files()
+    marker = f"kloudctl/{kloudctl.CABINET_MARKER}"
     digest = hashlib.sha256()
     for name, path in files:
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(marker.encode() + b"\0" + _MARKER_TEXT + b"\0")
     tag = digest.hexdigest()[:16]
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / f"kloudctl-cabinet-{tag}.tar.gz"
@@ -79,10 +95,10 @@ def build(dest_dir: Path) -> Path:
             info.mode = 0o755 if os.access(path, os.X_OK) and path.suffix == ".so" else 0o644
             info.mtime = 0
             tar.addfile(info, io.BytesIO(data))
-    tmp = target.with_suffix(".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, target)
-    return target
+        info = tarfile.TarInfo(marker)
+        info.size, info.mode, info.mtime = len(_MARKER_TEXT), 0o644, 0
+        tar.addfile(info, io.BytesIO(_MARKER_TEXT))
+    return write_atomic(target, buffer.getvalue(), what="cabinet bundle")
 
 
 def version_of(bundle: Path) -> str:

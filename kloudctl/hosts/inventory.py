@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,88 +72,23 @@ def host_vars(cabinet: Cabinet) -> dict[str, Any]:
     return hostvars
 
 
-REST_SERVER_PORT = 8000
-
-
 class Template(str):
     """A value Ansible must template (the plugin marks only these as trusted): values that
     come from the fleet's files stay plain data, never evaluated."""
 
 
-def _secret(name: str, filters: str = "") -> Template:
-    """A lookup, templated only when a role reads it: the inventory itself holds no secret.
-    `kloudctl_replication_state` is kloudctl's replication state folder on the controller."""
-    path = f"kloudctl_replication_state ~ '/secrets/{name}'"
-    return Template(f"{{{{ lookup('ansible.builtin.file', {path}){filters} }}}}")
+#: Each area's role inputs for one cabinet (e.g. `kloudctl.replication.roles.role_vars`).
+RoleVars = Callable[[Fleet, Cabinet], dict[str, Any]]
 
 
-def replication_vars(fleet: Fleet, cabinet: Cabinet) -> dict[str, Any]:
-    """The replication roles' inputs: sources send to peers, targets host their copies."""
-    from kloudctl.replication.layout import sources_of
-    from kloudctl.replication.restic import restic_duration
+def build(
+    fleet: Fleet, testbed: dict[str, Any] | None = None, role_vars: Sequence[RoleVars] = ()
+) -> dict[str, Any]:
+    """The inventory: {"groups": {name: {"hosts": [...], "children": []}}, "hostvars": {...}}.
 
-    me = cabinet.name
-    out: dict[str, Any] = {}
-    rep = cabinet.replication
-    policy = fleet.policy_for(cabinet)
-    if rep and policy:
-        secrets = {f"{me}.local.password": _secret(f"{me}.local.password")}
-        for peer in rep.peers:
-            for suffix in ("password", "owner.password", "rest"):
-                secrets[f"{me}@{peer}.{suffix}"] = _secret(f"{me}@{peer}.{suffix}")
-        out |= {
-            "replication_source__cabinet": me,
-            "replication_source__peers": [
-                {
-                    "name": peer,
-                    "url": Template(
-                        f"https://{{{{ hostvars['{peer}'].ansible_host }}}}:{REST_SERVER_PORT}"
-                    ),
-                    "cacert": Template(
-                        "{{ lookup('ansible.builtin.file', kloudctl_replication_state"
-                        f" ~ '/certs/{peer}.pem') }}}}"
-                    ),
-                }
-                for peer in rep.peers
-            ],
-            "replication_source__secrets": secrets,
-            "replication_source__run_on_calendar": on_calendar(policy.interval),
-        }
-    sources = sources_of(fleet, me)
-    if sources:
-        entries = []
-        for source in sources:
-            source_policy = fleet.policy_for(fleet.cabinet(source))
-            assert source_policy is not None
-            within = {
-                k: restic_duration(v)
-                for k, v in source_policy.retention.peer.model_dump().items()
-                if v is not None
-            }
-            htpasswd = _secret(f"{source}@{me}.htpasswd", " | regex_replace('^[^:]*:', '')")
-            owner = _secret(f"{source}@{me}.owner.password")
-            entry = {"name": source, "htpasswd": htpasswd, "owner_password": owner}
-            entries.append(entry | within)
-        out |= {
-            "replication_target__sources": entries,
-            "replication_target__listen": f"0.0.0.0:{REST_SERVER_PORT}",
-            "replication_target__tls_addresses": [Template("{{ ansible_host }}")],
-        }
-    return out
-
-
-def on_calendar(seconds: int) -> str:
-    """A systemd OnCalendar expression for 'every `seconds`' (minutes or hours granularity)."""
-    if seconds % 86400 == 0:
-        return "daily" if seconds == 86400 else f"*-*-1/{seconds // 86400} 00:00:00"
-    if seconds % 3600 == 0:
-        return "hourly" if seconds == 3600 else f"00/{seconds // 3600}:00:00"
-    minutes = max(1, seconds // 60)
-    return f"*:00/{minutes}:00"
-
-
-def build(fleet: Fleet, testbed: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The inventory: {"groups": {name: {"hosts": [...], "children": []}}, "hostvars": {...}}."""
+    Host variables are the hosts' own roles' inputs, plus what each of `role_vars` (one per
+    area: replication...) computes for the cabinet; `kloudctl.ansible_inventory` gathers
+    them."""
     groups: dict[str, dict[str, list[str]]] = {
         "cabinets": {"hosts": [], "children": []},
         "proxmox_hosts": {"hosts": [], "children": []},
@@ -175,7 +111,8 @@ def build(fleet: Fleet, testbed: dict[str, Any] | None = None) -> dict[str, Any]
         add(group_name("commune", cabinet.name), host)
         if cabinet.mail:
             add("mail_hosts", host)
-        hostvars[host].update(replication_vars(fleet, cabinet))
+        for area_vars in role_vars:
+            hostvars[host].update(area_vars(fleet, cabinet))
         if cabinet.replication:
             add("replication_sources", host)
         if cabinet.name in targets:
@@ -210,6 +147,8 @@ def _overlay_testbed(hostvars: dict[str, dict[str, Any]], testbed: dict[str, Any
         hv.update(secret_vars.get(cabinet, {}))
 
 
-def load(root: Path, testbed: dict[str, Any] | None = None) -> dict[str, Any]:
+def load(
+    root: Path, testbed: dict[str, Any] | None = None, role_vars: Sequence[RoleVars] = ()
+) -> dict[str, Any]:
     """Load the fleet (the foundation's located errors on bad input) and build the inventory."""
-    return build(load_fleet(root), testbed)
+    return build(load_fleet(root), testbed, role_vars)

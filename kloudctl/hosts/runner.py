@@ -86,7 +86,8 @@ class RunResult:
         return sum(r.changed for r in self.recaps.values())
 
     def raise_for_status(self) -> None:
-        """Failed tasks: ExternalError (exit 1); only unreachable hosts: PartialFailure (3)."""
+        """Failed tasks: ExternalError (exit 1). Unreachable hosts only: PartialFailure
+        (exit 3) when the others finished, ExternalError (exit 1) when none was reached."""
         if self.failed:
             raise ExternalError(
                 f"{self.playbook}: failed on {', '.join(self.failed)}"
@@ -94,9 +95,13 @@ class RunResult:
             )
         if self.unreachable:
             done = sorted(set(self.recaps) - set(self.unreachable))
+            if not done:  # nothing partial about it: every host was out of reach
+                raise ExternalError(
+                    f"{self.playbook}: no host reached; unreachable: {', '.join(self.unreachable)}"
+                )
             raise PartialFailure(
                 f"{self.playbook}: unreachable: {', '.join(self.unreachable)}"
-                + (f"; finished on {', '.join(done)}" if done else "")
+                f"; finished on {', '.join(done)}"
             )
         if self.rc != 0 and not self.recaps:
             raise ExternalError(f"{self.playbook}: ansible-playbook failed (exit {self.rc})")

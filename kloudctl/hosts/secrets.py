@@ -9,10 +9,10 @@ the same shape as the simulator targets file, so `KLOUDCTL_PROXMOX_TARGETS` may 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from kloudctl import files
 from kloudctl.errors import KloudError
 
 TOKENS = "proxmox-tokens"
@@ -38,13 +38,12 @@ def write(root: Path, name: str, data: dict[str, Any]) -> Path:
     folder = store_dir(root)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     folder.chmod(0o700)
-    path = folder / f"{name}.json"
-    tmp = folder / f".{name}.json.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-    return path
+    return files.write_atomic(
+        folder / f"{name}.json",
+        json.dumps(data, indent=2, sort_keys=True),
+        mode=0o600,
+        what="secret store",
+    )
 
 
 def reference(root: Path, name: str, key: str) -> str:

@@ -39,10 +39,24 @@ _HASH_PREFIX = "{ARGON2ID}$argon2id$"
 _LOGIN_RE = re.compile(r"[^\s]{1,254}")
 
 MIN_QUOTA = 1024**2  # 1 MiB
+#: The largest size accepted anywhere (a mailbox's quota, a domain's total or default):
+#: 1PiB, far above any commune's need and far below SQLite's INTEGER (2**63 - 1).
+MAX_QUOTA = 1024**5
+MAX_QUOTA_TEXT = "1PiB"
+#: The largest cap on a domain's number of mailboxes.
+MAX_MAILBOXES = 1_000_000
+#: Operations that only read: they never create the database.
+READS = {"domain_list", "admin_list", "mailbox_list", "alias_list", "dkim_list"}
 
 
 class OpError(Exception):
-    """An operation refused; `kind` is one of input, not_found, refused, forbidden."""
+    """An operation refused; `kind` is one of input, not_found, refused, forbidden.
+
+    This module also runs alone on the mail host, without kloudctl, so OpError cannot derive
+    from kloudctl's tree: it is internal to the accounts store and never leaves it. On the
+    mail host it becomes a JSON answer (`execute`); in kloudctl, `kloudctl.mail.store` maps
+    that answer (or, for checks run locally, OpError itself through `store.check`) to
+    `kloudctl.errors`."""
 
     def __init__(self, kind: str, message: str, field: str = "") -> None:
         super().__init__(message)
@@ -90,6 +104,18 @@ def check_any_address(address: Any, field: str = "destination") -> str:
 def check_quota(value: Any, field: str = "quota") -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < MIN_QUOTA:
         raise OpError("input", f"a quota must be at least 1MiB, got {value!r}", field)
+    if value > MAX_QUOTA:
+        raise OpError(
+            "input",
+            f"a quota must be at most {MAX_QUOTA_TEXT} ({MAX_QUOTA} bytes), got {value!r}",
+            field,
+        )
+    return value
+
+
+def check_max_mailboxes(value: Any, field: str = "max_mailboxes") -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_MAILBOXES:
+        raise OpError("input", f"expected a number from 1 to {MAX_MAILBOXES}, got {value!r}", field)
     return value
 
 
@@ -106,10 +132,32 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def connect(path: str, schema: str) -> sqlite3.Connection:
-    """Open (creating if needed) the database and apply the schema."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
+def _init_hint(store_option: str) -> str:
+    return f"`kloudctl mail {store_option + ' ' if store_option else ''}init` creates it"
+
+
+def connect(
+    path: str, schema: str, *, create: bool = True, store_option: str = ""
+) -> sqlite3.Connection:
+    """Open the database and apply the schema. A missing database is created only when
+    `create` (a write), and only in an existing folder: a mistyped path creates nothing."""
+    if not os.path.isfile(path):
+        if os.path.lexists(path):
+            raise OpError("input", f"accounts database {path} is not a regular file")
+        if not create:
+            raise OpError(
+                "not_found",
+                f"no accounts database at {path}: {_init_hint(store_option)} (or check the path)",
+                "",
+            )
+        directory = os.path.dirname(path) or "."
+        if not os.path.isdir(directory):
+            raise OpError(
+                "input",
+                f"accounts database {path}: folder {directory} does not exist:"
+                " create it first, or check the path",
+                "",
+            )
     db = sqlite3.connect(path, timeout=30, isolation_level=None)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA foreign_keys = ON")
@@ -135,22 +183,64 @@ def _transaction(db: sqlite3.Connection) -> Any:
     db.execute("COMMIT")
 
 
-def _cap_error(exc: sqlite3.IntegrityError, domain: str) -> OpError:
-    text = str(exc)
-    if "cap:max_mailboxes" in text:
-        return OpError("refused", f"domain {domain} has reached its maximum number of mailboxes")
-    if "cap:total_quota" in text:
-        return OpError("refused", f"domain {domain}'s total quota would be exceeded")
-    if "cap:domain_shrink" in text:
-        return OpError("refused", f"domain {domain} already uses more than the new caps")
-    return OpError("refused", f"refused by the database: {text}")
+def _size_text(n: int) -> str:
+    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2)):
+        if n >= factor:
+            value = n / factor
+            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
+    return f"{n}B"
 
 
 class Accounts:
-    def __init__(self, db: sqlite3.Connection, actor: str | None, dkim_dir: str) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        actor: str | None,
+        dkim_dir: str,
+        store_option: str = "",
+    ) -> None:
         self.db = db
         self.actor = actor
         self.dkim_dir = dkim_dir
+        #: How the command line named this store (`--db PATH`), repeated in hints.
+        self.store_option = store_option
+
+    def _cap_error(self, exc: sqlite3.IntegrityError, domain: str) -> OpError:
+        """The cap the database refused, the domain's numbers, and how to raise it."""
+        text = str(exc)
+        row = self.db.execute(
+            "SELECT d.max_mailboxes, d.total_quota, count(m.address) AS used,"
+            " coalesce(sum(m.quota), 0) AS allocated"
+            " FROM domains d LEFT JOIN mailboxes m ON m.domain = d.name WHERE d.name = ?",
+            (domain,),
+        ).fetchone()
+        option = f"{self.store_option} " if self.store_option else ""
+
+        def raise_with(flag: str) -> str:
+            if self.actor is not None:
+                return "ask the operator to raise it"
+            return f"raise it with `kloudctl mail {option}domain set {domain} {flag}`"
+
+        if "cap:max_mailboxes" in text:
+            return OpError(
+                "refused",
+                f"domain {domain} has reached its maximum number of mailboxes"
+                f" ({row['used']} of {row['max_mailboxes']}): {raise_with('--max-mailboxes N')}",
+            )
+        if "cap:total_quota" in text:
+            return OpError(
+                "refused",
+                f"domain {domain}'s total quota would be exceeded"
+                f" ({_size_text(row['allocated'])} of {_size_text(row['total_quota'])} already"
+                f" allocated): give a smaller quota, or {raise_with('--total-quota SIZE')}",
+            )
+        if "cap:domain_shrink" in text:
+            return OpError(
+                "refused",
+                f"domain {domain} already uses more than the new caps ({row['used']}"
+                f" mailbox(es), {_size_text(row['allocated'])} allocated)",
+            )
+        return OpError("refused", f"refused by the database: {text}")
 
     # rights ---------------------------------------------------------------------------
 
@@ -200,8 +290,7 @@ class Accounts:
     ) -> dict[str, Any]:
         self._require_operator("add domains")
         name = check_domain(name)
-        if not isinstance(max_mailboxes, int) or max_mailboxes < 1:
-            raise OpError("input", "max mailboxes must be at least 1", "max_mailboxes")
+        check_max_mailboxes(max_mailboxes)
         check_quota(total_quota, "total_quota")
         check_quota(default_quota, "default_quota")
         if default_quota > total_quota:
@@ -217,24 +306,51 @@ class Accounts:
         return {"domain": name, "changed": True}
 
     def domain_set(
-        self, name: str, max_mailboxes: int | None = None, total_quota: int | None = None
+        self,
+        name: str,
+        max_mailboxes: int | None = None,
+        total_quota: int | None = None,
+        default_quota: int | None = None,
     ) -> dict[str, Any]:
+        """Change a domain's caps (those given; None keeps one). Lowering a cap below what
+        the domain already uses is refused by the schema's trigger."""
         self._require_operator("change domain caps")
         name = check_domain(name)
+        if max_mailboxes is None and total_quota is None and default_quota is None:
+            raise OpError(
+                "input", "nothing to change: give --max-mailboxes, --total-quota or --default-quota"
+            )
+        if max_mailboxes is not None:
+            check_max_mailboxes(max_mailboxes)
+        if total_quota is not None:
+            check_quota(total_quota, "total_quota")
+        if default_quota is not None:
+            check_quota(default_quota, "default_quota")
         with _transaction(self.db):
-            self._domain_row(name)
-            try:
-                if max_mailboxes is not None:
+            row = self._domain_row(name)
+            caps = {
+                "max_mailboxes": row["max_mailboxes"] if max_mailboxes is None else max_mailboxes,
+                "total_quota": row["total_quota"] if total_quota is None else total_quota,
+                "default_quota": row["default_quota"] if default_quota is None else default_quota,
+            }
+            if caps["default_quota"] > caps["total_quota"]:
+                raise OpError(
+                    "input",
+                    f"the default quota ({_size_text(caps['default_quota'])}) would exceed the"
+                    f" total quota ({_size_text(caps['total_quota'])})",
+                    "default_quota",
+                )
+            changed = any(caps[k] != row[k] for k in caps)
+            if changed:
+                try:
                     self.db.execute(
-                        "UPDATE domains SET max_mailboxes = ? WHERE name = ?", (max_mailboxes, name)
+                        "UPDATE domains SET max_mailboxes = ?, total_quota = ?, default_quota = ?"
+                        " WHERE name = ?",
+                        (caps["max_mailboxes"], caps["total_quota"], caps["default_quota"], name),
                     )
-                if total_quota is not None:
-                    self.db.execute(
-                        "UPDATE domains SET total_quota = ? WHERE name = ?", (total_quota, name)
-                    )
-            except sqlite3.IntegrityError as exc:
-                raise _cap_error(exc, name) from None
-        return {"domain": name, "changed": True}
+                except sqlite3.IntegrityError as exc:
+                    raise self._cap_error(exc, name) from None
+        return {"domain": name, **caps, "changed": changed}
 
     def domain_list(self) -> list[dict[str, Any]]:
         visible = set(self._visible_domains())
@@ -308,7 +424,7 @@ class Accounts:
                     (address, domain, password, quota, _now()),
                 )
             except sqlite3.IntegrityError as exc:
-                raise _cap_error(exc, domain) from None
+                raise self._cap_error(exc, domain) from None
         return {"address": address, "quota": quota, "changed": True}
 
     def mailbox_add_many(self, mailboxes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -349,7 +465,7 @@ class Accounts:
                         ),
                     )
                 except sqlite3.IntegrityError as exc:
-                    raise _cap_error(exc, domain) from None
+                    raise self._cap_error(exc, domain) from None
         return {"added": len(checked), "changed": bool(checked)}
 
     def mailbox_passwd(self, address: str, password: str) -> dict[str, Any]:
@@ -372,7 +488,7 @@ class Accounts:
                     "UPDATE mailboxes SET quota = ? WHERE address = ?", (quota, row["address"])
                 )
             except sqlite3.IntegrityError as exc:
-                raise _cap_error(exc, row["domain"]) from None
+                raise self._cap_error(exc, row["domain"]) from None
         return {"address": row["address"], "quota": quota, "changed": True}
 
     def mailbox_suspend(self, address: str, suspended: bool) -> dict[str, Any]:
@@ -571,10 +687,15 @@ class Accounts:
 
 
 def _atomic_write(path: str, text: str, mode: int) -> None:
+    """kloudctl.files.write_atomic's rules, in the standard library only (this module runs
+    on the mail host, where kloudctl is not installed): rspamd's own folder, a temporary
+    file, fsync, rename."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.chmod(tmp, mode)
     os.replace(tmp, path)
 
@@ -618,6 +739,7 @@ def _generate_key(dkim_dir: str, domain: str, selector: str) -> str:
 # --- dispatch -------------------------------------------------------------------------
 
 OPERATIONS = {
+    "init",
     "domain_add",
     "domain_set",
     "domain_list",
@@ -646,20 +768,44 @@ def execute(request: dict[str, Any], schema: str) -> dict[str, Any]:
     op = request.get("op")
     if op not in OPERATIONS:
         return {"ok": False, "kind": "input", "message": f"unknown operation {op!r}", "field": ""}
+    path = request.get("db") or DEFAULT_DB
+    store_option = request.get("store_option") or ""
+    existed = os.path.lexists(path)
     try:
-        db = connect(request.get("db") or DEFAULT_DB, schema)
-    except (sqlite3.Error, OSError) as exc:
-        return {"ok": False, "kind": "external", "message": f"cannot open accounts: {exc}"}
-    try:
-        accounts = Accounts(db, request.get("actor"), request.get("dkim_dir") or DEFAULT_DKIM_DIR)
-        result = getattr(accounts, op)(**request.get("args", {}))
-        return {"ok": True, "result": result}
+        db = connect(path, schema, create=op not in READS, store_option=store_option)
     except OpError as exc:
         return {"ok": False, "kind": exc.kind, "message": exc.message, "field": exc.field}
+    except (sqlite3.Error, OSError) as exc:
+        if not existed:
+            _remove_database(path)
+        kind = "input" if "not a database" in str(exc) else "external"
+        return {"ok": False, "kind": kind, "message": f"cannot open accounts {path}: {exc}"}
+    answer: dict[str, Any]
+    try:
+        if op == "init":
+            result: Any = {"db": path, "changed": not existed}
+        else:
+            dkim_dir = request.get("dkim_dir") or DEFAULT_DKIM_DIR
+            accounts = Accounts(db, request.get("actor"), dkim_dir, store_option)
+            result = getattr(accounts, op)(**request.get("args", {}))
+        if not existed and isinstance(result, dict):
+            result["store_created"] = path
+        answer = {"ok": True, "result": result}
+    except OpError as exc:
+        answer = {"ok": False, "kind": exc.kind, "message": exc.message, "field": exc.field}
     except (sqlite3.Error, OSError, subprocess.CalledProcessError) as exc:
-        return {"ok": False, "kind": "external", "message": f"{type(exc).__name__}: {exc}"}
+        answer = {"ok": False, "kind": "external", "message": f"{type(exc).__name__}: {exc}"}
     finally:
         db.close()
+    if not existed and not answer["ok"]:
+        _remove_database(path)  # a refused first write leaves nothing behind
+    return answer
+
+
+def _remove_database(path: str) -> None:
+    for name in (path, path + "-journal"):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
 
 
 def _remote_main(request_json: str, schema: str) -> None:  # pragma: no cover - on the host

@@ -17,7 +17,8 @@ import dns.exception
 import dns.resolver
 import dns.reversename
 
-from kloudctl.errors import ExternalError, InputError
+from kloudctl.errors import ExternalError, InputError, KloudError
+from kloudctl.netloc import parse_ip_port
 
 MTA_STS_MAX_AGE = 604800  # one week
 
@@ -159,22 +160,10 @@ def make_resolver(server: str | None, timeout: float = 3.0) -> dns.resolver.Reso
     if server is None:
         resolver = dns.resolver.Resolver()
     else:
-        host, port = server, 53
-        if server.startswith("["):
-            host, _, rest = server[1:].partition("]")
-            port = int(rest[1:]) if rest.startswith(":") else 53
-        elif server.count(":") == 1:
-            host, _, p = server.partition(":")
-            if not p.isdigit():
-                raise InputError(f"--resolver: bad port in {server!r}")
-            port = int(p)
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise InputError(f"--resolver: expected IP[:PORT], got {server!r}") from None
+        host, port = parse_ip_port(server, "--resolver")
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = [host]
-        resolver.port = port
+        resolver.port = port or 53
     resolver.lifetime = timeout
     resolver.timeout = timeout
     return resolver
@@ -285,6 +274,16 @@ def check_records(records: list[Record], resolver: dns.resolver.Resolver) -> lis
     return [_check_one(resolver, r) for r in records]
 
 
+def raise_for_findings(domain: str, findings: list[Finding]) -> None:
+    """`KloudError` (exit 1) naming every record of `domain` that is missing or wrong."""
+    bad = [f for f in findings if f.status != "ok"]
+    if bad:
+        raise KloudError(
+            f"{len(bad)} record(s) missing or wrong for {domain}: "
+            + "; ".join(f"{f.record.name} {f.record.type} {f.status}" for f in bad)
+        )
+
+
 def plan_for_domain(
     fleet: Any,
     domain: str,
@@ -294,7 +293,14 @@ def plan_for_domain(
 ) -> list[Record]:
     """Records for a hosted domain: host and address from the cabinet that declares the
     domain (unless given), DKIM keys from the accounts store (published or active)."""
-    domain = domain.strip().lower().rstrip(".")
+    from kloudctl.mail.accounts_db import OpError, check_domain
+
+    try:  # names go into a zone file and DNS queries: refuse what is not a name
+        domain = check_domain(domain.strip().rstrip("."))
+        if hostname is not None:
+            hostname = check_domain(hostname.strip().rstrip("."), "--hostname")
+    except OpError as exc:
+        raise InputError(f"{exc.field}: {exc.message}") from None
     if hostname is None or ipv4 is None:
         cabinet = None
         if fleet is not None:

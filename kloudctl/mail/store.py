@@ -1,6 +1,7 @@
 """The accounts store, reached through a transport: a local file (tests, the demo) or the
-mail host over SSH (fabric). Either way the same code (`accounts_db`) runs next to the
-database, one transaction per operation, so adding a mailbox needs no playbook run.
+mail host over SSH (OpenSSH's client, `kloudctl.ssh`). Either way the same code
+(`accounts_db`) runs next to the database, one transaction per operation, so adding a
+mailbox needs no playbook run.
 
 Passwords are hashed here, on the operator's side, into Dovecot's `{ARGON2ID}` scheme, and
 only the hash travels (on stdin, never in a command line).
@@ -11,13 +12,17 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from dataclasses import dataclass, field
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from argon2 import PasswordHasher, Type
 
+from kloudctl import files, ssh
+from kloudctl.answers import dig, parse_json
 from kloudctl.errors import (
     AdmissionRefused,
     ExternalError,
@@ -28,11 +33,15 @@ from kloudctl.errors import (
 )
 from kloudctl.mail import accounts_db
 from kloudctl.mail.accounts_db import DEFAULT_DB, DEFAULT_DKIM_DIR, OpError
+from kloudctl.model import Fleet
+from kloudctl.model.types import parse_size
+from kloudctl.netloc import parse_ssh_target
 
 # Argon2id at OWASP's minimum (19 MiB, 2 passes, 1 lane). One lane because Dovecot 2.3
 # verifies through libsodium, which only handles p=1.
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, type=Type.ID)
 MIN_PASSWORD = 10
+MAX_PASSWORD = 1024
 
 
 def schema_text() -> str:
@@ -43,8 +52,14 @@ def hash_password(password: str) -> str:
     """Dovecot-ready hash: `{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$...`."""
     if len(password) < MIN_PASSWORD:
         raise InputError(f"password: at least {MIN_PASSWORD} characters are required")
+    if len(password) > MAX_PASSWORD:
+        raise InputError(f"password: at most {MAX_PASSWORD} characters are accepted")
     if password != password.strip() or "\n" in password:
         raise InputError("password: no leading/trailing spaces or line breaks")
+    # Any letter of any script is fine; control characters cannot be typed at a login
+    # prompt, and lone surrogates are not text (they cannot be encoded to reach Dovecot).
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in password):
+        raise InputError("password: control characters are not accepted")
     return "{ARGON2ID}" + _HASHER.hash(password)
 
 
@@ -71,6 +86,7 @@ class LocalTransport:
     def execute(self, request: dict[str, Any]) -> dict[str, Any]:
         dkim_dir = self.dkim_dir or self.db.parent / "dkim"
         request = {**request, "db": str(self.db), "dkim_dir": str(dkim_dir)}
+        request["store_option"] = f"--db {shlex.quote(str(self.db))}"  # for hints
         return accounts_db.execute(request, schema_text())
 
     def describe(self) -> str:
@@ -79,7 +95,8 @@ class LocalTransport:
 
 @dataclass
 class SshTransport:
-    """The database lives on the mail host: ship `accounts_db` to `python3 -` over SSH."""
+    """The database lives on the mail host: ship `accounts_db` to `python3 -` over SSH
+    (kloudctl's one SSH path, `kloudctl.ssh`: OpenSSH's client, batch mode)."""
 
     host: str
     user: str | None = None
@@ -88,59 +105,87 @@ class SshTransport:
     dkim_dir: str = DEFAULT_DKIM_DIR
     sudo: bool = False
     key_filename: str | None = None
-    #: Pin host keys from this file (unknown hosts refused); default: ~/.ssh/known_hosts
-    #: as SSH itself would, through fabric.
+    #: Pin host keys from this file (unknown hosts refused); default: ssh's own
+    #: (~/.ssh/known_hosts, and its StrictHostKeyChecking setting).
     known_hosts: str | None = None
-    connect_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def target(self) -> ssh.SshTarget:
+        options: list[str] = []
+        if self.key_filename:
+            options += ["-i", self.key_filename, "-o", "IdentitiesOnly=yes"]
+        if self.known_hosts:
+            options += [
+                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            ]  # fmt: skip
+        return ssh.SshTarget(self.host, self.user, self.port, tuple(options))
 
     def execute(self, request: dict[str, Any]) -> dict[str, Any]:
-        from fabric import Connection  # imported late: slow, and only needed here
-
         request = {**request, "db": self.db, "dkim_dir": self.dkim_dir}
+        request["store_option"] = f"--host {shlex.quote(self.describe())}"  # for hints
         source = resources.files("kloudctl.mail").joinpath("accounts_db.py").read_text()
         script = f"{source}\n_remote_main({json.dumps(request)!r}, {schema_text()!r})\n"
         command = ("sudo -n " if self.sudo else "") + "python3 -"
-        kwargs = dict(self.connect_kwargs)
-        if self.key_filename:
-            kwargs.update(key_filename=self.key_filename, look_for_keys=False, allow_agent=False)
         try:
-            conn = Connection(self.host, user=self.user, port=self.port, connect_kwargs=kwargs)
-            if self.known_hosts:
-                from paramiko import RejectPolicy
-
-                conn.client.load_host_keys(self.known_hosts)
-                conn.client.set_missing_host_key_policy(RejectPolicy())
-            with conn:
-                # The script goes in one write on the channel's stdin (invoke's in_stream
-                # forwards it byte by byte with a pause: minutes for 30 kB).
-                conn.open()
-                stdin, stdout, stderr = conn.client.exec_command(command, timeout=300)
-                stdin.write(script.encode())
-                stdin.flush()
-                stdin.channel.shutdown_write()
-                out, err = stdout.read().decode(), stderr.read().decode()
-                exited = stdout.channel.recv_exit_status()
-        except Exception as exc:
+            done = ssh.run(self.target(), command, stdin=script, timeout=300)
+        except ssh.Unreachable as exc:
             raise ExternalError(f"cannot reach mail host {self.describe()}: {exc}") from None
-        if exited != 0:
+        if done.returncode != 0:
             raise ExternalError(
-                f"{shlex.quote(command)} failed on {self.describe()} (exit {exited}): "
-                f"{err.strip()[-500:]}"
+                f"{shlex.quote(command)} failed on {self.describe()} (exit {done.returncode}): "
+                f"{done.stderr.strip()[-500:]}"
             )
-        try:
-            answer: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise ExternalError(f"unexpected answer from {self.describe()}") from None
-        return answer
+        return read_answer(self.describe(), done.stdout)
 
     def describe(self) -> str:
-        who = f"{self.user}@" if self.user else ""
-        port = f":{self.port}" if self.port else ""
-        return f"{who}{self.host}{port}"
+        return self.target().describe()
+
+
+def choose_transport(
+    *,
+    db: str | None,
+    host: str | None,
+    cabinet: str | None,
+    fleet: Callable[[], Fleet],
+    ssh_key: str | None = None,
+    known_hosts: str | None = None,
+) -> Transport:
+    """Where the accounts are: the database file `db` on this machine, the mail host
+    `host` ([USER@]HOST[:PORT]) over SSH, or, as root over SSH, the mail host `cabinet`
+    declares (the only case that reads the `fleet`). Exactly one of the three."""
+    given = [x for x in (db, host, cabinet) if x]
+    if len(given) > 1:
+        raise InputError("--db, --host and --cabinet: give only one")
+    if db:
+        return LocalTransport(files.checked_path(db, "--db"))
+    if cabinet:
+        mail = fleet().cabinet(cabinet).mail
+        if mail is None:
+            raise InputError(f"cabinet {cabinet} declares no mail service")
+        host = f"root@{mail.hostname}"
+    if not host:
+        raise InputError(
+            "where are the accounts? give --db FILE, --host [USER@]HOST[:PORT]"
+            " or --cabinet NAME"
+            " (or KLOUDCTL_MAIL_DB / KLOUDCTL_MAIL_HOST)"
+        )
+    user, name, port = parse_ssh_target(host, "--host")
+    remedy = "give the path of an existing file"
+    for value, option in ((ssh_key, "--ssh-key"), (known_hosts, "--known-hosts")):
+        if value:
+            files.existing_store(value, option, remedy)
+    return SshTransport(name, user=user, port=port, key_filename=ssh_key, known_hosts=known_hosts)
+
+
+def read_answer(where: str, out: str) -> dict[str, Any]:
+    """The answer `accounts_db` printed on the mail host `where`: its last line, an object."""
+    lines = out.strip().splitlines()
+    tool = f"the accounts store at {where}"
+    answer: dict[str, Any] = dig(tool, parse_json(tool, lines[-1] if lines else ""), kind=dict)
+    return answer
 
 
 def _raise(answer: dict[str, Any]) -> None:
-    kind, message = answer.get("kind"), answer.get("message", "failed")
+    kind, message = answer.get("kind"), str(answer.get("message", "failed"))
     if kind == "not_found":
         raise NotFound(message)
     if kind == "refused":
@@ -148,7 +193,8 @@ def _raise(answer: dict[str, Any]) -> None:
     if kind == "forbidden":
         raise Forbidden(message)
     if kind == "input":
-        raise InputError(message)
+        field = answer.get("field")
+        raise InputError(f"{field}: {message}" if field and isinstance(field, str) else message)
     if kind == "external":
         raise ExternalError(message)
     raise KloudError(message)
@@ -162,6 +208,77 @@ def check(func: Any, *args: Any) -> Any:
         raise InputError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
 
 
+def check_address(address: str) -> None:
+    """Refuse a malformed mailbox address here, before a password is asked for or hashed."""
+    check(accounts_db.check_mailbox_address, address)
+
+
+#: The quotas the store accepts, the way options' help and messages say them.
+QUOTAS = f"from 1MiB to {accounts_db.MAX_QUOTA_TEXT}"
+#: The most mailboxes a domain may be allowed.
+MAX_MAILBOXES = accounts_db.MAX_MAILBOXES
+
+
+@overload
+def parse_quota(value: str, field: str) -> int: ...
+@overload
+def parse_quota(value: None, field: str) -> None: ...
+def parse_quota(value: str | None, field: str) -> int | None:
+    """A quota given as text (2GiB) in bytes, within `QUOTAS`; None stays None. Checked
+    before any work, with a message naming `field`."""
+    if value is None:
+        return None
+    try:
+        size: int | None = parse_size(value, field)
+    except InputError:
+        size = None
+    if size is None or not accounts_db.MIN_QUOTA <= size <= accounts_db.MAX_QUOTA:
+        raise InputError(f"{field}: expected a size {QUOTAS} such as 2GiB, got {value!r}")
+    return size
+
+
+def read_import(lines: Iterable[str], source: str = "stdin") -> list[tuple[str, str, int | None]]:
+    """The mailboxes of `mailbox import`'s text, for `MailStore.mailbox_add_many`: one a
+    line, ADDRESS PASSWORD [QUOTA]; blank lines and lines starting with # are skipped.
+    Every malformed line is named (`source:line`); nothing is returned unless all are good."""
+    try:
+        numbered = list(enumerate(lines, start=1))
+    except UnicodeDecodeError:
+        raise InputError(f"{source}: not UTF-8 text") from None
+    items: list[tuple[str, str, int | None]] = []
+    problems = []
+    for n, line in numbered:
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) not in (2, 3):
+            problems.append(f"{source}:{n}: expected ADDRESS PASSWORD [QUOTA]")
+            continue
+        quota = parse_quota(fields[2], f"{source}:{n}: quota") if len(fields) == 3 else None
+        items.append((fields[0], fields[1], quota))
+    if problems:
+        raise InputError("\n".join(problems))
+    if not items:
+        raise InputError(f"{source}: no mailbox to import")
+    return items
+
+
+#: The fields of each operation's answer (of each row, for a `*_list`) that kloudctl reads.
+_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "domain_add": {"domain": str},
+    "mailbox_add": {"address": str, "quota": int},
+    "mailbox_add_many": {"added": int},
+    "mailbox_passwd": {"address": str},
+    "mailbox_quota": {"address": str, "quota": int},
+    "mailbox_suspend": {"address": str},
+    "mailbox_remove": {"address": str},
+    "alias_add": {"address": str, "destinations": list},
+    "alias_remove": {"address": str, "removed": int},
+    "dkim_new": {"domain": str, "selector": str},
+    "dkim_list": {"domain": str, "selector": str, "state": str, "public_key": str},
+}
+
+
 class MailStore:
     """Every operation on the accounts, as the operator (`actor=None`) or as a domain
     administrator (`actor="login"`)."""
@@ -171,9 +288,22 @@ class MailStore:
         self.actor = actor
 
     def _call(self, op: str, **args: Any) -> Any:
+        """`op`'s result: the rows of a `*_list`, an object for every other operation, with
+        the fields kloudctl reads (`_FIELDS`) checked; the store may run on another host,
+        at another version."""
         answer = self.transport.execute({"op": op, "args": args, "actor": self.actor})
-        if not answer.get("ok"):
-            _raise(answer)
+        tool = f"the accounts store at {self.transport.describe()} ({op})"
+        if not dig(tool, answer, "ok", kind=bool, default=False):
+            _raise(dig(tool, answer, kind=dict))
+        if op.endswith("_list"):
+            items = dig(tool, answer, "result", kind=list)
+            for i, _ in enumerate(items):
+                dig(tool, answer, "result", i, kind=dict)
+        else:
+            items = [dig(tool, answer, "result", kind=dict)]
+        for item in items:
+            for name, kind in _FIELDS.get(op, {}).items():
+                dig(tool, item, name, kind=kind)
         return answer["result"]
 
     # domains
@@ -214,7 +344,7 @@ class MailStore:
 
     # mailboxes
     def mailbox_add(self, address: str, password: str, quota: int | None = None) -> dict[str, Any]:
-        check(accounts_db.check_mailbox_address, address)
+        check_address(address)
         return self._call(
             "mailbox_add", address=address, password=hash_password(password), quota=quota
         )
@@ -226,7 +356,7 @@ class MailStore:
         (the slow part, by design) runs on `workers` threads (default: one per core);
         argon2 releases the GIL."""
         for address, _, _ in mailboxes:
-            check(accounts_db.check_mailbox_address, address)
+            check_address(address)
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
@@ -280,3 +410,8 @@ class MailStore:
 
     def dkim_list(self, domain: str | None = None) -> list[dict[str, Any]]:
         return self._call("dkim_list", domain=domain)
+
+    # the store itself
+    def init(self) -> dict[str, Any]:
+        """Create the accounts database (read commands never do; the first write may)."""
+        return self._call("init")

@@ -117,19 +117,11 @@ def _check_cabinet(
             )
         )
 
-    seen_tenants: dict[str, int] = {}
+    # repeated tenant names are found with every other repeat (`Unique` in the schema)
     seen_vlans: dict[int, int] = {}
     seen_vms: dict[str, tuple[int, int]] = {}
     ranges: list[tuple[int, int, int]] = []
     for i, tenant in enumerate(cab.tenants):
-        if tenant.name in seen_tenants:
-            problems.append(
-                src.problem(
-                    ("tenants", i, "name"),
-                    f"duplicate tenant '{tenant.name}' (also tenants[{seen_tenants[tenant.name]}])",
-                )
-            )
-        seen_tenants.setdefault(tenant.name, i)
         if tenant.vlan is not None:
             if not nets.tenant_vlans.first <= tenant.vlan <= nets.tenant_vlans.last:
                 problems.append(
@@ -207,8 +199,8 @@ def _check_cabinet(
                 problems.append(
                     src.problem(
                         ("replication", "rpo"),
-                        f"rpo {format_duration(rep.rpo)} is shorter than policy '{policy.name}' "
-                        f"interval {format_duration(policy.interval)}",
+                        f"rpo {format_duration(rep.rpo, exact=True)} is shorter than policy"
+                        f" '{policy.name}' interval {format_duration(policy.interval, exact=True)}",
                     )
                 )
         for j, peer in enumerate(rep.peers):

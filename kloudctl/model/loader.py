@@ -7,6 +7,9 @@ carrying all problems found, each located as `file:line:col field: message`.
 from __future__ import annotations
 
 import difflib
+import errno
+import os
+import stat
 import types
 import typing
 from pathlib import Path
@@ -17,7 +20,8 @@ from pydantic import BaseModel, ValidationError
 from kloudctl.errors import InputError, NotFound, Problem
 from kloudctl.model.fleet import Fleet, LoadedCabinet, LoadedPolicy, cross_check
 from kloudctl.model.schema import BackupPolicy, Cabinet
-from kloudctl.model.yamlsource import Located, PathKey, load_file
+from kloudctl.model.types import Unique
+from kloudctl.model.yamlsource import Located, PathKey, dotted, load_file
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -135,7 +139,7 @@ def validate_document(
         problems.append(located.problem((), f"expected a mapping of keys to values, got {what}"))
         return None, problems
     try:
-        return model.model_validate(located.data), problems
+        document = model.model_validate(located.data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             loc: PathKey = tuple(p for p in error["loc"] if isinstance(p, str | int))
@@ -145,6 +149,37 @@ def validate_document(
             else:
                 problems.append(located.problem(loc, message))
         return None, problems
+    problems += _repeated_items(document, located)
+    return (None if problems else document), problems
+
+
+def _repeated_items(model: BaseModel, located: Located, path: PathKey = ()) -> list[Problem]:
+    """A problem for each repeated item of every list of `model` marked `Unique` (a set),
+    located at the repeat."""
+    problems: list[Problem] = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        here = (*path, name)
+        if isinstance(value, BaseModel):
+            problems += _repeated_items(value, located, here)
+        if not isinstance(value, list):
+            continue
+        for marker in field.metadata:
+            if not isinstance(marker, Unique):
+                continue
+            first: dict[Any, int] = {}
+            for index, item in enumerate(value):
+                seen = getattr(item, marker.key) if marker.key else item
+                if seen in first:
+                    where = (*here, index, marker.key) if marker.key else (*here, index)
+                    also = dotted((*here, first[seen]))
+                    message = f"duplicate {marker.what} {_shown(seen)} (also {also})"
+                    problems.append(located.problem(where, message))
+                first.setdefault(seen, index)
+        for index, item in enumerate(value):
+            if isinstance(item, BaseModel):
+                problems += _repeated_items(item, located, (*here, index))
+    return problems
 
 
 def find_root(start: Path) -> Path:
@@ -157,16 +192,45 @@ def find_root(start: Path) -> Path:
 
 
 def _display(path: Path, root: Path) -> str:
+    # The folder is resolved, not the file: a link stays named as it is in cabinets/.
     try:
-        return str(path.resolve().relative_to(root))
+        return str((path.parent.resolve() / path.name).relative_to(root))
     except ValueError:
         return str(path)
 
 
-def _yaml_files(folder: Path) -> list[Path]:
+def declaration_files(folder: Path) -> list[Path]:
+    """Every entry of `folder` named like a declaration, readable or not (a folder or a
+    broken link named `x.yaml` is a mistake to report, not to skip). Names starting with
+    a dot are left out: editors' lock and swap files."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    return sorted(
+        p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
+    )
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why the entry `path` cannot be read as a declaration, or None when it is a file."""
+    try:
+        mode = path.stat().st_mode  # follows links
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "expected a file, got a symbolic link loop"
+        if path.is_symlink():
+            return f"expected a file, got a broken symbolic link (to {os.readlink(path)})"
+        return f"cannot read: {exc.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "expected a file, got a folder"
+    # a named pipe would block the read forever, a device would never end
+    return "expected a file, got a special file (pipe, socket or device)"
+
+
+def declared_names(root: Path, folder: str = CABINETS_DIR) -> list[str]:
+    """Names of the readable declaration files of `root/folder`, unvalidated (completion)."""
+    return [p.stem for p in declaration_files(root / folder) if not_a_file(p) is None]
 
 
 def _load_folder(
@@ -175,7 +239,11 @@ def _load_folder(
     """Every valid document of `root/folder`, by name; problems appended to `problems`.
     A document's `name` must be its file name, so references by name find the file."""
     loaded: dict[str, tuple[M, Located]] = {}
-    for path in _yaml_files(root / folder):
+    for path in declaration_files(root / folder):
+        why = not_a_file(path)
+        if why is not None:
+            problems.append(Problem(_display(path, root), 0, 0, "", why))
+            continue
         located = load_file(path, _display(path, root))
         document, found = validate_document(located, model)
         problems += found
@@ -208,8 +276,8 @@ def load_fleet(root: Path, only: list[Path] | None = None) -> Fleet:
     fleet = Fleet(root, cabinets, policies)
     problems += cross_check(
         fleet,
-        frozenset(p.stem for p in _yaml_files(root / CABINETS_DIR)),
-        frozenset(p.stem for p in _yaml_files(root / BACKUPS_DIR)),
+        frozenset(p.stem for p in declaration_files(root / CABINETS_DIR)),
+        frozenset(p.stem for p in declaration_files(root / BACKUPS_DIR)),
     )
 
     if only is not None:

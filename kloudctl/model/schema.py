@@ -1,12 +1,14 @@
 """The fleet model: what a cabinet file and a backup policy file may declare.
 
 Every model forbids unknown keys (the loader turns them into did-you-mean errors). Secrets
-appear only as references (`SecretRef`), never as values.
+appear only as references (`SecretRef`), never as values. Every number has a range
+(`int_between`, `number_between`: booleans are not numbers, .inf and .nan are refused), and
+every list that is a set says so (`Unique`): the README's declaration table lists them.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -27,12 +29,24 @@ from kloudctl.model.types import (
     PveUser,
     SecretRef,
     Size,
+    Unique,
     fail,
+    int_between,
+    number_between,
+    one_of,
 )
+
+# Ranges shared by several fields; the README documents them.
+MAX_WATTS = 10_000  # a cabinet is fed by one power socket (3.7 kW at 16 A)
+MAX_POPULATION = 100_000_000
+MAX_COUNT = 100_000  # mailboxes, retention counts
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=False)
+    # allow_inf_nan=False: a float field without its own range still refuses .inf/.nan
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=False, allow_inf_nan=False
+    )
 
 
 # --- cabinet --------------------------------------------------------------------------
@@ -47,7 +61,7 @@ class Contact(Strict):
 class Commune(Strict):
     name: str = Field(min_length=1)
     insee: Insee
-    population: int | None = Field(default=None, ge=1)
+    population: Annotated[int, int_between(0, MAX_POPULATION)] | None = None
     contact: Contact
 
 
@@ -64,11 +78,11 @@ class Disk(Strict):
 
 class Node(Strict):
     name: Hostname
-    cores: int = Field(ge=1, le=512)
+    cores: Annotated[int, int_between(1, 1024)]
     ram: Size
-    disks: list[Disk] = Field(min_length=1)
-    idle_watts: float = Field(ge=0)
-    peak_watts: float = Field(gt=0)
+    disks: Annotated[list[Disk], Unique("disk", "name")] = Field(min_length=1)
+    idle_watts: Annotated[float, number_between(0, MAX_WATTS)]
+    peak_watts: Annotated[float, number_between(1, MAX_WATTS)]
 
     @model_validator(mode="after")
     def _peak_above_idle(self) -> Node:
@@ -82,13 +96,13 @@ class Node(Strict):
 class Overcommit(Strict):
     """How far reservations may exceed the hardware: CPU is shared, RAM rarely."""
 
-    cpu: float = Field(default=4.0, ge=1.0, le=16.0)
-    ram: float = Field(default=1.0, ge=1.0, le=2.0)
-    disk: float = Field(default=1.0, ge=1.0, le=4.0)
+    cpu: Annotated[float, number_between(1, 16)] = 4.0
+    ram: Annotated[float, number_between(1, 2)] = 1.0
+    disk: Annotated[float, number_between(1, 4)] = 1.0
 
 
 class Hardware(Strict):
-    nodes: list[Node] = Field(min_length=1)
+    nodes: Annotated[list[Node], Unique("node", "name")] = Field(min_length=1)
     overcommit: Overcommit = Overcommit()
     host_reserve_ram: Size = Field(
         default=4 * 1024**3, description="RAM kept for the host, per node"
@@ -102,8 +116,10 @@ class Ups(Strict):
 
 
 class Power(Strict):
-    budget_watts: float = Field(default=500.0, gt=0)
-    other_watts: float = Field(default=20.0, ge=0, description="switch, router, UPS losses")
+    budget_watts: Annotated[float, number_between(1, MAX_WATTS)] = 500.0
+    other_watts: Annotated[float, number_between(0, MAX_WATTS)] = Field(
+        default=20.0, description="switch, router, UPS losses"
+    )
     ups: Ups | None = None
 
 
@@ -119,8 +135,9 @@ class Management(Strict):
 
 
 class VlanRange(Strict):
-    first: int = Field(ge=2, le=4094)
-    last: int = Field(ge=2, le=4094)
+    # VLAN 1 is the switches' default (untagged) VLAN: never a tenant's
+    first: Annotated[int, int_between(2, 4094)]
+    last: Annotated[int, int_between(2, 4094)]
 
     @model_validator(mode="after")
     def _ordered(self) -> VlanRange:
@@ -134,7 +151,7 @@ class Networks(Strict):
     management: Management
     tenant_vlans: VlanRange
     tenant_supernet: IPv4Network
-    tenant_prefix: int = Field(default=24, ge=16, le=29)
+    tenant_prefix: Annotated[int, int_between(16, 29)] = 24
 
 
 class ApiToken(Strict):
@@ -150,8 +167,9 @@ class ProxmoxApi(Strict):
 
 
 class VmidRange(Strict):
-    first: int = Field(ge=100, le=999_999_999)
-    last: int = Field(ge=100, le=999_999_999)
+    # Proxmox's own bounds: VMIDs below 100 are reserved
+    first: Annotated[int, int_between(100, 999_999_999)]
+    last: Annotated[int, int_between(100, 999_999_999)]
 
     @model_validator(mode="after")
     def _ordered(self) -> VmidRange:
@@ -161,45 +179,47 @@ class VmidRange(Strict):
 
 
 class Quota(Strict):
-    vcpu: int = Field(ge=1)
+    vcpu: Annotated[int, int_between(1, 65_536)]
     ram: Size
     disk: Size
 
 
 class VmNetwork(Strict):
     address: AutoOrInterface = "auto"
-    firewall: bool = True
+    firewall: bool = Field(default=True, strict=True)
 
 
 class Vm(Strict):
     name: Hostname
     template: str = Field(min_length=1)
-    cores: int = Field(ge=1, le=128)
+    cores: Annotated[int, int_between(1, 128)]
     memory: Size
     disk: Size
     network: VmNetwork = VmNetwork()
-    load: float = Field(default=0.25, ge=0.0, le=1.0, description="expected mean CPU load")
-    start_at_boot: bool = True
-    tags: list[Name] = []
-    ssh_keys: list[str] = []
+    load: Annotated[float, number_between(0, 1)] = Field(
+        default=0.25, description="expected mean CPU load"
+    )
+    start_at_boot: bool = Field(default=True, strict=True)
+    tags: Annotated[list[Name], Unique("tag")] = []
+    ssh_keys: Annotated[list[str], Unique("SSH key")] = []
     description: str | None = None
 
 
 class Tenant(Strict):
     name: Name
-    level: Literal[1, 2]
+    level: Annotated[Literal[1, 2], one_of(1, 2)]
     display_name: str
     contact: Contact | None = None
-    vlan: int | None = Field(default=None, ge=2, le=4094)
+    vlan: Annotated[int, int_between(2, 4094)] | None = None
     vmids: VmidRange | None = None
     quota: Quota
     vms: list[Vm] = []
 
 
 class MailService(Strict):
-    domains: list[Domain] = Field(min_length=1)
+    domains: Annotated[list[Domain], Unique("domain")] = Field(min_length=1)
     hostname: Domain
-    max_mailboxes: int = Field(default=500, ge=1)
+    max_mailboxes: Annotated[int, int_between(1, MAX_COUNT)] = 500
     default_quota: Size = 2 * 1024**3
     total_quota: Size
     postmaster: Email
@@ -207,13 +227,13 @@ class MailService(Strict):
 
 class Replication(Strict):
     policy: Name
-    peers: list[Name] = Field(min_length=1)
+    peers: Annotated[list[Name], Unique("peer")] = Field(min_length=1)
     rpo: Duration | None = None
 
 
 class WireGuard(Strict):
     address: IPv4Interface
-    port: int = Field(default=51820, ge=1, le=65535)
+    port: Annotated[int, int_between(1, 65535)] = 51820
 
 
 class Federation(Strict):
@@ -230,7 +250,7 @@ class Cabinet(Strict):
     power: Power = Power()
     networks: Networks
     proxmox: ProxmoxApi
-    tenants: list[Tenant] = Field(min_length=1)
+    tenants: Annotated[list[Tenant], Unique("tenant", "name")] = Field(min_length=1)
     mail: MailService | None = None
     replication: Replication | None = None
     federation: Federation | None = None
@@ -240,12 +260,12 @@ class Cabinet(Strict):
 
 
 class LocalRetention(Strict):
-    keep_last: int | None = Field(default=None, ge=1)
-    keep_hourly: int | None = Field(default=None, ge=1)
-    keep_daily: int | None = Field(default=None, ge=1)
-    keep_weekly: int | None = Field(default=None, ge=1)
-    keep_monthly: int | None = Field(default=None, ge=1)
-    keep_yearly: int | None = Field(default=None, ge=1)
+    keep_last: Annotated[int, int_between(1, MAX_COUNT)] | None = None
+    keep_hourly: Annotated[int, int_between(1, MAX_COUNT)] | None = None
+    keep_daily: Annotated[int, int_between(1, MAX_COUNT)] | None = None
+    keep_weekly: Annotated[int, int_between(1, MAX_COUNT)] | None = None
+    keep_monthly: Annotated[int, int_between(1, MAX_COUNT)] | None = None
+    keep_yearly: Annotated[int, int_between(1, MAX_COUNT)] | None = None
 
 
 class PeerRetention(Strict):
@@ -269,9 +289,11 @@ class StreamedCommand(Strict):
 
 
 class Include(Strict):
-    paths: list[AbsPath] = []
-    commands: list[StreamedCommand] = []
-    exclude: list[str] = []
+    paths: Annotated[list[AbsPath], Unique("path")] = []
+    commands: Annotated[
+        list[StreamedCommand], Unique("command", "name"), Unique("file name", "filename")
+    ] = []
+    exclude: Annotated[list[str], Unique("pattern")] = []
 
     @model_validator(mode="after")
     def _something(self) -> Include:
@@ -281,7 +303,7 @@ class Include(Strict):
 
 
 class IntegrityCheck(Strict):
-    read_data_days: int = Field(default=7, ge=1, le=365)
+    read_data_days: Annotated[int, int_between(1, 365)] = 7
 
 
 class BackupPolicy(Strict):

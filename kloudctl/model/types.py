@@ -1,17 +1,23 @@
 """Value types of the fleet model, each with the message a person needs when it is wrong.
 
 Validators raise `PydanticCustomError("kloud", ...)`; the loader shows that text as is,
-after the file, line and field.
+after the file, line and field. That error never leaves the model: callers outside a
+validator (a command-line option) use `parse_size`, which raises kloudctl's `InputError`.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
+
+from kloudctl.errors import InputError
 
 _SIZE_UNITS = {
     "": 1,
@@ -28,10 +34,17 @@ _SIZE_UNITS = {
     "T": 1024**4,
     "TB": 1000**4,
     "TIB": 1024**4,
+    "P": 1024**5,
+    "PB": 1000**5,
+    "PIB": 1024**5,
 }
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
+# The largest size and duration any field accepts: far above any cabinet (a few TiB of
+# disk, a year of retention), low enough that arithmetic on them stays exact.
+MAX_SIZE = 1024**5  # 1 PiB
+MAX_DURATION = 3650 * 86400  # ten years
 
 
 def fail(message: str) -> PydanticCustomError:
@@ -43,38 +56,157 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def parse_size(value: Any) -> int:
-    """'2GiB' -> bytes. Bare numbers are refused: the unit is where the mistakes are."""
+def _size(value: Any) -> int:
+    """'2GiB' -> bytes, from 1 byte to MAX_SIZE. Bare numbers are refused: the unit is where
+    the mistakes are."""
     if isinstance(value, str):
         match = _SIZE_RE.match(value)
         if match and match.group(2).upper() in _SIZE_UNITS and match.group(2):
-            return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+            # Decimal: exact, and a number of a thousand digits is no float overflow
+            size = Decimal(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
+            if size > MAX_SIZE:
+                raise fail(f"expected a size at most 1PiB, got {_shown(value)}")
+            if size < 1:
+                raise fail(f"expected a size at least 1B, got {_shown(value)}")
+            return int(size)
     raise fail(f"expected a size such as 2GiB, got {_shown(value)}")
 
 
-def parse_duration(value: Any) -> int:
-    """'6h' -> seconds."""
+def parse_size(value: str, field: str) -> int:
+    """A size given outside a cabinet file (e.g. an option): bytes, or `InputError` naming
+    `field` with what was expected."""
+    try:
+        return _size(value)
+    except PydanticCustomError as exc:
+        raise InputError(f"{field}: {exc.message()}") from None
+
+
+def _duration(value: Any) -> int:
+    """'6h' -> seconds, from 1 second to MAX_DURATION."""
     if isinstance(value, str):
         match = _DURATION_RE.match(value.strip())
-        if match and int(match.group(1)) > 0:
-            return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        if match:
+            digits, unit = match.groups()
+            # past 15 digits, over any bound: no need to read (possibly thousands of) them
+            too_long = len(digits.lstrip("0")) > 15
+            seconds = MAX_DURATION + 1 if too_long else int(digits) * _DURATION_UNITS[unit]
+            if seconds > MAX_DURATION:
+                raise fail(f"expected a duration at most 3650d, got {_shown(value)}")
+            if seconds > 0:
+                return seconds
     raise fail(f"expected a duration such as 30m, 6h or 7d, got {_shown(value)}")
 
 
+def _as_written(value: Any) -> str:
+    """A value as the YAML file spells it, where Python's spelling differs."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and math.isnan(value):
+        return ".nan"
+    if isinstance(value, float) and math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    return _shown(value)
+
+
+def _number_text(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _in_range(value: float, minimum: float, maximum: float) -> None:
+    if value < minimum:
+        raise fail(f"expected a number at least {_number_text(minimum)}, got {_shown(value)}")
+    if value > maximum:
+        raise fail(f"expected a number at most {_number_text(maximum)}, got {_shown(value)}")
+
+
+def int_between(minimum: int, maximum: int) -> Any:
+    """An integer field's validator: in [minimum, maximum]; true/false, fractions and
+    .inf/.nan refused (pydantic alone would take `true` for 1)."""
+
+    def check(value: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, float) and math.isfinite(value):
+            raise fail(f"expected a whole number, got {_shown(value)}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(f"expected an integer, got {_as_written(value)}")
+        _in_range(value, minimum, maximum)
+        return value
+
+    return BeforeValidator(check)
+
+
+def number_between(minimum: float, maximum: float) -> Any:
+    """A number field's validator: in [minimum, maximum]; true/false and .inf/.nan refused."""
+
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fail(f"expected a number, got {_as_written(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise fail(f"expected a finite number, got {_as_written(value)}")
+        _in_range(value, minimum, maximum)
+        return float(value)
+
+    return BeforeValidator(check)
+
+
+def one_of(*choices: int) -> Any:
+    """A validator in front of `Literal[...]` of integers: `true` is not 1, `1.0` not 1."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool | float):
+            listed = " or ".join(str(choice) for choice in choices)
+            raise fail(f"expected one of {listed}, got {_as_written(value)}")
+        return value
+
+    return BeforeValidator(check)
+
+
+@dataclass(frozen=True)
+class Unique:
+    """Marks a list that is a set: its items (or their field `key`) may not repeat.
+    `what` names one item in the message."""
+
+    what: str
+    key: str | None = None
+
+
 def format_size(n: int | float) -> str:
-    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= factor:
-            value = n / factor
-            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
-    return f"{int(n)}B"
+    """512B, 2GiB, 1.5MiB: a size written the way cabinet files and options take it, in
+    the largest unit that keeps it at or above 1 (one decimal unless whole)."""
+    if n < 1024:
+        return f"{int(n)}B"
+    value, unit = n / 1024, "KiB"
+    for larger in ("MiB", "GiB", "TiB"):
+        if round(value, 1) < 1024:  # 1023.99KiB shows as 1.0MiB, not as 1024.0KiB
+            break
+        value, unit = value / 1024, larger
+    return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
 
 
-def format_duration(seconds: int | float) -> str:
-    seconds = int(seconds)
-    for unit, factor in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= factor and seconds % factor == 0:
-            return f"{seconds // factor}{unit}"
-    return f"{seconds}s"
+def format_duration(seconds: int | float, *, exact: bool = False) -> str:
+    """A duration as people read it: 45s, 4h10m, 2d3h (the largest unit and the next one,
+    seconds only under a minute), for a measured time such as a replication lag.
+
+    `exact=True`: in the largest one unit that holds it whole (90m, 36h, 1d), the way a
+    cabinet file declares it, for echoing a declared RPO or interval."""
+    s = int(seconds)
+    if exact:
+        for unit, factor in (("d", 86400), ("h", 3600), ("m", 60)):
+            if s >= factor and s % factor == 0:
+                return f"{s // factor}{unit}"
+        return f"{s}s"
+    if s < 60:
+        return f"{s}s"
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes = s // 60
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes and not days else "",
+    ]
+    return "".join(parts) or "0s"
 
 
 def _pattern(regex: str, example: str, what: str) -> Any:
@@ -114,8 +246,8 @@ def _secret_ref(value: Any) -> str:
 
 _SECRET_REF_RE = re.compile(r"(vault:[\w./-]+#\w+|env:[A-Z_][A-Z0-9_]*|file:[\w./-]+)")
 
-Size = Annotated[int, BeforeValidator(parse_size)]
-Duration = Annotated[int, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(_size)]
+Duration = Annotated[int, BeforeValidator(_duration)]
 Name = Annotated[
     str,
     _pattern(r"[a-z][a-z0-9-]{0,30}[a-z0-9]", "brieux-council", "a lower-case name"),

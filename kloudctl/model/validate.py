@@ -6,7 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from kloudctl.errors import InputError, Problem
-from kloudctl.model.loader import find_root, load_fleet
+from kloudctl.model.loader import (
+    BACKUPS_DIR,
+    CABINETS_DIR,
+    declaration_files,
+    find_root,
+    load_fleet,
+)
 
 
 def validate_paths(paths: list[str], fleet_dir: str | None = None) -> dict[str, Any]:
@@ -18,36 +24,68 @@ def validate_paths(paths: list[str], fleet_dir: str | None = None) -> dict[str, 
     if not paths:
         root = Path(fleet_dir).resolve() if fleet_dir else find_root(Path.cwd())
         fleet = load_fleet(root)
-        return {"valid": True, "cabinets": len(fleet.cabinets), "policies": len(fleet.policies)}
+        return {
+            "valid": True,
+            "cabinets": len(fleet.cabinets),
+            "policies": len(fleet.policies),
+            "problems": [],
+        }
 
     problems: list[Problem] = []
     cabinets = policies = 0
-    by_root: dict[Path, list[Path]] = {}
+    # per fleet root, the files asked for; None: the whole fleet
+    by_root: dict[Path, list[Path] | None] = {}
     for raw in paths:
-        path = Path(raw).resolve()
-        if path.is_dir():
-            by_root.setdefault(find_root(path), [])
+        path = Path(raw).absolute()
+        if path.suffix in (".yaml", ".yml") and path.parent.name in (CABINETS_DIR, BACKUPS_DIR):
+            # a declaration, whatever it is on disk (the loader says why a folder or a
+            # link named like one cannot be read); its folder resolved, not the file
+            path = path.parent.resolve() / path.name
+            files = by_root.setdefault(path.parent.parent, [])
+            if files is not None:
+                files.append(path)
             continue
-        if path.parent.name not in ("cabinets", "backups"):
+        path = path.resolve()
+        if not path.is_dir():
             problems.append(
                 Problem(
                     raw, 0, 0, "", "expected a file inside a fleet's cabinets/ or backups/ folder"
                 )
             )
-            continue
-        by_root.setdefault(path.parent.parent, []).append(path)
+        elif (path / CABINETS_DIR).is_dir():
+            if not declaration_files(path / CABINETS_DIR) + declaration_files(path / BACKUPS_DIR):
+                problems.append(Problem(raw, 0, 0, "", "holds no .yaml file to validate"))
+            by_root[path] = None
+        elif path.name in (CABINETS_DIR, BACKUPS_DIR) and (path.parent / CABINETS_DIR).is_dir():
+            declared = declaration_files(path)
+            if not declared:
+                problems.append(Problem(raw, 0, 0, "", "holds no .yaml file to validate"))
+            files = by_root.setdefault(path.parent, [])
+            if files is not None:
+                files += declared
+        else:
+            problems.append(
+                Problem(
+                    raw,
+                    0,
+                    0,
+                    "",
+                    "expected a fleet folder (holding cabinets/), its cabinets/ or backups/ "
+                    "folder, or a file in them",
+                )
+            )
     for root, files in sorted(by_root.items()):
         try:
-            fleet = load_fleet(root, only=files or None)
+            fleet = load_fleet(root, only=files)
         except InputError as exc:
             problems += exc.problems
             continue
-        if files:
-            cabinets += sum(1 for f in files if f.parent.name == "cabinets")
-            policies += sum(1 for f in files if f.parent.name == "backups")
+        if files is not None:
+            cabinets += sum(1 for f in files if f.parent.name == CABINETS_DIR)
+            policies += sum(1 for f in files if f.parent.name == BACKUPS_DIR)
         else:
             cabinets += len(fleet.cabinets)
             policies += len(fleet.policies)
     if problems:
         raise InputError(problems)
-    return {"valid": True, "cabinets": cabinets, "policies": policies}
+    return {"valid": True, "cabinets": cabinets, "policies": policies, "problems": []}

@@ -23,12 +23,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-import urllib3
-from proxmoxer import ProxmoxAPI
-from proxmoxer.core import ResourceException
+from proxmoxer.backends.https import (
+    JsonSerializer,
+    ProxmoxHTTPApiTokenAuth,
+    ProxmoxHTTPAuthBase,
+    ProxmoxHttpSession,
+)
+from proxmoxer.core import ProxmoxResource, ResourceException
 from requests.adapters import HTTPAdapter
+from requests.cookies import cookiejar_from_dict
 
+from kloudctl.answers import UnexpectedAnswer, dig, parse_json
 from kloudctl.errors import ExternalError
+from kloudctl.retry import Backoff, retrying
 
 _UPID_RE = re.compile(r"^UPID:(?P<node>[^:]+):")
 _LOCK_TIMEOUT = re.compile(r"can't lock file .* got timeout|got timeout", re.IGNORECASE)
@@ -71,17 +78,40 @@ class ApiTarget:
     token_id: str  # user@realm!tokenid
     secret: str = field(repr=False)
 
-    def as_inputs(self) -> dict[str, str]:
-        return {
-            "endpoint": self.endpoint,
-            "fingerprint": self.fingerprint,
-            "token_id": self.token_id,
-            "secret": self.secret,
-        }
-
     @classmethod
     def from_inputs(cls, data: dict[str, Any]) -> ApiTarget:
         return cls(data["endpoint"], data["fingerprint"], data["token_id"], data["secret"])
+
+
+def api_tool(endpoint: str) -> str:
+    """How errors name the program answering."""
+    return f"the Proxmox API at {endpoint}"
+
+
+def api_data(tool: str, body: bytes | str) -> Any:
+    """The `data` of a Proxmox API answer (`{"data": ...}`); UnexpectedAnswer otherwise."""
+    return dig(tool, parse_json(tool, body), "data")
+
+
+class _StrictJson(JsonSerializer):
+    """proxmoxer's reader, minus its guesses: a 2xx body that is not JSON comes back from
+    proxmoxer as `{"errors": body}` (a value callers would take for data), one without
+    `data` as a KeyError. Both are UnexpectedAnswer here."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.tool = api_tool(endpoint)
+
+    def loads(self, response: Any) -> Any:
+        return api_data(self.tool, response.content)
+
+    def loads_errors(self, response: Any) -> Any:
+        # Only for the message of an error answer: any body will do, never fail here.
+        try:
+            body = parse_json(self.tool, response.content)
+        except UnexpectedAnswer:
+            return None
+        errors = body.get("errors") if isinstance(body, dict) else None
+        return errors if isinstance(errors, dict) else None  # `_message` reads a mapping
 
 
 class _PinnedAdapter(HTTPAdapter):
@@ -92,9 +122,71 @@ class _PinnedAdapter(HTTPAdapter):
         super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        # urllib3 counts a connection whose fingerprint was asserted as verified, so no
+        # InsecureRequestWarning is raised and none needs silencing.
         kwargs["assert_fingerprint"] = self._fingerprint
         kwargs["cert_reqs"] = "CERT_NONE"
         super().init_poolmanager(*args, **kwargs)
+
+
+class _NoAuth(ProxmoxHTTPAuthBase):
+    """For the login request itself (proxmoxer's session asks its auth for defaults)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(timeout=timeout, verify_ssl=False)
+
+
+class _TicketAuth(ProxmoxHTTPAuthBase):
+    """A user's ticket, obtained and renewed over the pinned session.
+
+    proxmoxer's own ticket login posts outside its session, where the pinned certificate
+    does not apply, so the password would reach whatever answers: logging in here keeps it
+    pinned. Tickets live two hours; like proxmoxer, renew after one, with the ticket itself.
+    """
+
+    RENEW_AFTER = 3600.0
+
+    def __init__(self, client: Client, userid: str, password: str) -> None:
+        super().__init__(timeout=client.timeout, verify_ssl=False)
+        self.client, self.userid = client, userid
+        self._ticket, self._csrf, self._born = "", "", 0.0
+        self._login(password)
+
+    def _login(self, password: str) -> None:
+        try:
+            answer = self.client.session.request(
+                "POST",
+                f"{self.client.base_url}/access/ticket",
+                data={"username": self.userid, "password": password},
+                auth=_NoAuth(self.client.timeout),
+            )
+        except requests.RequestException as exc:
+            raise self.client.unreachable("POST /access/ticket", exc) from None
+        if answer.status_code != 200:
+            raise ProxmoxError(
+                f"{self.client.endpoint}: login as {self.userid} refused "
+                f"({answer.status_code} {answer.reason})",
+                answer.status_code,
+            )
+        data = api_data(self.client.tool, answer.content)
+        # Checked by hand, not with `dig`: its message would quote the ticket, a credential.
+        data = data if isinstance(data, dict) else {}
+        ticket, csrf = data.get("ticket"), data.get("CSRFPreventionToken")
+        if not isinstance(ticket, str) or not isinstance(csrf, str):
+            raise UnexpectedAnswer(
+                self.client.tool, "a ticket and a CSRFPreventionToken", "(not shown)"
+            )
+        self._ticket, self._csrf, self._born = ticket, csrf, time.monotonic()
+
+    def get_cookies(self) -> Any:
+        return cookiejar_from_dict({"PVEAuthCookie": self._ticket})
+
+    def __call__(self, req: Any) -> Any:
+        if time.monotonic() - self._born >= self.RENEW_AFTER:
+            self._login(self._ticket)
+        if req.method != "GET":
+            req.headers["CSRFPreventionToken"] = self._csrf
+        return req
 
 
 @dataclass
@@ -105,8 +197,19 @@ class RetryPolicy:
     task_poll: float = 0.25
     task_timeout: float = 600.0
 
+    def backoff(self) -> Backoff:
+        return Backoff(self.attempts, self.first_delay, self.max_delay)
 
-def _retryable(exc: ResourceException) -> bool:
+
+def _retryable(exc: Exception) -> bool:
+    """What Proxmox's own clients retry: 5xx, lock timeouts, no worker; and a connection
+    that failed or timed out (never a certificate that does not match the pin)."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False
+    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+        return True
+    if not isinstance(exc, ResourceException):
+        return False
     text = f"{exc.status_message} {exc.content} {exc.errors or ''}"
     if _NO_WORKER in text or _LOCK_TIMEOUT.search(text):
         return True
@@ -121,7 +224,11 @@ def _message(exc: ResourceException) -> str:
 
 
 class Client:
-    """A small, retrying, task-waiting facade over proxmoxer."""
+    """A small, retrying, task-waiting facade over proxmoxer, on one pinned session.
+
+    `Client(target)` authenticates with the target's API token; `Client.login(...)` with a
+    user's ticket (what a token may not do: create API tokens).
+    """
 
     def __init__(
         self,
@@ -129,65 +236,84 @@ class Client:
         retry: RetryPolicy | None = None,
         on_retry: Callable[[str], None] | None = None,
         timeout: float = 30.0,
+        *,
+        password_of: str | None = None,
+        password: str | None = None,
     ) -> None:
         url = urlsplit(target.endpoint)
         if url.scheme != "https" or not url.hostname:
             raise ProxmoxError(f"endpoint must be https://HOST:PORT, got {target.endpoint!r}")
-        user, _, token_name = target.token_id.partition("!")
-        if not token_name:
-            raise ProxmoxError(f"token id must be user@realm!tokenid, got {target.token_id!r}")
-        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        self.api = ProxmoxAPI(
-            url.hostname,
-            port=url.port or 8006,
-            backend="https",
-            user=user,
-            token_name=token_name,
-            token_value=target.secret,
-            verify_ssl=False,
-            timeout=timeout,
-        )
-        session: requests.Session = self.api._store["session"]
-        session.mount("https://", _PinnedAdapter(target.fingerprint))
         self.endpoint = target.endpoint
+        self.tool = api_tool(target.endpoint)
         self.retry = retry or RetryPolicy()
         self.on_retry = on_retry
         self.retries = 0
+        self.timeout = timeout
+        netloc = url.netloc if url.port else f"{url.netloc}:8006"
+        self.base_url = f"https://{netloc}/api2/json"
+        # proxmoxer's session (uploads, agent commands...) with the certificate pinned, and no
+        # CA bundle or proxy taken from the environment.
+        self.session = ProxmoxHttpSession()
+        self.session.trust_env = False
+        self.session.mount("https://", _PinnedAdapter(target.fingerprint))
+        self.session.headers["accept"] = "application/json"
+        if password_of is not None:
+            self.session.auth = _TicketAuth(self, password_of, password or "")
+        else:
+            user, _, token_name = target.token_id.partition("!")
+            if not token_name:
+                raise ProxmoxError(f"token id must be user@realm!tokenid, got {target.token_id!r}")
+            self.session.auth = ProxmoxHTTPApiTokenAuth(
+                user, token_name, target.secret, timeout=timeout, verify_ssl=False
+            )
+        self.api = ProxmoxResource(
+            base_url=self.base_url, session=self.session, serializer=_StrictJson(target.endpoint)
+        )
+
+    @classmethod
+    def login(
+        cls,
+        endpoint: str,
+        fingerprint: str,
+        userid: str,
+        password: str,
+        retry: RetryPolicy | None = None,
+    ) -> Client:
+        """A client acting as `userid` with a ticket (the password is sent pinned, once)."""
+        target = ApiTarget(endpoint, fingerprint, userid, "")
+        return cls(target, retry, password_of=userid, password=password)
+
+    def unreachable(self, what: str, exc: Exception) -> ProxmoxError:
+        if isinstance(exc, requests.exceptions.SSLError):
+            return ProxmoxError(
+                f"{self.endpoint}: its TLS certificate does not match the pinned "
+                "fingerprint (a different machine, or the certificate was renewed)"
+            )
+        return ProxmoxError(f"{what}: cannot reach Proxmox: {type(exc).__name__}")
 
     # -- raw calls -------------------------------------------------------------------
 
     def call(self, method: str, path: str, /, **params: Any) -> Any:
         """One API call, retried where Proxmox's own clients retry."""
         params = {k: v for k, v in params.items() if v is not None}
-        delay = self.retry.first_delay
-        for attempt in range(1, self.retry.attempts + 1):
-            try:
-                resource = self.api(path.strip("/"))
-                return getattr(resource, method.lower())(**params)
-            except ResourceException as exc:
-                if attempt < self.retry.attempts and _retryable(exc):
-                    self._note_retry(f"{method} {path}: {_message(exc)}")
-                    time.sleep(delay)
-                    delay = min(delay * 2, self.retry.max_delay)
-                    continue
-                raise ProxmoxError(
-                    f"{method} /{path.strip('/')}: {_message(exc)}", exc.status_code, exc.errors
-                ) from None
-            except requests.exceptions.SSLError:
-                raise ProxmoxError(
-                    f"{self.endpoint}: its TLS certificate does not match the pinned "
-                    "fingerprint (a different machine, or the certificate was renewed)"
-                ) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt < self.retry.attempts:
-                    self._note_retry(f"{method} {path}: {type(exc).__name__}")
-                    time.sleep(delay)
-                    delay = min(delay * 2, self.retry.max_delay)
-                    continue
-                raise ProxmoxError(
-                    f"{method} /{path.strip('/')}: cannot reach Proxmox: {type(exc).__name__}"
-                ) from None
-        raise AssertionError("unreachable")
+        where = f"{method} /{path.strip('/')}"
+
+        def once() -> Any:
+            resource = self.api(path.strip("/"))
+            return getattr(resource, method.lower())(**params)
+
+        def note(exc: Exception, _pause: float) -> None:
+            detail = _message(exc) if isinstance(exc, ResourceException) else type(exc).__name__
+            self._note_retry(f"{method} {path}: {detail}")
+
+        try:
+            return retrying(
+                once, retry_if=_retryable, pauses=self.retry.backoff(), before_retry=note
+            )
+        except ResourceException as exc:
+            raise ProxmoxError(f"{where}: {_message(exc)}", exc.status_code, exc.errors) from None
+        except requests.RequestException as exc:
+            raise self.unreachable(where, exc) from None
 
     def _note_retry(self, what: str) -> None:
         self.retries += 1
@@ -238,8 +364,10 @@ class Client:
                 raise ProxmoxError(
                     f"task {task_type(upid)}: {_message(exc)}", exc.status_code
                 ) from None
-            if status.get("status") == "stopped":
-                exitstatus = str(status.get("exitstatus", ""))
+            # A status without `status` would be polled until the timeout: say so now.
+            state = dig(self.tool, status, "status", kind=str)
+            if state == "stopped":
+                exitstatus = dig(self.tool, status, "exitstatus", kind=str)
                 if exitstatus == "OK" or exitstatus.startswith("WARNINGS"):
                     return exitstatus
                 raise TaskFailed(upid, exitstatus)
@@ -250,74 +378,14 @@ class Client:
     # -- lookups ---------------------------------------------------------------------
 
     def guests(self) -> list[dict[str, Any]]:
-        """Every guest of the cluster, wherever HA put it."""
-        return list(self.get("cluster/resources", type="vm") or [])
+        """Every guest of the cluster, wherever HA put it, each with an integer `vmid`."""
+        found = self.get("cluster/resources", type="vm")
+        for i, _ in enumerate(dig(self.tool, found, kind=list)):
+            dig(self.tool, found, i, "vmid", kind=int)
+        return list(found)
 
     def find_guest(self, vmid: int) -> dict[str, Any] | None:
         for guest in self.guests():
-            if int(guest.get("vmid", -1)) == int(vmid):
+            if guest["vmid"] == int(vmid):
                 return guest
         return None
-
-
-class UserSession:
-    """A user's own ticket session (pinned TLS too), for what API tokens may not do.
-
-    Proxmox does not let an API token create API tokens, so a tenant's token is created by
-    the tenant's user itself, logged in with the initial password kloudctl gave it.
-    """
-
-    def __init__(self, target: ApiTarget, userid: str, password: str, timeout: float = 30.0):
-        self.base = target.endpoint.rstrip("/") + "/api2/json"
-        self.session = requests.Session()
-        self.session.mount("https://", _PinnedAdapter(target.fingerprint))
-        self.session.verify = False
-        self.session.trust_env = False  # no CA bundle or proxy from the environment
-        self.timeout = timeout
-        self.endpoint = target.endpoint
-        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        answer = self._send("POST", "access/ticket", {"username": userid, "password": password})
-        self.session.cookies.set("PVEAuthCookie", answer["ticket"])
-        self.session.headers["CSRFPreventionToken"] = answer["CSRFPreventionToken"]
-
-    def _send(self, method: str, path: str, params: dict[str, Any]) -> Any:
-        try:
-            response = self.session.request(
-                method,
-                f"{self.base}/{path.strip('/')}",
-                data=params,
-                timeout=self.timeout,
-                verify=False,  # the pinned fingerprint is the check (see _PinnedAdapter)
-            )
-        except requests.exceptions.SSLError:
-            raise ProxmoxError(
-                f"{self.endpoint}: its TLS certificate does not match the pinned fingerprint"
-            ) from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ProxmoxError(f"cannot reach Proxmox: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            try:
-                errors = response.json().get("errors")
-            except ValueError:
-                errors = None
-            detail = f" - {errors}" if errors else ""
-            raise ProxmoxError(
-                f"{method} /{path.strip('/')}: {response.status_code} {response.reason}{detail}",
-                response.status_code,
-                errors,
-            )
-        return response.json().get("data")
-
-    def call(self, method: str, path: str, /, **params: Any) -> Any:
-        params = {k: v for k, v in params.items() if v is not None}
-        delay = 0.2
-        for attempt in range(1, 6):
-            try:
-                return self._send(method, path, params)
-            except ProxmoxError as exc:
-                if attempt < 5 and (exc.status or 0) >= 500 and "already exists" not in str(exc):
-                    time.sleep(delay)
-                    delay *= 2
-                    continue
-                raise
-        raise AssertionError("unreachable")

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kloudctl import files
 from kloudctl.errors import InputError, KloudError
 from kloudctl.model.schema import Cabinet
 from kloudctl.proxmox.client import ApiTarget
@@ -72,7 +73,12 @@ def _vault_secret(ref: str, root: Path) -> str:
     from ansible.constants import DEFAULT_VAULT_ID_MATCH
     from ansible.parsing.vault import VaultLib, VaultSecret
 
-    secret = VaultSecret(Path(password_file).read_bytes().strip())
+    remedy = "set ANSIBLE_VAULT_PASSWORD_FILE to the file holding the vault's password"
+    path = files.existing_store(password_file, "ANSIBLE_VAULT_PASSWORD_FILE", remedy)
+    try:
+        secret = VaultSecret(path.read_bytes().strip())
+    except OSError as exc:
+        raise InputError(f"ANSIBLE_VAULT_PASSWORD_FILE {path}: {exc.strerror}: {remedy}") from None
     vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, secret)])
     try:
         data = yaml.safe_load(vault.decrypt((root / file).read_bytes()))

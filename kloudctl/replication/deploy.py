@@ -25,6 +25,7 @@ from kloudctl.hosts import inventory as inv
 from kloudctl.hosts.runner import Event, RunResult, run_playbook
 from kloudctl.model import load_fleet
 from kloudctl.replication.layout import Layout, Ssh, sources_of
+from kloudctl.replication.roles import REST_SERVER_PORT
 
 PLAYBOOK = "replication.yml"
 #: Where the replication_source role puts things on a cabinet (its defaults).
@@ -89,7 +90,7 @@ def endpoint_entry(
     }
     if hosts_copies:
         entry["server"] = {
-            "url": f"https://{address}:{inv.REST_SERVER_PORT}",
+            "url": f"https://{address}:{REST_SERVER_PORT}",
             "cacert": str(layout.state / "certs" / f"{cabinet}.pem"),
         }
     return entry

@@ -52,12 +52,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kloudctl import files
 from kloudctl.errors import InputError, KloudError, NotFound
 from kloudctl.model import Fleet
 from kloudctl.replication.restic import Repo
 
 STATE_ENV = "KLOUDCTL_REPLICATION_STATE"
 NOW_ENV = "KLOUDCTL_NOW"
+LATEST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z, the last time datetime can show
 
 
 class AlreadyRunning(KloudError):
@@ -69,31 +71,23 @@ def now(override: str | None = None) -> float:
     value = override if override is not None else os.environ.get(NOW_ENV)
     if not value:
         return time.time()
+    expected = (
+        f"--now/{NOW_ENV}: expected epoch seconds (0 to {LATEST_TIME:.0f}) or ISO 8601,"
+        f" got '{value}'"
+    )
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"{NOW_ENV}: expected epoch seconds or ISO 8601, got '{value}'") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
-def parse_time(value: str) -> float:
-    """restic's snapshot times (RFC 3339 with nanoseconds) as epoch seconds."""
-    value = value.replace("Z", "+00:00")
-    head, sep, rest = value.partition(".")
-    if sep:  # Python wants at most 6 fractional digits
-        frac = ""
-        i = 0
-        while i < len(rest) and rest[i].isdigit():
-            frac += rest[i]
-            i += 1
-        value = f"{head}.{frac[:6]}{rest[i:]}"
-    return datetime.fromisoformat(value).timestamp()
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError(expected) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        seconds = parsed.timestamp()
+    if not 0 <= seconds <= LATEST_TIME:  # also refuses nan and inf
+        raise InputError(expected)
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -125,11 +119,25 @@ class Endpoint:
 @dataclass(frozen=True)
 class Layout:
     state: Path
+    #: Read commands (status, check) never make the state folder or a secret: what is
+    #: missing is reported, so a mistyped --state-dir changes nothing.
+    read_only: bool = False
 
     @classmethod
-    def for_fleet(cls, fleet_root: Path, override: str | Path | None = None) -> Layout:
+    def for_fleet(
+        cls, fleet_root: Path, override: str | Path | None = None, *, read_only: bool = False
+    ) -> Layout:
         chosen = override or os.environ.get(STATE_ENV) or fleet_root / ".state" / "replication"
-        return cls(Path(chosen).resolve())
+        layout = cls(Path(chosen).resolve(), read_only)
+        if read_only:
+            files.existing_store(
+                layout.state,
+                "replication state folder",
+                "give the --state-dir (or KLOUDCTL_REPLICATION_STATE) that `kloudctl"
+                " replication run` uses; a first run, or `replication serve`, makes it",
+                folder=True,
+            )
+        return layout
 
     # ---- folders and files
     @property
@@ -155,6 +163,8 @@ class Layout:
             data = json.loads(path.read_text())
         except ValueError as exc:
             raise InputError(f"{path}: not valid JSON: {exc}") from None
+        except OSError as exc:
+            raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
         if not isinstance(data, dict) or not isinstance(data.get("cabinets", {}), dict):
             raise InputError(f"{path}: expected an object with a 'cabinets' object")
         data.setdefault("cabinets", {})
@@ -162,7 +172,7 @@ class Layout:
 
     def write_endpoints(self, data: dict[str, Any]) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
-        atomic_write(
+        files.write_atomic(
             self.state / "endpoints.json", json.dumps(data, indent=2, sort_keys=True) + "\n"
         )
 
@@ -199,28 +209,29 @@ class Layout:
     # ---- secrets
     def secret(self, name: str) -> Path:
         """The path of a generated secret; created once (0600) if it does not exist."""
+        path = self.secrets / name
+        if path.exists():
+            return path
+        if self.read_only:
+            raise KeyNotMade(
+                f"secret {path} is missing: `kloudctl replication run` makes the keys of"
+                " the cabinets it runs (with this --state-dir)"
+            )
+        if self.endpoints().get("generate_secrets") is False:
+            raise NotFound(
+                f"secret {path} is missing: secrets come from the controller "
+                "(`kloudctl replication deploy`)"
+            )
         self.secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.secrets, 0o700)
-        path = self.secrets / name
-        if not path.exists():
-            if self.endpoints().get("generate_secrets") is False:
-                raise NotFound(
-                    f"secret {path} is missing: secrets come from the controller "
-                    "(`kloudctl replication deploy`)"
-                )
-            value = secrets.token_urlsafe(32)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(value + "\n")
+        files.create_once(path, secrets.token_urlsafe(32) + "\n", mode=0o600, what="secret")
         return path
 
     def rest_identity(self, source: str, peer: str) -> Path:
         path = self.secrets / f"{source}@{peer}.rest"
         if not path.exists():
             password = self.secret(f"{source}@{peer}.rest-password").read_text().strip()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{source}:{password}\n")
+            files.create_once(path, f"{source}:{password}\n", mode=0o600, what="secret")
         return path
 
     def htpasswd_line(self, source: str, peer: str) -> str:
@@ -229,11 +240,11 @@ class Layout:
         Made once: the salt is random, and a stable line keeps Ansible runs idempotent."""
         path = self.secrets / f"{source}@{peer}.htpasswd"
         if not path.exists():
-            import bcrypt  # paramiko's dependency: already installed with fabric
+            import bcrypt
 
             user, password = self.rest_identity(source, peer).read_text().strip().split(":", 1)
             hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
-            atomic_write(path, f"{user}:{hashed}\n", mode=0o600)
+            files.write_atomic(path, f"{user}:{hashed}\n", mode=0o600, what="secret")
         return path.read_text().strip()
 
     def ensure_secrets(self, fleet: Fleet, cabinets: list[str]) -> list[str]:
@@ -278,7 +289,7 @@ class Layout:
     def remember_key_hint(self, source: str, peer: str, key_id: str) -> None:
         folder = self.state / "key-hints"
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / f"{source}@{peer}", key_id + "\n")
+        files.write_atomic(folder / f"{source}@{peer}", key_id + "\n")
 
     def hosted_repo(self, owner: str, source: str) -> Repo:
         """The copy of `source` that `owner` hosts, opened directly by the owner to prune it."""
@@ -303,7 +314,9 @@ class Layout:
 
     def save_state(self, cabinet: str, data: dict[str, Any]) -> None:
         self.cabinet_dir(cabinet).mkdir(parents=True, exist_ok=True)
-        atomic_write(self.state_file(cabinet), json.dumps(data, indent=2, sort_keys=True) + "\n")
+        files.write_atomic(
+            self.state_file(cabinet), json.dumps(data, indent=2, sort_keys=True) + "\n"
+        )
 
     @contextlib.contextmanager
     def run_lock(self, cabinet: str) -> Iterator[None]:
@@ -319,14 +332,6 @@ class Layout:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def replicated_cabinets(fleet: Fleet, name: str | None, all_: bool) -> list[str]:
@@ -357,6 +362,11 @@ def probe(url: str, timeout: float = 3.0) -> None:
             pass
     except OSError as exc:
         raise PeerUnreachable(f"{parsed.hostname}:{port}: {exc.strerror or exc}") from None
+
+
+class KeyNotMade(NotFound):
+    """A read found no key for a repository: no run has made it in this state folder, so
+    nothing was ever replicated from here."""
 
 
 class PeerUnreachable(KloudError):

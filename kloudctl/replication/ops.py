@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kloudctl.answers import UnexpectedAnswer, dig, number
 from kloudctl.errors import KloudError, RepositoryMissing, ResticError
 from kloudctl.model import BackupPolicy, Fleet
 from kloudctl.replication import restic as r
-from kloudctl.replication.layout import Layout, Ssh, now, parse_time, probe, sources_of
-from kloudctl.replication.remote import on_cabinet
-from kloudctl.replication.restic import Outcome, Repo, Restic
+from kloudctl.replication.layout import Layout, Ssh, now, probe, sources_of
+from kloudctl.replication.remote import on_cabinet, tool_name
+from kloudctl.replication.restic import Outcome, Repo, Restic, parse_time
 
 DAY = 86400
 TAG = "kloudctl"
@@ -37,12 +38,15 @@ class Step:
     data: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Step:
+    def from_dict(cls, data: Any, tool: str = "kloudctl replication run") -> Step:
+        """A step as `kloudctl replication run --json` reports it (on a cabinet: `tool`)."""
+        if not isinstance(data, dict):
+            raise UnexpectedAnswer(tool, "each step to be an object", data)
         known = {"step", "ok", "warning", "duration", "detail"}
         return cls(
             str(data.get("step", "?")),
             bool(data.get("ok")),
-            float(data.get("duration", 0.0)),
+            number(tool, data, "duration", default=0.0),
             str(data.get("detail", "")),
             bool(data.get("warning")),
             {k: v for k, v in data.items() if k not in known},
@@ -137,7 +141,8 @@ class Replicator:
         # The owner of the peer prunes by age, so it needs a key of its own.
         owner_key = self.layout.secret(f"{cabinet}@{peer}.owner.password")
         self.restic.run(remote, ["key", "add", "--new-password-file", str(owner_key)])
-        keys = self.restic.run(remote, ["key", "list"]).document or []
+        listed = self.restic.run(remote, ["key", "list"])
+        keys = r.document(listed, "restic key list", list)
         mine = [k.get("id") for k in keys if isinstance(k, dict) and k.get("current")]
         if mine and mine[0]:
             self.layout.remember_key_hint(cabinet, peer, str(mine[0]))
@@ -168,15 +173,17 @@ class Replicator:
 
     def _backup(self, repo: Repo, args: list[str]) -> tuple[str, dict[str, Any], bool]:
         result = self.restic.run(repo, args)
+        # A backup that names no snapshot saved none: never report it as done.
+        snapshot = dig("restic backup", result.summary, "snapshot_id", kind=str)
         summary = result.summary or {}
         data = {
-            "snapshot": summary.get("snapshot_id"),
+            "snapshot": snapshot,
             "data_added": summary.get("data_added"),
             "files_new": summary.get("files_new"),
             "files_changed": summary.get("files_changed"),
         }
         warning = result.outcome is Outcome.WARNING
-        detail = f"snapshot {str(summary.get('snapshot_id', '?'))[:8]}"
+        detail = f"snapshot {snapshot[:8]}"
         if warning:
             detail += f", {len(result.errors)} item(s) unreadable (snapshot kept)"
         return detail, data, warning
@@ -210,7 +217,7 @@ class Replicator:
         probe(repo.location)
         args = [*r.snapshots_args(), "--no-lock"]  # reading needs no lock
         result = self.restic.run(repo, args, retry_locked=False, timeout=PEER_TIMEOUT)
-        snaps = r.snapshot_list(result.document)
+        snaps = r.snapshot_list(result)
         mine = state if state is not None else self.layout.load_state(cabinet)
         times = {str(s["id"]): parse_time(s["time"]) for s in snaps}
         mine.setdefault("peer_snapshot_times", {})[peer] = times
@@ -247,11 +254,12 @@ class Replicator:
         started = time.monotonic()
         try:
             result = self.restic.run(repo, r.check_args(read_data_subset=subset), retry_locked=True)
-            summary = result.summary or {}
-            ok = summary.get("num_errors", 0) == 0
+            # restic 0.18 always ends a check with its summary: no summary is no verdict.
+            ok = dig("restic check", result.summary, "num_errors", kind=int) == 0
+            broken = dig("restic check", result.summary, "broken_packs", kind=list, default=[])
             detail = "structural" + (f" + data slice {subset}" if subset else "")
-        except ResticError as exc:
-            ok, summary, detail = False, {}, f"{exc}"
+        except (ResticError, UnexpectedAnswer) as exc:
+            ok, broken, detail = False, [], f"{exc}"
         duration = time.monotonic() - started
         mine.update(
             {
@@ -259,7 +267,7 @@ class Replicator:
                 "ok": ok,
                 "kind": detail if ok else mine.get("kind", "structural"),
                 "detail": detail,
-                "broken_packs": summary.get("broken_packs") or [],
+                "broken_packs": broken,
                 "duration": round(duration, 3),
             }
         )
@@ -291,6 +299,8 @@ class Replicator:
         ssh = self.layout.endpoint(cabinet).ssh
         if ssh is not None:
             return self._run_on_cabinet(cabinet, ssh, prune=prune, check=check)
+        if self.restic.binary is None:  # no restic: say so before a key or folder is made
+            r.find_restic()
         report = RunReport(cabinet)
         started = time.monotonic()
         with self.layout.run_lock(cabinet):
@@ -316,13 +326,18 @@ class Replicator:
         extra += [] if prune else ["--no-prune"]
         extra += [] if check else ["--no-check"]
         started = time.monotonic()
+        tool = tool_name(cabinet, "run")
         try:
             _code, doc = on_cabinet(ssh, cabinet, "run", extra)
+            reports = dig(tool, doc, kind=list)
+            mine = [d for d in reports if isinstance(d, dict) and d.get("cabinet") == cabinet]
+            if len(mine) != 1:
+                raise UnexpectedAnswer(tool, f"one report for {cabinet}", doc)
+            steps = dig(tool, mine[0], "steps", kind=list)
+            return RunReport(cabinet, [Step.from_dict(s, tool) for s in steps])
         except KloudError as exc:
             step = Step("ssh", False, time.monotonic() - started, str(exc))
             return RunReport(cabinet, [step])
-        [mine] = [d for d in doc if isinstance(d, dict) and d.get("cabinet") == cabinet]
-        return RunReport(cabinet, [Step.from_dict(s) for s in mine.get("steps", [])])
 
     def _prune_hosted_daily(self, owner: str, report: RunReport) -> None:
         server = self.layout.endpoint(owner).server

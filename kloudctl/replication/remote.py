@@ -8,76 +8,49 @@ back the JSON and the exit code: one implementation, two places.
 
 from __future__ import annotations
 
-import json
-import shlex
-import subprocess
 from collections.abc import Sequence
 from typing import Any
 
+from kloudctl import ssh
+from kloudctl.answers import parse_json
 from kloudctl.errors import ExternalError
 from kloudctl.replication.layout import Ssh
 
-#: ssh's own failures (connection refused, host key, auth) exit 255.
-SSH_FAILED = 255
+
+def tool_name(cabinet: str, subcommand: str) -> str:
+    """How errors name the program answering: kloudctl itself, on the cabinet."""
+    return f"kloudctl replication {subcommand} on {cabinet}"
 
 
-class CabinetUnreachable(ExternalError):
-    """The cabinet did not answer over SSH."""
-
-
-def ssh_argv(ssh: Ssh, command: list[str]) -> list[str]:
-    """The ssh command line that runs `command` (quoted for the remote shell) on the cabinet."""
-    return [
-        "ssh",
-        *ssh.options,
-        "-o",
-        "BatchMode=yes",
-        f"{ssh.user}@{ssh.address}",
-        shlex.join(command),
-    ]
-
-
-def kloudctl_argv(ssh: Ssh, cabinet: str, subcommand: str, extra: Sequence[str]) -> list[str]:
+def kloudctl_argv(remote: Ssh, cabinet: str, subcommand: str, extra: Sequence[str]) -> list[str]:
     return [
         "kloudctl",
         "--fleet",
-        ssh.fleet,
+        remote.fleet,
         "replication",
         subcommand,
         cabinet,
         "--state-dir",
-        ssh.state,
+        remote.state,
         "--json",
         *extra,
     ]
 
 
 def on_cabinet(
-    ssh: Ssh,
+    remote: Ssh,
     cabinet: str,
     subcommand: str,
     extra: Sequence[str] = (),
     timeout: float = 6 * 3600,
 ) -> tuple[int, Any]:
-    """Run `kloudctl replication SUBCOMMAND CABINET --json EXTRA` on the cabinet."""
-    argv = ssh_argv(ssh, kloudctl_argv(ssh, cabinet, subcommand, extra))
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise CabinetUnreachable(f"{cabinet}: no answer over SSH within {timeout:.0f} s") from None
-    if proc.returncode == SSH_FAILED:
-        raise CabinetUnreachable(
-            f"{cabinet}: ssh {ssh.user}@{ssh.address} failed: {_tail(proc.stderr)}"
-        )
-    try:
-        return proc.returncode, json.loads(proc.stdout)
-    except ValueError:
+    """Run `kloudctl replication SUBCOMMAND CABINET --json EXTRA` on the cabinet; its exit
+    code and JSON answer. ssh.Unreachable when the cabinet does not answer."""
+    target = ssh.SshTarget(remote.address, remote.user, options=remote.options)
+    proc = ssh.run(target, kloudctl_argv(remote, cabinet, subcommand, extra), timeout=timeout)
+    tool = tool_name(cabinet, subcommand)
+    if not proc.stdout.strip():
         raise ExternalError(
-            f"{cabinet}: kloudctl on the cabinet exited {proc.returncode} without JSON: "
-            f"{_tail(proc.stderr or proc.stdout)}"
-        ) from None
-
-
-def _tail(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else "(nothing printed)"
+            f"{tool} exited {proc.returncode} without JSON: {ssh.last_line(proc.stderr)}"
+        )
+    return proc.returncode, parse_json(tool, proc.stdout)

@@ -30,13 +30,16 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
+from kloudctl.answers import UnexpectedAnswer, dig
 from kloudctl.errors import (
+    ExternalError,
     InputError,
     RepositoryLocked,
     RepositoryMissing,
@@ -46,6 +49,7 @@ from kloudctl.errors import (
     ToolMissing,
     WrongPassword,
 )
+from kloudctl.retry import retrying
 
 # Variables of the caller that restic may see. Everything else is dropped.
 ENV_ALLOWLIST = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
@@ -292,23 +296,31 @@ class Restic:
         """Run one restic command; return its Result or raise the typed error."""
         argv = self.argv(repo, args, from_repo=from_repo)
         env = child_environment(repo, from_repo=from_repo, cache_dir=self.cache_dir)
-        delays = list(self.lock_backoff) if retry_locked else []
-        attempt = 0
+        name = args[0] if args else "?"
+        attempts = 0
         started = time.monotonic()
-        while True:
-            attempt += 1
-            name = args[0] if args else "?"
+
+        def once() -> Result:
+            nonlocal attempts
+            attempts += 1
             result = self._once(argv, env, on_message, stdin, name, timeout)
-            result.attempts = attempt
+            result.attempts = attempts
             result.duration = time.monotonic() - started
-            if result.exit_code == 11 and delays:
-                # A lock left by a killed run (its process is gone, or it is 30 minutes
-                # old) blocks every exclusive lock until removed: `unlock` removes only those.
-                if name != "unlock":
-                    self._once(self.argv(repo, ["unlock"]), env, None, subprocess.DEVNULL, "unlock")
-                self.sleep(delays.pop(0))
-                continue
             return _outcome(args[0] if args else "", result)
+
+        def unlock(_exc: Exception, _pause: float) -> None:
+            # A lock left by a killed run (its process is gone, or it is 30 minutes old)
+            # blocks every exclusive lock until removed: `unlock` removes only those.
+            if name != "unlock":
+                self._once(self.argv(repo, ["unlock"]), env, None, subprocess.DEVNULL, "unlock")
+
+        return retrying(
+            once,
+            retry_if=lambda exc: isinstance(exc, RepositoryLocked),
+            pauses=self.lock_backoff if retry_locked else (),
+            before_retry=unlock,
+            sleep=self.sleep,
+        )
 
     def _once(
         self,
@@ -367,6 +379,8 @@ class Restic:
             )
         except FileNotFoundError:
             raise ToolMissing(f"{argv[0]} not found; `make tools` builds restic") from None
+        except OSError as exc:  # not executable, not a program (exec format error)...
+            raise ExternalError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
         assert proc.stdout is not None and proc.stderr is not None
         if self.on_start is not None:
             self.on_start(proc.pid)
@@ -410,15 +424,22 @@ class Restic:
 
 def _message(result: Result) -> str:
     for err in reversed(result.errors):
-        if err.get("message_type") == "exit_error" and err.get("message"):
-            return str(err["message"]).strip().splitlines()[0]
+        if err.get("message_type") == "exit_error" and _first_line(err.get("message")):
+            return _first_line(err.get("message"))
     for err in reversed(result.errors):
-        msg = err.get("message") or (err.get("error") or {}).get("message")
+        # restic 0.18 puts an item's error under `error.message`; older ones `message`.
+        nested = dig("restic", err, "error", "message", default=None)
+        msg = _first_line(err.get("message")) or _first_line(nested)
         if msg:
-            return str(msg).strip().splitlines()[0]
+            return msg
     if result.text:
         return result.text[-1].strip()
     return "no message"
+
+
+def _first_line(message: object) -> str:
+    lines = str(message).strip().splitlines() if message else []
+    return lines[0] if lines else ""
 
 
 _BY_CODE: dict[int, type[ResticError]] = {
@@ -446,25 +467,67 @@ def _outcome(command: str, result: Result) -> Result:
     raise cls(command, _message(result))
 
 
-def snapshot_list(document: Any) -> list[dict[str, Any]]:
-    """`snapshots --json` answers an array (or, grouped, an array of groups)."""
-    if not isinstance(document, list):
-        return []
+SNAPSHOTS = "restic snapshots"
+
+
+def document(result: Result, tool: str, kind: type) -> Any:
+    """The one JSON document restic printed (`snapshots`, `key list`, `stats`), of `kind`;
+    UnexpectedAnswer quoting what it printed instead."""
+    if result.document is None:
+        raise UnexpectedAnswer(tool, "one JSON document on its output", "\n".join(result.text))
+    return dig(tool, result.document, kind=kind)
+
+
+def parse_time(value: str) -> float:
+    """restic's snapshot times (RFC 3339 with nanoseconds) as epoch seconds."""
+    value = value.replace("Z", "+00:00")
+    head, sep, rest = value.partition(".")
+    if sep:  # Python wants at most 6 fractional digits
+        frac = ""
+        i = 0
+        while i < len(rest) and rest[i].isdigit():
+            frac += rest[i]
+            i += 1
+        value = f"{head}.{frac[:6]}{rest[i:]}"
+    return datetime.fromisoformat(value).timestamp()
+
+
+def snapshot_list(answer: Result | Any) -> list[dict[str, Any]]:
+    """`snapshots --json` answers an array (or, grouped, an array of groups): give the
+    Result, or its document.
+
+    Every snapshot returned has a string `id` and `short_id`, a `time` that `parse_time`
+    reads, and `original` only when it is a string: callers index them without checking.
+    Anything else is UnexpectedAnswer: an empty list would pass for "nothing replicated".
+    """
+    if isinstance(answer, Result):
+        answer = document(answer, SNAPSHOTS, list)
+    if not isinstance(answer, list):
+        raise UnexpectedAnswer(SNAPSHOTS, "a list of snapshots", answer)
     out: list[dict[str, Any]] = []
-    for item in document:
+    for item in answer:
         if isinstance(item, dict) and "snapshots" in item:
-            out += item["snapshots"]
-        elif isinstance(item, dict):
-            out.append(item)
+            out += [_snapshot(s) for s in dig(SNAPSHOTS, item, "snapshots", kind=list)]
+        else:
+            out.append(_snapshot(item))
     return out
 
 
-def iter_json_lines(lines: Iterable[str]) -> Iterable[dict[str, Any]]:
-    """Parse restic JSON lines from a saved log (used by tests and the bench)."""
-    for line in lines:
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                yield json.loads(line)
-            except ValueError:
-                continue
+def _snapshot(item: Any) -> dict[str, Any]:
+
+    snap_id = dig(SNAPSHOTS, item, "id", kind=str)
+    time_ = dig(SNAPSHOTS, item, "time", kind=str)
+    try:
+        parse_time(time_)
+    except (ValueError, OverflowError):
+        raise UnexpectedAnswer(SNAPSHOTS, "an RFC 3339 time in each snapshot", item) from None
+    snap = {
+        **item,
+        "id": snap_id,
+        "short_id": dig(SNAPSHOTS, item, "short_id", kind=str, default=snap_id[:8]),
+        "time": time_,
+    }
+    original = dig(SNAPSHOTS, item, "original", kind=(str, type(None)), default=None)
+    if original is None:
+        snap.pop("original", None)
+    return snap

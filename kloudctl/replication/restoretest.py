@@ -14,11 +14,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from kloudctl.answers import UnexpectedAnswer, dig
 from kloudctl.errors import KloudError
 from kloudctl.replication import restic as r
-from kloudctl.replication.layout import parse_time
 from kloudctl.replication.ops import Replicator
-from kloudctl.replication.remote import on_cabinet
+from kloudctl.replication.remote import on_cabinet, tool_name
+from kloudctl.replication.restic import parse_time
 
 
 def _sha256(path: Path) -> str:
@@ -31,13 +32,14 @@ def _sha256(path: Path) -> str:
 
 def newest_paths_snapshot(rep: Replicator, cabinet: str, peer: str) -> dict[str, Any]:
     repo = rep.layout.peer_repo(cabinet, peer)
-    snaps = r.snapshot_list(rep.restic.run(repo, r.snapshots_args(tags=["paths"])).document)
+    snaps = r.snapshot_list(rep.restic.run(repo, r.snapshots_args(tags=["paths"])))
     if not snaps:
         raise KloudError(f"no copy of {cabinet}'s files on {peer} to restore from")
     return max(snaps, key=lambda s: parse_time(s["time"]))
 
 
 def list_files(rep: Replicator, repo: r.Repo, snapshot: str) -> list[dict[str, Any]]:
+    """The files of `snapshot`, each with a string `path` and an `mtime` that parses."""
     files: list[dict[str, Any]] = []
 
     def collect(msg: dict[str, Any]) -> None:
@@ -45,6 +47,13 @@ def list_files(rep: Replicator, repo: r.Repo, snapshot: str) -> list[dict[str, A
             files.append(msg)
 
     rep.restic.run(repo, ["ls", snapshot], on_message=collect)
+    # Checked once restic is done: an exception inside the callback would stop the reading.
+    for node in files:
+        dig("restic ls", node, "path", kind=str)
+        try:
+            parse_time(dig("restic ls", node, "mtime", kind=str))
+        except (ValueError, OverflowError):
+            raise UnexpectedAnswer("restic ls", "an RFC 3339 mtime for each file", node) from None
     return files
 
 
@@ -62,6 +71,18 @@ def restore_from_peer(
     return snap
 
 
+def _remote_report(tool: str, report: Any) -> dict[str, Any]:
+    """A report of `kloudctl replication restore-test --json` run on a cabinet, with the
+    fields the table reads checked."""
+    for key in ("cabinet", "peer", "snapshot"):
+        dig(tool, report, key, kind=str)
+    dig(tool, report, "ok", kind=bool)
+    for i, _ in enumerate(dig(tool, report, "files", kind=list)):
+        dig(tool, report, "files", i, "path", kind=str)
+        dig(tool, report, "files", i, "result", kind=str)
+    return dict(report)
+
+
 def restore_test(
     rep: Replicator,
     cabinet: str,
@@ -74,7 +95,9 @@ def restore_test(
     if ssh is not None:  # the source files to compare with are on the cabinet
         extra = ["--sample", str(sample)] + (["--seed", str(seed)] if seed is not None else [])
         _code, found = on_cabinet(ssh, cabinet, "restore-test", extra)
-        return [report for report in found if report.get("cabinet") == cabinet]
+        tool = tool_name(cabinet, "restore-test")
+        reports = [_remote_report(tool, report) for report in dig(tool, found, kind=list)]
+        return [report for report in reports if report["cabinet"] == cabinet]
     reports = []
     for peer in rep.peers(cabinet):
         repo = rep.layout.peer_repo(cabinet, peer)

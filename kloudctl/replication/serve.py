@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kloudctl import files
 from kloudctl.errors import ExternalError, ToolMissing
 from kloudctl.model import Fleet
-from kloudctl.replication.layout import Layout, atomic_write, sources_of
+from kloudctl.replication.layout import Layout, sources_of
 from kloudctl.tls import self_signed
 
 
@@ -118,10 +119,8 @@ def write_self_signed(cert: Path, key: Path, address: str, name: str) -> None:
         as_trust_root=True,
         backdate=datetime.timedelta(minutes=5),
     )
-    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_pem)
-    cert.write_bytes(cert_pem)
+    files.write_atomic(key, key_pem, mode=0o600, what="TLS key")
+    files.write_atomic(cert, cert_pem, what="TLS certificate")
 
 
 def prepare(layout: Layout, fleet: Fleet, owner: str, address: str) -> RestServer:
@@ -136,7 +135,7 @@ def prepare(layout: Layout, fleet: Fleet, owner: str, address: str) -> RestServe
         write_self_signed(cert, key, address, owner)
     htpasswd = base / "htpasswd"
     lines = [layout.htpasswd_line(source, owner) for source in sources_of(fleet, owner)]
-    atomic_write(htpasswd, "".join(line + "\n" for line in lines), mode=0o600)
+    files.write_atomic(htpasswd, "".join(line + "\n" for line in lines), mode=0o600)
     return RestServer(owner, address, 0, data, cert, key, htpasswd, log=base / "rest-server.log")
 
 

@@ -15,44 +15,34 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kloudctl.answers import UnexpectedAnswer, dig, number, parse_json
 from kloudctl.errors import (
     ExternalError,
     KloudError,
+    NotFound,
     RepositoryMissing,
     ResticError,
     ToolMissing,
     WrongPassword,
+    failed_for,
 )
+from kloudctl.model.types import format_duration
 from kloudctl.replication import restic as r
-from kloudctl.replication.layout import now, parse_time
+from kloudctl.replication.layout import KeyNotMade, now
 from kloudctl.replication.ops import PEER_TIMEOUT, Replicator
-from kloudctl.replication.remote import on_cabinet
+from kloudctl.replication.remote import on_cabinet, tool_name
+from kloudctl.replication.restic import parse_time
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 # Which state wins when jobs disagree: CRITICAL > UNKNOWN > WARNING > OK.
 _RANK = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
-
-
-def format_duration(seconds: float) -> str:
-    """4h10m, 2d3h, 45s: a lag as people read it."""
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    days, s = divmod(s, 86400)
-    hours, s = divmod(s, 3600)
-    minutes = s // 60
-    parts = [
-        f"{days}d" if days else "",
-        f"{hours}h" if hours else "",
-        f"{minutes}m" if minutes and not days else "",
-    ]
-    return "".join(parts) or "0s"
 
 
 def worst(codes: list[int]) -> int:
@@ -88,24 +78,28 @@ class JobCheck:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JobCheck:
+    def from_dict(cls, data: Any, tool: str = "kloudctl replication check") -> JobCheck:
+        """A job as `kloudctl replication check --json` reports it (on a cabinet: `tool`)."""
+        code = dig(tool, data, "code", kind=int)
+        if code not in NAMES:
+            raise UnexpectedAnswer(tool, "code to be 0, 1, 2 or 3", data)
         return cls(
-            cabinet=data["cabinet"],
-            peer=data["peer"],
-            code=int(data["code"]),
+            cabinet=dig(tool, data, "cabinet", kind=str),
+            peer=dig(tool, data, "peer", kind=str),
+            code=code,
             reason=str(data.get("reason", "")),
-            lag=data.get("lag_seconds"),
-            rpo=int(data.get("rpo_seconds", 0)),
-            newest_copied=data.get("newest_copied"),
+            lag=number(tool, data, "lag_seconds", default=None),
+            rpo=dig(tool, data, "rpo_seconds", kind=int, default=0),
+            newest_copied=number(tool, data, "newest_copied", default=None),
             peer_reachable=bool(data.get("peer_reachable")),
-            duration=float(data.get("duration_seconds", 0.0)),
-            integrity=data.get("integrity") or {},
+            duration=number(tool, data, "duration_seconds", default=0.0),
+            integrity=dig(tool, data, "integrity", kind=dict, default={}),
         )
 
 
 def _snapshots(rep: Replicator, repo: r.Repo, host: str | None = None) -> list[dict[str, Any]]:
     result = rep.restic.run(repo, r.snapshots_args(host=host), retry_locked=False)
-    return r.snapshot_list(result.document)
+    return r.snapshot_list(result)
 
 
 def listed_snapshot_ids(repo: r.Repo, timeout: float = 10.0) -> list[str] | None:
@@ -114,7 +108,6 @@ def listed_snapshot_ids(repo: r.Repo, timeout: float = 10.0) -> list[str] | None
     # The standard library only: this runs on cabinets too, whose kloudctl carries no
     # HTTP library (kloudctl.hosts.bundle).
     import base64
-    import json
     import ssl
     import urllib.error
     import urllib.request
@@ -134,9 +127,10 @@ def listed_snapshot_ids(repo: r.Repo, timeout: float = 10.0) -> list[str] | None
             },
         )
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            entries = json.load(response)
-        return [str(entry["name"]) for entry in entries]
-    except (OSError, ValueError, KeyError, TypeError, KloudError):
+            entries = parse_json("rest-server", response.read())
+        listed = dig("rest-server", entries, kind=list)
+        return [dig("rest-server", entry, "name", kind=str) for entry in listed]
+    except (OSError, ValueError, KloudError):
         return None  # urllib's errors are OSErrors; any doubt: let restic read it
 
 
@@ -173,11 +167,21 @@ def check_job(rep: Replicator, cabinet: str, peer: str) -> JobCheck:
         if newest is not None:
             seen.update({"newest_copied": newest, "observed_at": t})
         rep.layout.save_state(cabinet, state)
-    except ToolMissing as exc:
+    except (ToolMissing, UnexpectedAnswer) as exc:  # no restic, or one we cannot read
         return JobCheck(cabinet, peer, UNKNOWN, str(exc), None, rpo, None, False, 0.0, integrity)
     except (RepositoryMissing, WrongPassword) as exc:
         return JobCheck(
             cabinet, peer, CRITICAL, f"peer copy: {exc.message}", None, rpo, None, True,
+            time.monotonic() - started, integrity,
+        )  # fmt: skip
+    except KeyNotMade as exc:  # never run from this state: no copy can exist
+        return JobCheck(
+            cabinet, peer, CRITICAL, f"nothing replicated yet ({_short(exc)})", None, rpo,
+            None, True, time.monotonic() - started, integrity,
+        )  # fmt: skip
+    except NotFound as exc:  # nothing to reach here yet (no rest-server known)
+        return JobCheck(
+            cabinet, peer, UNKNOWN, _short(exc), None, rpo, None, False,
             time.monotonic() - started, integrity,
         )  # fmt: skip
     except (ResticError, KloudError) as exc:
@@ -212,8 +216,10 @@ def check_job(rep: Replicator, cabinet: str, peer: str) -> JobCheck:
 
 
 def _short(exc: Exception) -> str:
-    text = getattr(exc, "message", str(exc))
-    return text.splitlines()[0][:120] if text else type(exc).__name__
+    """The error's own words on one line (summary lines are one line), never cut: the
+    remedy is often at the end."""
+    text = " ".join(str(getattr(exc, "message", None) or exc).split())
+    return text or type(exc).__name__
 
 
 def _join(a: str, b: str) -> str:
@@ -246,11 +252,15 @@ def check_on_cabinet(rep: Replicator, cabinet: str, *, integrity: bool = False) 
     ssh = rep.layout.endpoint(cabinet).ssh
     assert ssh is not None
     extra = rep.clock_args() + (["--integrity"] if integrity else [])
+    tool = tool_name(cabinet, "check")
     try:
         _code, doc = on_cabinet(ssh, cabinet, "check", extra, timeout=PEER_TIMEOUT + 600)
-        found = [JobCheck.from_dict(j) for j in doc.get("jobs", [])]
+        jobs = dig(tool, doc, "jobs", kind=list, default=[])
+        found = [
+            job for job in (JobCheck.from_dict(j, tool) for j in jobs) if job.cabinet == cabinet
+        ]
         if not found:  # the cabinet could not tell (UNKNOWN): look from here
-            raise ExternalError(str(doc.get("summary") or "no result"))
+            raise ExternalError(str(dig(tool, doc, "summary", default=None) or "no result"))
         return found
     except KloudError as exc:
         jobs = [check_job(rep, cabinet, peer) for peer in rep.peers(cabinet)]
@@ -332,10 +342,39 @@ def prometheus(results: list[JobCheck], rep: Replicator) -> str:
 
 
 def write_textfile(path: Path, text: str) -> None:
-    from kloudctl.replication.layout import atomic_write
+    """Replace node_exporter's textfile; its folder must exist (the role makes it), and a
+    file someone made keeps its mode and owner (node_exporter must still read it)."""
+    from kloudctl import files
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text)
+    files.write_atomic(path, text, keep_mode=True, what="Prometheus textfile")
+
+
+def cron_check(
+    cabinets: Callable[[], list[str]],
+    replicator: Callable[[], Replicator],
+    *,
+    integrity: bool = False,
+    textfile: str | None = None,
+) -> tuple[int, str, list[JobCheck]]:
+    """The check cron runs, whole: (monitoring-plugin code, summary line, jobs) of the
+    `cabinets`, and the Prometheus `textfile` written when given. It never raises: whatever
+    fails (a wrong textfile path first, before anything is replaced; finding the fleet or
+    the cabinets; restic) is UNKNOWN with its reason on the one line, for cron has no use
+    for a traceback or an exit 1."""
+    from kloudctl import files
+
+    try:
+        if textfile:
+            files.writable_file(textfile, "--prometheus-textfile")
+        names = cabinets()
+        rep = replicator()
+        results = check(rep, names, integrity=integrity)
+        code, line = summary_line(results)
+        if textfile:
+            write_textfile(Path(textfile), prometheus(results, rep))
+    except Exception as exc:
+        return UNKNOWN, "REPLICATION UNKNOWN - " + " ".join(str(exc).split()), []  # one line
+    return code, line, results
 
 
 # --------------------------------------------------------------------------------------
@@ -345,9 +384,11 @@ def write_textfile(path: Path, text: str) -> None:
 def status_of(rep: Replicator, cabinet: str) -> list[dict[str, Any]]:
     ssh = rep.layout.endpoint(cabinet).ssh
     if ssh is not None:
+        tool = tool_name(cabinet, "status")
         try:
             _code, found = on_cabinet(ssh, cabinet, "status", rep.clock_args(), timeout=600)
-            return [row for row in found if row.get("cabinet") == cabinet]
+            checked = [_status_row(tool, row) for row in dig(tool, found, kind=list)]
+            return [row for row in checked if row["cabinet"] == cabinet]
         except KloudError as exc:
             unknown = dict.fromkeys(
                 ("newest_local", "newest_local_id", "newest_copied", "lag_seconds",
@@ -363,10 +404,10 @@ def status_of(rep: Replicator, cabinet: str) -> list[dict[str, Any]]:
     local_error = None
     try:
         local = _snapshots(rep, rep.layout.local_repo(cabinet))
-    except ResticError as exc:
+    except KloudError as exc:  # restic's failure, an answer we cannot read, a missing key
         local, local_error = [], _short(exc)
     newest_local = max(local, key=lambda s: parse_time(s["time"]), default=None)
-    local_size = _dir_size(Path(rep.layout.local_repo(cabinet).location))
+    local_size = _dir_size(rep.layout.endpoint(cabinet).repository)
     for peer in rep.peers(cabinet) or [""]:
         row: dict[str, Any] = {
             "cabinet": cabinet,
@@ -403,6 +444,30 @@ def status_of(rep: Replicator, cabinet: str) -> list[dict[str, Any]]:
     return rows
 
 
+#: A status row's fields that people and scripts read, by kind (None: unknown).
+_ROW_TEXT = ("newest_local", "newest_local_id", "newest_copied", "newest_copied_original",
+             "local_error", "peer_error")  # fmt: skip
+_ROW_COUNTS = ("local_snapshots", "unreplicated", "peer_snapshots", "local_size", "peer_size")
+
+
+def _status_row(tool: str, row: Any) -> dict[str, Any]:
+    """A row of `kloudctl replication status --json` run on a cabinet, checked field by field
+    (the table reads them without looking)."""
+    checked: dict[str, Any] = {
+        "cabinet": dig(tool, row, "cabinet", kind=str),
+        "peer": dig(tool, row, "peer", kind=str),
+        "lag_seconds": number(tool, row, "lag_seconds", default=None),
+    }
+    for key in _ROW_TEXT:
+        checked[key] = dig(tool, row, key, kind=(str, type(None)), default=None)
+    for key in _ROW_COUNTS:
+        checked[key] = dig(tool, row, key, kind=(int, type(None)), default=None)
+    checks = dig(tool, row, "last_check", kind=dict, default={})
+    for name in checks:
+        dig(tool, checks, name, kind=dict)
+    return {**row, **checked, "last_check": checks}
+
+
 def _dir_size(path: Path) -> int | None:
     if not path.exists():
         return None
@@ -421,6 +486,15 @@ def _peer_size(rep: Replicator, cabinet: str, peer: str) -> int | None:
         result = rep.restic.run(rep.layout.peer_repo(cabinet, peer), r.stats_args("raw-data"))
     except ResticError:
         return None
-    doc = result.document if isinstance(result.document, dict) else {}
-    size = doc.get("total_size")
-    return int(size) if isinstance(size, int | float) else None
+    size = number("restic stats", r.document(result, "restic stats", dict), "total_size")
+    return int(size)
+
+
+def raise_for_status(rows: list[dict[str, Any]]) -> None:
+    """A status whose rows carry errors is no success: exit 1 when no cabinet could be
+    read, 3 when some could (scripts read the exit code, not the table)."""
+    cabinets = sorted({row["cabinet"] for row in rows})
+    broken = {row["cabinet"] for row in rows if row.get("local_error") or row.get("peer_error")}
+    failed = [c for c in cabinets if c in broken]
+    if failed:
+        raise failed_for("replication status", failed, len(cabinets))

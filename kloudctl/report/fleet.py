@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
+
 from kloudctl import console
 from kloudctl.capacity import plan_cabinet
 from kloudctl.model import Fleet
@@ -41,10 +43,13 @@ def render_cabinet(detail: dict[str, Any]) -> None:
     cab = detail["cabinet"]
     commune = cab["commune"]
     api, nets = cab["proxmox"], cab["networks"]
+    population = f", {commune['population']} inhabitants" if commune.get("population") else ""
+    console.show(
+        Text.assemble(
+            (cab["name"], "bold"), f" — {commune['name']} (INSEE {commune['insee']}{population})"
+        )
+    )
     lines = [
-        f"[bold]{cab['name']}[/] — {commune['name']} (INSEE {commune['insee']}"
-        + (f", {commune['population']} inhabitants" if commune.get("population") else "")
-        + ")",
         f"site: {cab['site']['address']}",
         f"contact: {commune['contact']['name']} <{commune['contact']['email']}>",
         f"Proxmox API: {api['endpoint']} (token {api['token']['user']}!{api['token']['id']})",
@@ -54,12 +59,12 @@ def render_cabinet(detail: dict[str, Any]) -> None:
         lines.append(f"mail: {', '.join(cab['mail']['domains'])} on {cab['mail']['hostname']}")
     if cab.get("replication"):
         rep = cab["replication"]
-        rpo = f", RPO {format_duration(rep['rpo'])}" if rep.get("rpo") else ""
+        rpo = f", RPO {format_duration(rep['rpo'], exact=True)}" if rep.get("rpo") else ""
         lines.append(f"replication: policy {rep['policy']} to {', '.join(rep['peers'])}{rpo}")
     if cab.get("federation"):
         lines.append(f"federation: {cab['federation']['name']} ({cab['federation']['role']})")
     for line in lines:
-        console.show(line)
+        console.line(line)
     nodes = cab["hardware"]["nodes"]
     console.show(
         console.table(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from kloudctl import console
 from kloudctl.hosts.runner import Event, RunResult
@@ -62,11 +63,11 @@ class Progress:
         for host, line in self.lines.items():
             table.add_row(
                 host,
-                f"[{colours[line.state]}]{line.state}[/]",
+                Text(line.state, style=colours[line.state]),
                 str(line.ok),
                 str(line.changed),
                 str(line.failed),
-                line.task[:70],
+                Text(line.task[:70]),
             )
         return table
 

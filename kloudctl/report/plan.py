@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich.text import Text
+
 from kloudctl import console
 from kloudctl.capacity.plan import CabinetPlan
 from kloudctl.model.types import format_size
@@ -92,6 +94,6 @@ def render_plan(plan: CabinetPlan) -> None:
     refusals = plan.refusals()
     if refusals:
         for reason in refusals:
-            console.show(f"[bold red]refused:[/] {reason}")
+            console.show(Text.assemble(("refused:", "bold red"), f" {reason}"))
     else:
         console.show("[green]admitted:[/] the plan fits the cabinet's capacity and power budget")

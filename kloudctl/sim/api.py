@@ -1,37 +1,35 @@
-"""The registry of simulated methods and what a handler receives.
+"""What a handler receives and returns, and how a handler module lists its methods.
 
-A handler is registered for one schema method (`@api("GET", "/cluster/resources")`); the
-registration fails at import if the schema has no such method, so every simulated route is
-a real one. Handlers get a `Call` (cabinet, validated parameters, caller) and return the
-`data` of the answer, or raise `ApiError` with Proxmox's status and message.
+A handler module records its handlers with its own `Routes`:
+
+    routes = Routes()
+
+    @routes("GET", "/cluster/resources")
+    def resources(call: Call) -> ...
+
+Recording checks nothing and needs no schema: `kloudctl.sim.handlers.build_registry(schema)`
+gathers every module's routes once, refuses any that is not a method of the schema, and
+returns the registry the server dispatches with. A handler gets a `Call` (cabinet,
+validated parameters, caller) and returns the `data` of the answer, or raises `ApiError`
+with Proxmox's status and message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
+from kloudctl.sim.cabinet import SimCabinet
+from kloudctl.sim.errors import ApiError, bad_request
 from kloudctl.sim.perms import Identity
-from kloudctl.sim.schema import Method, load_schema
+from kloudctl.sim.schema import Method
 
-if TYPE_CHECKING:
-    from kloudctl.sim.server import SimCabinet
+__all__ = ["ApiError", "Call", "Handler", "Raw", "Registry", "Routes", "bad_request"]
 
 Handler = Callable[["Call"], Any]
-HANDLERS: dict[tuple[str, str], Handler] = {}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, errors: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.errors = errors
-
-
-def bad_request(param: str, message: str) -> ApiError:
-    return ApiError(400, "Parameter verification failed.", {param: message})
+Registry = dict[tuple[str, str], Handler]
+H = TypeVar("H", bound=Handler)
 
 
 @dataclass
@@ -40,6 +38,7 @@ class Call:
     method: Method
     params: dict[str, Any]
     who: Identity
+    upload_size: int = 0  # the size of the file uploaded with the call, if any
 
     @property
     def state(self) -> dict[str, Any]:
@@ -60,14 +59,15 @@ class Raw:
         return cls(b'{"data":' + json_data + b"}")
 
 
-def api(http: str, *paths: str) -> Callable[[Handler], Handler]:
-    schema = load_schema()
+class Routes:
+    """The (http, schema path, handler) triples of one handler module, in order."""
 
-    def register(fn: Handler) -> Handler:
-        for path in paths:
-            if (http, path) not in schema.methods:
-                raise LookupError(f"{http} {path} is not a method of the PVE API schema")
-            HANDLERS[(http, path)] = fn
-        return fn
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, str, Handler]] = []
 
-    return register
+    def __call__(self, http: str, *paths: str) -> Callable[[H], H]:
+        def record(fn: H) -> H:
+            self.entries.extend((http, path, fn) for path in paths)
+            return fn
+
+        return record

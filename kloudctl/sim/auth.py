@@ -23,7 +23,8 @@ _TOKEN_HEADER = re.compile(r"^PVEAPIToken=([^\s!=]+@[^\s!=]+)!([A-Za-z][A-Za-z0-
 
 
 class AuthError(Exception):
-    """401 with the reason pveproxy gives."""
+    """401 with the reason pveproxy gives; answered by `dispatch` (internal to the simulator,
+    see kloudctl.sim.errors)."""
 
 
 class TicketSigner:

@@ -55,7 +55,8 @@ class Faults:
 
 
 class FaultError(ValueError):
-    pass
+    """A fault specification refused: answered 400 by the control endpoint
+    (`server.handle_control`); internal to the simulator, see kloudctl.sim.errors."""
 
 
 def _int(spec: dict[str, Any], key: str, default: int | None = None) -> int:

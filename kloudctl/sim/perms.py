@@ -109,7 +109,8 @@ VALID_PRIVS, BUILTIN_ROLES = _builtin_roles()
 
 
 class PermissionDenied(Exception):
-    """403 with Proxmox's message, e.g. `Permission check failed (/vms/101, VM.Allocate)`."""
+    """403 with Proxmox's message, e.g. `Permission check failed (/vms/101, VM.Allocate)`.
+    Answered by `dispatch`; internal to the simulator, see kloudctl.sim.errors."""
 
 
 @dataclass(frozen=True)

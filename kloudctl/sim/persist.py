@@ -5,27 +5,17 @@ Ephemeral cabinets simply have no state file."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from kloudctl import files
+from kloudctl.errors import InputError
+
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write a file so readers see the old or the new content, never a torn one."""
+    """Write a file of the simulator's own state folder (made if missing), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    files.write_atomic(path, data, mode=mode, what="simulator state file")
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
@@ -37,5 +27,12 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 def load_state(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    data: dict[str, Any] = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"{path}: not a readable simulator state ({exc}): move it away to start afresh"
+        ) from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a simulator state: move it away to start afresh")
     return data

@@ -1,5 +1,6 @@
-"""Running the simulator as a service: foreground serving, background start, status, stop,
-faults, coverage. The CLI (`kloudctl sim ...`) is a thin layer over these functions.
+"""Running the simulator as a service: background start, status, stop, faults, coverage.
+The CLI (`kloudctl sim ...`) is a thin layer over these functions; serving itself (the
+foreground, and the process `start_background` starts) is `kloudctl.sim.serve`.
 
 A running simulator writes `run.json` (mode 0600) in its state folder: its pid, the control
 token of the fault endpoint, and every cabinet's endpoint (URL, fingerprint, root
@@ -8,9 +9,9 @@ password). Test-cabinet credentials only: they never go to git or logs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
+import shlex
 import signal
 import ssl
 import subprocess
@@ -19,124 +20,100 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from kloudctl.answers import UnexpectedAnswer, dig, parse_json, quote
 from kloudctl.errors import ExternalError, InputError, KloudError, NotFound
 from kloudctl.processes import pid_alive
-from kloudctl.sim.persist import write_atomic
-from kloudctl.sim.server import CONTROL_PREFIX, Endpoint, Simulator
+from kloudctl.sim.serve import DEFAULT_DIR, DEFAULT_PORT, ServeOptions
+from kloudctl.sim.server import CONTROL_PREFIX
 
-DEFAULT_DIR = Path(".state/sim")
-DEFAULT_PORT = 8006
+#: The simulator process's typed entry point (`python -m kloudctl.sim.serve`).
+SERVE_MODULE = "kloudctl.sim.serve"
 
-
-def cabinet_names(names: list[str], count: int) -> list[str]:
-    out = list(dict.fromkeys(names)) + [f"sim{i + 1:02d}" for i in range(count)]
-    return out or ["sim01"]
-
-
-def _host(base: str, i: int) -> str:
-    parts = base.split(".")
-    last = int(parts[-1]) + i
-    if last > 254:
-        raise InputError(f"too many cabinets for base address {base}")
-    return ".".join([*parts[:-1], str(last)])
-
-
-async def _serve(
-    names: list[str],
-    fleet: Any | None,
-    state_dir: Path,
-    ephemeral: bool,
-    task_seconds: float,
-    base: str,
-    port: int,
-    on_ready: Any,
-) -> None:
-    from kloudctl.sim.testing import cabinet_models
-
-    simulator = Simulator(state_dir=None if ephemeral else state_dir, task_seconds=task_seconds)
-    endpoints: list[Endpoint] = []
-    for i, (name, model) in enumerate(cabinet_models(names, fleet)):
-        cab = simulator.add_cabinet(name, model)
-        try:
-            endpoints.append(await simulator.serve(cab, _host(base, i), port))
-        except OSError as exc:
-            await simulator.stop()
-            raise ExternalError(
-                f"cannot listen on {_host(base, i)}:{port}: {exc.strerror}"
-            ) from None
-    simulator.settle()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    run = {
-        "pid": os.getpid(),
-        "started": int(time.time()),
-        "control_token": simulator.control_token,
-        "ephemeral": ephemeral,
-        "cabinets": [e.as_dict() for e in endpoints],
-    }
-    write_atomic(state_dir / "run.json", json.dumps(run, indent=2).encode(), 0o600)
-    on_ready(run)
-    try:
-        await stop.wait()
-    finally:
-        await simulator.stop()
-        try:
-            current = json.loads((state_dir / "run.json").read_text())
-            if current.get("pid") == os.getpid():
-                (state_dir / "run.json").unlink()
-        except (OSError, ValueError):
-            pass
+__all__ = [
+    "DEFAULT_DIR",
+    "DEFAULT_PORT",
+    "SERVE_MODULE",
+    "ServeOptions",
+    "check_run",
+    "coverage",
+    "fault",
+    "option_of",
+    "read_run",
+    "start_background",
+    "status",
+    "stop",
+]
 
 
-def serve_forever(
-    names: list[str],
-    fleet: Any | None,
-    *,
-    state_dir: Path = DEFAULT_DIR,
-    ephemeral: bool = False,
-    task_seconds: float = 1.0,
-    base: str = "127.0.0.10",
-    port: int = DEFAULT_PORT,
-    on_ready: Any = lambda run: None,
-) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_serve(names, fleet, state_dir, ephemeral, task_seconds, base, port, on_ready))
+def option_of(state_dir: Path) -> str:
+    """` --state-dir DIR` when `state_dir` is not the default: hints must name the same
+    simulator (a bare `kloudctl sim down` would stop another one)."""
+    if state_dir == DEFAULT_DIR:
+        return ""
+    return f" --state-dir {shlex.quote(str(state_dir))}"
 
 
 def read_run(state_dir: Path = DEFAULT_DIR) -> dict[str, Any] | None:
+    """The run record of the simulator serving from `state_dir`, or None when none runs.
+    A record that is not one a simulator writes is UnexpectedAnswer, naming the file."""
     path = state_dir / "run.json"
     try:
-        run: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except OSError:
         return None
-    return run if pid_alive(int(run["pid"])) else None
+    run = check_run(str(path), parse_json(f"the simulator's run file {path}", text))
+    return run if pid_alive(run["pid"]) else None
 
 
-def start_background(
-    args: list[str], state_dir: Path = DEFAULT_DIR, timeout: float = 60
-) -> dict[str, Any]:
-    """Start `kloudctl sim serve ARGS` detached; return its run record once it serves."""
-    if read_run(state_dir) is not None:
-        raise KloudError(f"a simulator already runs from {state_dir} (kloudctl sim down first)")
+def check_run(path: str, run: Any) -> dict[str, Any]:
+    """`run` checked: the fields kloudctl reads, of the kinds it reads them as. Checked by
+    hand, not with `dig`, whose message would quote the record: it holds root passwords."""
+    tool = f"the simulator's run file {path}"
+
+    def need(ok: bool, expected: str) -> None:
+        if not ok:
+            raise UnexpectedAnswer(tool, expected, "(not shown: it holds passwords)")
+
+    need(isinstance(run, dict), "an object")
+    pid = run.get("pid")
+    # os.kill overflows beyond 2**31, and 0 or less would signal whole process groups.
+    need(isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31, "a pid")
+    need(isinstance(run.get("control_token"), str), "a control_token")
+    cabinets = run.get("cabinets")
+    need(isinstance(cabinets, list), "a list of cabinets")
+    for cab in cabinets:
+        need(isinstance(cab, dict), "each cabinet to be an object")
+        for key in ("name", "url", "fingerprint", "user", "password"):
+            need(isinstance(cab.get(key), str), f"{key} of each cabinet to be a string")
+        nodes = cab.get("nodes")
+        need(
+            isinstance(nodes, list) and all(isinstance(n, str) for n in nodes),
+            "nodes of each cabinet to be a list of names",
+        )
+    return dict(run)
+
+
+def start_background(options: ServeOptions, timeout: float = 60) -> dict[str, Any]:
+    """Start the simulator process (`python -m kloudctl.sim.serve`, quiet) detached, from
+    `options.state_dir`; return its run record once it serves."""
+    state_dir = options.state_dir
+    try:
+        running = read_run(state_dir) is not None
+    except UnexpectedAnswer:
+        running = False  # a record no simulator wrote: the new one replaces it
+    if running:
+        raise KloudError(
+            f"a simulator already runs from {state_dir}"
+            f" (`kloudctl sim down{option_of(state_dir)}` first)"
+        )
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "run.json").unlink(missing_ok=True)
     log = open(state_dir / "sim.log", "ab")  # noqa: SIM115 (handed to the child)
-    cmd = [
-        sys.executable,
-        "-m",
-        "kloudctl",
-        "sim",
-        "serve",
-        "--quiet",
-        "--state-dir",
-        str(state_dir),
-        *args,
-    ]
+    cmd = [sys.executable, "-m", SERVE_MODULE, *replace(options, quiet=True).argv()]
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
     )
@@ -167,7 +144,7 @@ def status(state_dir: Path = DEFAULT_DIR) -> dict[str, Any]:
     return {
         "running": True,
         "pid": run["pid"],
-        "started": run["started"],
+        "started": run.get("started"),
         "cabinets": run["cabinets"],
     }
 
@@ -194,13 +171,18 @@ def _control(url: str, token: str, what: str, spec: dict[str, Any] | None = None
         method="POST" if data else "GET",
         headers={"X-Sim-Control": token, "Content-Type": "application/json"},
     )
+    tool = f"the simulator at {url}"
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
-            result: dict[str, Any] = json.loads(resp.read())
+            result: dict[str, Any] = dig(tool, parse_json(tool, resp.read()), kind=dict)
             return result
     except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read() or b"{}")
-        raise InputError(str(body.get("error", exc))) from None
+        body = exc.read()
+        try:
+            error = dig(tool, parse_json(tool, body), "error", kind=str)
+        except UnexpectedAnswer:
+            raise ExternalError(f"{tool} answered HTTP {exc.code}: {quote(body)}") from None
+        raise InputError(error) from None
     except (urllib.error.URLError, OSError) as exc:
         raise ExternalError(f"the simulator does not answer at {url}: {exc}") from None
 
@@ -211,7 +193,9 @@ def fault(
     """Inject a fault (spec) into a running cabinet, or show its faults (spec None)."""
     run = read_run(state_dir)
     if run is None:
-        raise KloudError("no simulator runs (kloudctl sim up first)")
+        raise KloudError(
+            f"no simulator runs from {state_dir} (`kloudctl sim up{option_of(state_dir)}` first)"
+        )
     for cab in run["cabinets"]:
         if cab["name"] == cabinet:
             return _control(cab["url"], run["control_token"], "/fault", spec)
@@ -221,11 +205,11 @@ def fault(
 
 def coverage() -> dict[str, Any]:
     """Which schema methods the simulator answers, per area of the API."""
-    from kloudctl.sim import handlers  # noqa: F401
-    from kloudctl.sim.api import HANDLERS
+    from kloudctl.sim.handlers import build_registry
     from kloudctl.sim.schema import load_schema
 
     schema = load_schema()
+    HANDLERS = build_registry(schema)
     methods = sorted(schema.methods, key=lambda k: (k[1], k[0]))
     simulated = [k for k in methods if k in HANDLERS]
     areas_total: Counter[str] = Counter()

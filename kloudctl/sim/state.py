@@ -123,8 +123,8 @@ def new_state(name: str, cabinet: Any | None = None) -> dict[str, Any]:
             },
         },
         "firewall": {
-            "cluster": _fw_scope(),
-            "nodes": {n: _fw_scope() for n in nodes},
+            "cluster": fw_scope(),
+            "nodes": {n: fw_scope() for n in nodes},
             "vms": {},
             "groups": {},
         },
@@ -173,7 +173,8 @@ def new_state(name: str, cabinet: Any | None = None) -> dict[str, Any]:
     return state
 
 
-def _fw_scope() -> dict[str, Any]:
+def fw_scope() -> dict[str, Any]:
+    """The firewall of one scope (cluster, node or guest), empty."""
     return {"options": {}, "rules": [], "aliases": {}, "ipset": {}}
 
 
@@ -219,7 +220,7 @@ def add_guest(
     }
     state["guests"][str(vmid)] = guest
     fw = state["firewall"]["vms"]
-    fw.setdefault(str(vmid), _fw_scope())
+    fw.setdefault(str(vmid), fw_scope())
     return guest
 
 

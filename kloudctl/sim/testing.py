@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kloudctl.sim.serve import cabinet_models
 from kloudctl.sim.server import CONTROL_PREFIX, Endpoint, Simulator
 
 
@@ -67,15 +68,6 @@ def control(endpoint: Endpoint, token: str, spec: dict[str, Any] | None) -> dict
     with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
         result: dict[str, Any] = json.loads(resp.read())
     return result
-
-
-def cabinet_models(names: list[str], fleet: Any | None) -> list[tuple[str, Any | None]]:
-    """(name, model) pairs: names from the fleet get their declared hardware."""
-    out = []
-    for name in names:
-        model = fleet.cabinet(name) if fleet is not None and name in fleet.cabinets else None
-        out.append((name, model))
-    return out
 
 
 @contextmanager

@@ -22,7 +22,8 @@ from kloudctl.sim.perms import VALID_PRIVS
 
 
 class ParamError(Exception):
-    """400 Parameter verification failed: `errors` maps a parameter to its message."""
+    """400 Parameter verification failed: `errors` maps a parameter to its message.
+    Answered by `dispatch`; internal to the simulator, see kloudctl.sim.errors."""
 
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("Parameter verification failed.")
@@ -35,7 +36,8 @@ NOT_IN_SCHEMA = (
 
 
 class FormatError(ValueError):
-    pass
+    """A value does not match a named format; caught in this module and turned into a
+    `ParamError` entry (internal to the simulator)."""
 
 
 # --- named formats --------------------------------------------------------------------

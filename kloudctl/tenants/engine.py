@@ -29,10 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kloudctl import files
+from kloudctl.answers import UnexpectedAnswer, dig
 from kloudctl.capacity import admit, plan_cabinet
-from kloudctl.errors import ApplyFailed, ExternalError, KloudError, NotFound, StackBusy
+from kloudctl.errors import (
+    ApplyFailed,
+    ExternalError,
+    KloudError,
+    NotFound,
+    StackBusy,
+    ToolMissing,
+)
 from kloudctl.model import Fleet
 from kloudctl.processes import pid_alive
+from kloudctl.proxmox.client import ApiTarget
 from kloudctl.proxmox.target import cabinet_target
 
 PROJECT = "kloudctl-tenants"
@@ -110,9 +120,9 @@ def _ensure_state(paths: StatePaths) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     os.chmod(paths.root, 0o700)
     if not paths.passphrase.exists():
-        fd = os.open(paths.passphrase, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
+        files.create_once(
+            paths.passphrase, secrets.token_urlsafe(32), mode=0o600, what="Pulumi passphrase"
+        )
 
 
 def _tool_path() -> str:
@@ -137,7 +147,7 @@ def pulumi_env(paths: StatePaths) -> dict[str, str]:
 def find_pulumi() -> str:
     path = shutil.which("pulumi", path=_tool_path())
     if path is None:
-        raise ExternalError(
+        raise ToolMissing(
             "the Pulumi CLI is not installed: run `make tools` (it builds it into .tools/bin)"
         )
     return path
@@ -162,11 +172,13 @@ def stale_locks(paths: StatePaths, cabinet: str) -> tuple[list[Path], list[str]]
     host = socket.gethostname()
     for lock in paths.backend.glob(f".pulumi/locks/**/{cabinet}/*.json"):
         try:
-            info = json.loads(lock.read_text())
-        except (OSError, ValueError):
-            continue
-        pid = int(info.get("pid") or 0)
-        if info.get("hostname") == host and pid and not pid_alive(pid):
+            info = dig("pulumi", json.loads(lock.read_text()), kind=dict)
+            pid = dig("pulumi", info, "pid", kind=int, default=0)
+        except (OSError, ValueError, UnexpectedAnswer):
+            continue  # not a lock pulumi wrote: pulumi itself will say what is wrong
+        # No process has a pid beyond 2**31 (os.kill would overflow): such a lock is stale.
+        gone = pid >= 2**31 or (pid > 0 and not pid_alive(pid))
+        if info.get("hostname") == host and gone:
             stale.append(lock)
         else:
             live.append(f"pid {pid} on {info.get('hostname')} since {info.get('timestamp')}")
@@ -217,8 +229,8 @@ class TenantsStack:
 
         _ensure_state(self.paths)
         self.recovered = self._recover_stale_lock()
-        opts = self._workspace_opts()
         try:
+            opts = self._workspace_opts()  # checks the CLI's version: runs `pulumi version`
             if create:
                 stack = auto.create_or_select_stack(
                     stack_name=self.cabinet.name,
@@ -233,14 +245,14 @@ class TenantsStack:
                     program=self._program(),
                     opts=opts,
                 )
+            if self.recovered:
+                _drop_pending_operations(stack)
         except auto.StackNotFoundError:
             raise NotFound(
                 f"no tenants stack for cabinet {self.cabinet.name}: nothing was applied yet"
             ) from None
-        except auto.CommandError as exc:
+        except Exception as exc:  # whatever a failing or broken `pulumi` made the API raise
             raise _mapped(exc) from None
-        if self.recovered:
-            _drop_pending_operations(stack)
         return stack
 
     def _recover_stale_lock(self) -> bool:
@@ -254,18 +266,21 @@ class TenantsStack:
             lock.unlink()
         return bool(stale)
 
-    def configure(self, stack: Any) -> None:
+    def configure(self, stack: Any, target: ApiTarget | None = None) -> None:
         from pulumi import automation as auto
 
-        target = cabinet_target(self.cabinet, self.root)
-        stack.set_all_config(
-            {
-                "kloudctl:fleet": auto.ConfigValue(str(self.root)),
-                "kloudctl:endpoint": auto.ConfigValue(target.endpoint),
-                "kloudctl:fingerprint": auto.ConfigValue(target.fingerprint),
-                "kloudctl:tokenId": auto.ConfigValue(target.token_id),
-            }
-        )
+        target = target or cabinet_target(self.cabinet, self.root)
+        try:
+            stack.set_all_config(
+                {
+                    "kloudctl:fleet": auto.ConfigValue(str(self.root)),
+                    "kloudctl:endpoint": auto.ConfigValue(target.endpoint),
+                    "kloudctl:fingerprint": auto.ConfigValue(target.fingerprint),
+                    "kloudctl:tokenId": auto.ConfigValue(target.token_id),
+                }
+            )
+        except Exception as exc:
+            raise _mapped(exc) from None
         # The secret goes through standard input, never a command line (`ps` shows those).
         env = {**os.environ, **pulumi_env(self.paths)}
         done = subprocess.run(
@@ -299,8 +314,10 @@ class TenantsStack:
     ) -> RunResult:
         if action in ("plan", "apply"):
             self.admit()  # before Pulumi is touched
+        # A secret that cannot be read fails here, before any state or stack is made.
+        target = cabinet_target(self.cabinet, self.root)
         stack = self.stack(create=action in ("plan", "apply"))
-        self.configure(stack)
+        self.configure(stack, target)
         events = _EventCollector(on_step, planned=action == "plan")
         start = time.monotonic()
         try:
@@ -318,12 +335,13 @@ class TenantsStack:
                 changes = dict(result.summary.resource_changes or {})
             else:
                 raise KloudError(f"unknown action {action}")
+            counts = {str(k): dig("pulumi", changes, k, kind=int) for k in changes}
         except Exception as exc:
             raise _mapped(exc, events) from None
         result_ = RunResult(
             self.cabinet.name,
             action,
-            {str(k): int(v) for k, v in changes.items()},
+            counts,
             events.steps,
             time.monotonic() - start,
             events.warnings,
@@ -334,7 +352,10 @@ class TenantsStack:
 
     def outputs(self) -> dict[str, Any]:
         stack = self.stack(create=False)
-        return {k: v.value for k, v in stack.outputs().items()}
+        try:
+            return {k: v.value for k, v in stack.outputs().items()}
+        except Exception as exc:
+            raise _mapped(exc) from None
 
 
 def _drop_pending_operations(stack: Any) -> None:
@@ -425,6 +446,15 @@ def _mapped(exc: Exception, events: _EventCollector | None = None) -> KloudError
 
     if isinstance(exc, KloudError):
         return exc
+    if isinstance(exc, json.JSONDecodeError):  # `pulumi ... --json` printed something else
+        return UnexpectedAnswer("pulumi", "JSON", exc.doc)
+    if isinstance(exc, FileNotFoundError):
+        return ToolMissing(f"pulumi cannot be run ({exc.filename or exc}): run `make tools`")
+    if isinstance(exc, subprocess.CalledProcessError):  # `pulumi version`, before the API
+        command = " ".join(str(a) for a in exc.cmd[1:]) if isinstance(exc.cmd, list) else ""
+        return ExternalError(f"pulumi {command} failed (exit {exc.returncode})")
+    if isinstance(exc, auto.InvalidVersionError):
+        return ExternalError(f"pulumi is not a usable version: {exc}")
     if isinstance(exc, auto.ConcurrentUpdateError):
         return StackBusy("the tenants stack is being updated by another run; wait for it")
     if isinstance(exc, auto.StackNotFoundError):

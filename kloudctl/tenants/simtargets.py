@@ -10,36 +10,32 @@ The targets (endpoint, fingerprint, token id, secret) go to a 0600 JSON file tha
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from kloudctl import files
 from kloudctl.errors import NotFound
 from kloudctl.model import Fleet
-from kloudctl.proxmox.client import ApiTarget, ProxmoxError, UserSession
+from kloudctl.proxmox.automation import ensure_automation_token
 from kloudctl.proxmox.target import targets_file
 
 
 def bootstrap_target(fleet: Fleet, cabinet: str, endpoint: dict[str, Any]) -> dict[str, str]:
     """Automation user + token on one simulated cabinet; returns its target."""
     declared = fleet.cabinet(cabinet).proxmox.token
-    pin = ApiTarget(endpoint["url"], endpoint["fingerprint"], "root@pam!none", "")
-    root = UserSession(pin, endpoint.get("user", "root@pam"), endpoint["password"])
-    users = {u["userid"] for u in root.call("GET", "access/users") or []}
-    if declared.user not in users:
-        root.call("POST", "access/users", userid=declared.user, comment="kloudctl automation")
-    root.call("PUT", "access/acl", path="/", roles="Administrator", users=declared.user)
-    path = f"access/users/{declared.user}/token/{declared.id}"
-    try:
-        root.call("DELETE", path)  # its secret cannot be read back: rotate it
-    except ProxmoxError:
-        pass
-    made = root.call("POST", path, privsep=0, comment="kloudctl automation")
+    made = ensure_automation_token(
+        endpoint["url"],
+        endpoint["fingerprint"],
+        root_user=endpoint.get("user", "root@pam"),
+        root_password=endpoint["password"],
+        user=declared.user,
+        token_id=declared.id,
+    )
     return {
         "endpoint": endpoint["url"],
         "fingerprint": endpoint["fingerprint"],
-        "token_id": f"{declared.user}!{declared.id}",
-        "secret": made["value"],
+        "token_id": made.token_id,
+        "secret": made.secret,
     }
 
 
@@ -53,12 +49,9 @@ def write_targets(root: Path, targets: dict[str, dict[str, str]]) -> Path:
         except ValueError:
             current = {}
     current.update(targets)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(current, f, indent=2)
-    os.replace(tmp, path)
-    return path
+    return files.write_atomic(
+        path, json.dumps(current, indent=2), mode=0o600, what="simulator targets file"
+    )
 
 
 def use_simulator(fleet: Fleet, root: Path, run: dict[str, Any] | None) -> list[str]:

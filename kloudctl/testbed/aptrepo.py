@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from kloudctl.errors import ExternalError, KloudError
+from kloudctl.errors import ExternalError, KloudError, ToolMissing
 from kloudctl.testbed.image import cache_dir
 
 SUITE = "bookworm"
@@ -86,14 +86,17 @@ def _debs() -> Path:
 def _run(
     cmd: list[str], cwd: Path, env: dict[str, str] | None = None, stdout: IO[str] | None = None
 ) -> None:
-    proc = subprocess.run(
-        cmd,
-        cwd=cwd,
-        env=env,
-        stdout=stdout if stdout is not None else subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=stdout if stdout is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    except FileNotFoundError:
+        raise ToolMissing(f"{cmd[0]} is not installed: run `make setup` (as root)") from None
     if proc.returncode != 0:
         raise ExternalError(f"{cmd[0]} failed: {proc.stderr.strip()[-300:]}")
 

@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from kloudctl.errors import InputError
+from kloudctl.errors import InputError, ToolMissing
 from kloudctl.model import Fleet
 from kloudctl.testbed import aptrepo, cabinets
 from kloudctl.testbed.cabinets import Testbed
@@ -46,6 +46,24 @@ def load(root: Path) -> Testbed | None:
         return Testbed.load(state_dir(root))
     except (OSError, ValueError):
         return None
+
+
+def target_state(root: Path, names: list[str], use: bool | None) -> Path | None:
+    """The testbed's state file when `names` are to be reached as test cabinets, else None
+    (the real hosts). `use` None: the test cabinets when the testbed runs. Every name must
+    then run in it, or nothing starts: `InputError` naming those that do not."""
+    bed = load(root)
+    if use is None:
+        use = bed is not None
+    if not use:
+        return None
+    missing = [n for n in names if bed is None or n not in bed.hosts]
+    if missing:
+        raise InputError(
+            f"not running in the testbed: {', '.join(missing)} "
+            "(`kloudctl testbed up` them, or pass --no-testbed for the real hosts)"
+        )
+    return state_dir(root) / cabinets.STATE_FILE
 
 
 def up(
@@ -111,18 +129,30 @@ def _pair_sims(bed: Testbed, root: Path) -> None:
         for name in bed.hosts:
             bed.pairings[name] = {"sim": "pending", "note": "kloudctl sim is not available"}
         return
+    from kloudctl.answers import UnexpectedAnswer
     from kloudctl.sim.runner import read_run, start_background, stop
+    from kloudctl.sim.serve import ServeOptions
 
     sim_dir = Path(bed.state_dir) / "sim"
     wanted = sorted(bed.hosts)
-    run = read_run(sim_dir)
+    try:
+        run = read_run(sim_dir)
+    except UnexpectedAnswer:  # a run file no simulator wrote: start one, it replaces the file
+        run = None
     if run is not None and sorted(c["name"] for c in run["cabinets"]) != wanted:
         stop(sim_dir)
         run = None
     if run is None:
-        args = ["--fleet", str(root), *wanted, "--ephemeral", "--task-seconds", "0.05"]
-        args += ["--base-address", "127.0.0.10", "--port", "0"]
-        run = start_background(args, sim_dir)
+        options = ServeOptions(
+            cabinets=tuple(wanted),
+            fleet_dir=root,
+            state_dir=sim_dir,
+            ephemeral=True,
+            task_seconds=0.05,
+            base_address="127.0.0.10",
+            port=0,
+        )
+        run = start_background(options)
     bed.pairings = {
         ep["name"]: {
             "sim": ep["url"],
@@ -151,7 +181,7 @@ def _secret_vars(state: Path) -> dict[str, Any]:
     path = state / SECRET_VARS
     try:
         return dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):  # absent, or not an object: no secrets yet
         return {}
 
 
@@ -258,4 +288,7 @@ def ssh_command(root: Path, cabinet: str) -> list[str]:
 
 
 def run_ssh(root: Path, cabinet: str, command: list[str]) -> int:
-    return subprocess.call([*ssh_command(root, cabinet), *command])
+    try:
+        return subprocess.call([*ssh_command(root, cabinet), *command])
+    except FileNotFoundError:
+        raise ToolMissing("ssh is not installed: `apt-get install openssh-client`") from None

@@ -331,15 +331,3 @@ def tag_current(name: str) -> str:
     current = f"{REPOSITORY}:12"
     podman("tag", name, current)
     return current
-
-
-def prune_old_images(keep: str) -> list[str]:
-    """Remove our images other than `keep` (older recipes); returns what was removed."""
-    listed = podman(
-        "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={REPOSITORY}"
-    )
-    removed = []
-    for ref in listed.stdout.split():
-        if ref != keep and podman("rmi", ref, check=False).returncode == 0:
-            removed.append(ref)
-    return removed

@@ -7,19 +7,24 @@ Outbound mail goes to the cabinet's sink folder, never out."""
 from __future__ import annotations
 
 import json
+import secrets
 import smtplib
 import ssl
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import dkim
 import dns.resolver
 import pytest
 
 from kloudctl.mail import dns as maildns
-from tests.mail.e2e_support import MailCabinet, mail_cabinet, message, podman_available
+from kloudctl.testbed.mailbed import MailCabinet, mail_cabinet, message, podman_available
+from scripts.demo_mail import kloudctl  # the CLI, run as the demo runs it
 from tests.mail.nsd import Nsd, zone_text
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.slow,
@@ -29,6 +34,15 @@ pytestmark = [
 
 AUTH_FAILED = r"AUTHENTICATIONFAILED|[Aa]uthentication failed"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+def add_mailbox(cab: MailCabinet, address: str, quota: str | None = None) -> str:
+    """A mailbox with a fresh random password (returned, never printed)."""
+    password = "pw-" + secrets.token_urlsafe(12)
+    args = ["mailbox", "add", address, "--password-stdin"] + (["--quota", quota] if quota else [])
+    done = kloudctl(cab, *args, stdin=password + "\n")
+    assert done.returncode == 0, done.stderr
+    return password
 
 
 class World:
@@ -48,7 +62,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with mail_cabinet(tmp_path_factory.mktemp("mail-e2e")) as cab:
         w = World(cab)
         for domain, cap in (("brieux.fr", "10"), ("mortree.fr", "5")):
-            done = cab.kloudctl(
+            done = kloudctl(
+                cab,
                 "domain",
                 "add",
                 domain,
@@ -61,9 +76,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             )
             assert done.returncode == 0, done.stderr
         for address in ("jean@brieux.fr", "marie@brieux.fr", "jean@mortree.fr", "paul@mortree.fr"):
-            w.pw[address] = cab.add_mailbox(address)
-        w.pw["petit@brieux.fr"] = cab.add_mailbox("petit@brieux.fr", quota="1MiB")
-        done = cab.kloudctl("alias", "add", "info@brieux.fr", "jean@brieux.fr", "marie@brieux.fr")
+            w.pw[address] = add_mailbox(cab, address)
+        w.pw["petit@brieux.fr"] = add_mailbox(cab, "petit@brieux.fr", quota="1MiB")
+        done = kloudctl(cab, "alias", "add", "info@brieux.fr", "jean@brieux.fr", "marie@brieux.fr")
         assert done.returncode == 0, done.stderr
         yield w
 
@@ -100,10 +115,10 @@ def test_two_communes_domains_stay_separate(world: World) -> None:
     with pytest.raises(Exception, match=AUTH_FAILED):
         cab.imap("jean@mortree.fr", pw["jean@brieux.fr"])
     # Mortrée's administrator manages Mortrée only.
-    assert cab.kloudctl("admin", "add", "maire@mortree.fr", "mortree.fr").returncode == 0
-    refused = cab.kloudctl("mailbox", "list", "brieux.fr", actor="maire@mortree.fr")
+    assert kloudctl(cab, "admin", "add", "maire@mortree.fr", "mortree.fr").returncode == 0
+    refused = kloudctl(cab, "mailbox", "list", "brieux.fr", actor="maire@mortree.fr")
     assert refused.returncode == 1 and "may not manage domain brieux.fr" in refused.stderr
-    listed = cab.kloudctl("mailbox", "list", "--json", actor="maire@mortree.fr")
+    listed = kloudctl(cab, "mailbox", "list", "--json", actor="maire@mortree.fr")
     assert sorted(m["address"] for m in json.loads(listed.stdout)) == [
         "jean@mortree.fr",
         "paul@mortree.fr",
@@ -206,12 +221,12 @@ def test_wrong_password_is_refused(world: World) -> None:
 
 def test_suspended_mailbox_cannot_log_in(world: World) -> None:
     cab, pw = world.cab, world.pw
-    assert cab.kloudctl("mailbox", "suspend", "paul@mortree.fr").returncode == 0
+    assert kloudctl(cab, "mailbox", "suspend", "paul@mortree.fr").returncode == 0
     try:
         with pytest.raises(Exception, match=AUTH_FAILED):
             cab.imap("paul@mortree.fr", pw["paul@mortree.fr"])
     finally:
-        assert cab.kloudctl("mailbox", "suspend", "--resume", "paul@mortree.fr").returncode == 0
+        assert kloudctl(cab, "mailbox", "suspend", "--resume", "paul@mortree.fr").returncode == 0
     cab.imap("paul@mortree.fr", pw["paul@mortree.fr"]).logout()
 
 
@@ -256,7 +271,8 @@ def test_gtube_is_flagged_as_spam(world: World) -> None:
 def published(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nsd]:
     """brieux.fr's zone as planned by `kloudctl mail dns plan` (DKIM key read from the
     cabinet's accounts over SSH), served by NSD on loopback."""
-    planned = world.cab.kloudctl(
+    planned = kloudctl(
+        world.cab,
         "dns",
         "plan",
         "brieux.fr",
@@ -299,7 +315,8 @@ def test_dkim_signature_verifies_against_the_published_key(world: World, publish
 
 
 def test_dns_check_passes_on_the_published_zone(world: World, published: Nsd) -> None:
-    checked = world.cab.kloudctl(
+    checked = kloudctl(
+        world.cab,
         "dns",
         "check",
         "brieux.fr",

@@ -210,3 +210,76 @@ def test_cli_exit_codes_and_password_never_in_argv(tmp_path: Path) -> None:
         assert message in result.stderr
     listed = run_cli(tmp_path, "mailbox", "list", "--json")
     assert '"jean@brieux.fr"' in listed.stdout
+
+
+def test_read_commands_never_create_the_store(tmp_path: Path) -> None:
+    missing = MailStore(LocalTransport(tmp_path / "typo" / "mail.db"))
+    with pytest.raises(
+        NotFound, match=r"no accounts database at .*typo/mail\.db: `kloudctl mail --db"
+    ):
+        missing.domain_list()
+    with pytest.raises(InputError, match=r"folder .*typo does not exist"):
+        missing.domain_add("x.fr", max_mailboxes=1, total_quota=GiB, default_quota=GiB, dkim=False)
+    assert not (tmp_path / "typo").exists()
+    fresh = MailStore(LocalTransport(tmp_path / "mail.db"))
+    with pytest.raises(NotFound):
+        fresh.mailbox_list()
+    with pytest.raises(InputError):  # a refused first write leaves no empty store behind
+        fresh.domain_add("not a domain", max_mailboxes=1, total_quota=GiB, default_quota=GiB)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert fresh.init() == {"db": str(tmp_path / "mail.db"), "changed": True,
+                            "store_created": str(tmp_path / "mail.db")}  # fmt: skip
+    assert fresh.init()["changed"] is False and fresh.domain_list() == []
+
+
+def test_numbers_past_the_documented_maxima_are_input_errors(store: MailStore) -> None:
+    """Was `OverflowError: Python int too large to convert to SQLite INTEGER`, exit 1."""
+    huge = 9999999 * 1024**4
+    with pytest.raises(InputError, match=r"quota: a quota must be at most 1PiB"):
+        store.mailbox_add("a@brieux.fr", PASSWORD, huge)
+    with pytest.raises(InputError, match=r"total_quota: a quota must be at most 1PiB"):
+        store.domain_add("x.fr", max_mailboxes=1, total_quota=huge, default_quota=GiB)
+    with pytest.raises(InputError, match=r"max_mailboxes: expected a number from 1 to 1000000"):
+        store.domain_add("x.fr", max_mailboxes=10**23, total_quota=GiB, default_quota=GiB)
+    with pytest.raises(InputError, match="at most 1PiB"):
+        store.mailbox_quota("a@brieux.fr", 2**63)
+    with pytest.raises(InputError, match="at most 1PiB"):
+        store.mailbox_add_many([("a@brieux.fr", PASSWORD, huge)])
+    with pytest.raises(InputError, match="at most 1PiB"):
+        store.domain_set("brieux.fr", total_quota=2**70)
+    assert rows(store, "SELECT count(*) FROM mailboxes") == [(0,)]
+
+
+def test_domain_set_changes_caps_and_a_full_domain_says_how(store: MailStore) -> None:
+    store.domain_set("brieux.fr", max_mailboxes=1)
+    store.mailbox_add("a@brieux.fr", PASSWORD)
+    with pytest.raises(
+        AdmissionRefused,
+        match=r"maximum number of mailboxes \(1 of 1\): raise it with "
+        r"`kloudctl mail --db .*accounts\.sqlite domain set brieux\.fr --max-mailboxes N`",
+    ):
+        store.mailbox_add("b@brieux.fr", PASSWORD)
+    done = store.domain_set("brieux.fr", max_mailboxes=2, default_quota=2 * GiB)
+    assert done == {"domain": "brieux.fr", "max_mailboxes": 2, "total_quota": 5 * GiB,
+                    "default_quota": 2 * GiB, "changed": True}  # fmt: skip
+    assert store.domain_set("brieux.fr", max_mailboxes=2)["changed"] is False
+    assert store.mailbox_add("b@brieux.fr", PASSWORD)["quota"] == 2 * GiB
+    with pytest.raises(AdmissionRefused, match=r"total quota would be exceeded \(3GiB of 5GiB"):
+        store.mailbox_add("c@brieux.fr", PASSWORD, 3 * GiB)
+    with pytest.raises(AdmissionRefused, match="more than the new caps"):
+        store.domain_set("brieux.fr", total_quota=2 * GiB, default_quota=GiB)
+    with pytest.raises(InputError, match="would exceed the total quota"):
+        store.domain_set("brieux.fr", default_quota=6 * GiB)
+    with pytest.raises(InputError, match="nothing to change"):
+        store.domain_set("brieux.fr")
+    admin = MailStore(store.transport, actor="maire@brieux.fr")
+    with pytest.raises(Forbidden):
+        admin.domain_set("brieux.fr", max_mailboxes=9)
+
+
+def test_passwords_of_any_script_but_no_control_characters(store: MailStore) -> None:
+    store.mailbox_add("a@brieux.fr", "mot de passe très sûr ✓")
+    for bad, match in [("\ud800" * 12, "control characters"), ("tab\there long", "control"),
+                       ("x" * 1025, "at most 1024")]:  # fmt: skip
+        with pytest.raises(InputError, match=match):
+            store.mailbox_add("b@brieux.fr", bad)

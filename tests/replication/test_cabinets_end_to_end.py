@@ -27,8 +27,8 @@ from kloudctl.replication.deploy import deploy
 from kloudctl.replication.layout import Layout
 from kloudctl.replication.restoretest import restore_from_peer
 from kloudctl.testbed import cabinets, image
+from kloudctl.testbed.fleets import make_fleet
 from kloudctl.testbed.podman import podman_problem
-from tests.replication.fleetgen import make_fleet
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -222,10 +222,15 @@ def test_restore_test_from_the_peer(pair: Pair) -> None:
 
 
 def test_runs_never_overlap(pair: Pair) -> None:
-    held = f"flock -n {STATE}/cabinets/alpha/run.lock sleep 30"
-    pair.sh("alpha", f"nohup {held} >/dev/null 2>&1 &")
-    time.sleep(1)
+    lock = f"{STATE}/cabinets/alpha/run.lock"
+    # (blocking flock: a probe below holding the lock for an instant only delays it)
+    pair.sh("alpha", f"nohup flock {lock} sleep 30 >/dev/null 2>&1 &")
     try:
+        deadline = time.time() + 30
+        # held once a second taker is refused (flock -n exits 1)
+        while pair.sh("alpha", f"flock -n {lock} true", check=False).returncode == 0:
+            assert time.time() < deadline, "the run lock was never taken"
+            time.sleep(0.1)
         code, out = pair.kloudctl("alpha", "run", "alpha")
         assert code == 1 and "already in progress" in out, out
     finally:
@@ -236,20 +241,29 @@ def test_killed_run_leaves_a_consistent_repository(pair: Pair) -> None:
     """SIGKILL to the whole run (kloudctl and restic) in the middle of a large backup:
     `restic check` passes and the next run completes."""
     pair.sh("alpha", "head -c 300000000 /dev/urandom > /srv/data/big.bin")
+    # "running, locks held, packs written": the backup is under way once restic runs, holds
+    # its lock in the repository and has written a pack since the start. ([r]: the pattern
+    # must not match the probe's own shell.)
+    probe = (
+        "echo $(pgrep -f '[r]estic.*backup' >/dev/null && echo 1 || echo 0)"
+        f" $(ls {LOCAL_REPO}/locks | wc -l) $(find {LOCAL_REPO}/data -type f | wc -l)"
+    )
+    packs_before = int(pair.sh("alpha", probe).stdout.split()[2])
     pair.sh("alpha", f"systemctl start --no-block {RUN_UNIT}")
     deadline = time.time() + 60
-    while time.time() < deadline:
-        running = pair.sh("alpha", "pgrep -f 'restic.*backup' || true").stdout.strip()
-        if running:
+    while True:
+        running, locks, packs = map(int, pair.sh("alpha", probe).stdout.split())
+        if running and locks and packs > packs_before:
             break
-        time.sleep(0.3)
-    assert running, "the backup never started"
-    time.sleep(2)
+        assert time.time() < deadline, "the backup was never seen writing to the repository"
+        time.sleep(0.1)
     pair.sh("alpha", f"systemctl kill --signal=SIGKILL {RUN_UNIT}")
     state = pair.sh("alpha", f"systemctl show -p ActiveState,Result {RUN_UNIT}").stdout
     assert "Result=signal" in state or "ActiveState=failed" in state, state
-    # The killed restic left its lock behind: `unlock` removes stale locks only (the runner
-    # does the same before retrying), then the repository must check clean.
+    # The killed restic left its lock behind (it was killed mid-backup): `unlock` removes
+    # stale locks only (the runner does the same before retrying), then the repository
+    # must check clean.
+    assert pair.sh("alpha", f"ls {LOCAL_REPO}/locks").stdout.split(), "no lock left behind"
     restic = ALPHA_LOCAL_RESTIC
     check = pair.sh("alpha", restic + "unlock 2>&1; " + restic + "check 2>&1", check=False)
     assert check.returncode == 0 and "no errors were found" in check.stdout, check.stdout

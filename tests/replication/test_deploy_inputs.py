@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kloudctl.hosts import inventory
+from kloudctl import ansible_inventory as inventory
 from kloudctl.model import load_fleet
+from kloudctl.replication import roles
 from kloudctl.replication.deploy import endpoint_entry
 from kloudctl.replication.layout import Layout
 
@@ -47,10 +48,10 @@ def test_roles_inputs_come_from_the_fleet_and_hold_no_secret(tmp_path: Path) -> 
 
 
 def test_on_calendar_follows_the_policy_interval() -> None:
-    assert inventory.on_calendar(3600) == "hourly"
-    assert inventory.on_calendar(4 * 3600) == "00/4:00:00"
-    assert inventory.on_calendar(900) == "*:00/15:00"
-    assert inventory.on_calendar(86400) == "daily"
+    assert roles.on_calendar(3600) == "hourly"
+    assert roles.on_calendar(4 * 3600) == "00/4:00:00"
+    assert roles.on_calendar(900) == "*:00/15:00"
+    assert roles.on_calendar(86400) == "daily"
 
 
 def test_endpoint_of_a_deployed_cabinet_says_how_ssh_reaches_it(tmp_path: Path) -> None:
@@ -96,8 +97,9 @@ def test_a_cabinet_never_makes_its_own_keys(tmp_path: Path) -> None:
 
 def test_a_deployed_cabinet_that_does_not_answer(kloudctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """alpha is deployed (endpoints say SSH) but nothing answers (loopback, closed port):
-    `run` fails that step (exit 3), `status` says why, `check` looks from the controller."""
-    from tests.replication.fleetgen import make_fleet
+    `run` fails that step (exit 1: its only cabinet failed; 3 is for some failing among
+    others), `status` says why (exit 1), `check` looks from the controller."""
+    from kloudctl.testbed.fleets import make_fleet
 
     root = make_fleet(tmp_path / "fleet", ["alpha", "beta"])
     state = tmp_path / "state"
@@ -106,11 +108,11 @@ def test_a_deployed_cabinet_that_does_not_answer(kloudctl, tmp_path: Path) -> No
     base = ("--fleet", str(root), "replication")
     tail = ("--state-dir", str(state))
     run = kloudctl(*base, "run", "alpha", "--json", *tail)
-    assert run.returncode == 3, run.stderr
+    assert run.returncode == 1, run.stderr
     [report] = json.loads(run.stdout)
     assert report["steps"][0]["step"] == "ssh" and "ssh root@127.0.0.1 failed" in run.stdout
     status = kloudctl(*base, "status", "alpha", *tail)
-    assert status.returncode == 0 and "ssh root@127.0.0.1" in status.stdout, status.stderr
+    assert status.returncode == 1 and "ssh root@127.0.0.1" in status.stdout, status.stderr
     check = kloudctl(*base, "check", "alpha", "--json", *tail)
     doc = json.loads(check.stdout)
     assert check.returncode == doc["code"] == 3, check.stdout  # no copy ever seen: UNKNOWN

@@ -29,12 +29,12 @@ from kloudctl.errors import ResticError
 from kloudctl.model import load_fleet
 from kloudctl.replication import restic as r
 from kloudctl.replication import status as st
-from kloudctl.replication.layout import AlreadyRunning, Layout, parse_time
+from kloudctl.replication.layout import AlreadyRunning, Layout
 from kloudctl.replication.ops import Replicator
-from kloudctl.replication.restic import Repo, Restic
+from kloudctl.replication.restic import Repo, Restic, parse_time
 from kloudctl.replication.restoretest import restore_from_peer
 from kloudctl.replication.serve import Loopback, loopback
-from tests.replication.fleetgen import make_cabinet_files, make_fleet
+from kloudctl.testbed.fleets import make_cabinet_files, make_fleet
 
 pytestmark = pytest.mark.slow
 
@@ -179,6 +179,7 @@ def test_peer_down_is_warning_then_critical_past_the_rpo(world: World, tmp_path:
     try:
         newest = _newest_copy_time(world)
         textfile = tmp_path / "metrics" / "replication.prom"
+        textfile.parent.mkdir()  # kloudctl writes into an existing folder only
         code, out = world.cli(
             "replication", "check", "alpha", "--now", str(newest + 3600),
             "--prometheus-textfile", str(textfile),

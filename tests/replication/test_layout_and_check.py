@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kloudctl.errors import InputError
+from kloudctl.errors import InputError, KloudError, NotFound, PartialFailure
 from kloudctl.replication import status as st
 from kloudctl.replication.layout import Layout, now, replicated_cabinets
 from kloudctl.replication.status import JobCheck
@@ -61,7 +61,7 @@ def test_injected_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_target_selection(tmp_path: Path) -> None:
     from kloudctl.model import load_fleet
-    from tests.replication.fleetgen import make_fleet
+    from kloudctl.testbed.fleets import make_fleet
 
     fleet = load_fleet(make_fleet(tmp_path, ["alpha", "beta", "gamma"]))
     assert replicated_cabinets(fleet, None, True) == ["alpha", "beta", "gamma"]
@@ -95,3 +95,50 @@ def test_durations_read_like_people_write_them() -> None:
     assert st.format_duration(45) == "45s"
     assert st.format_duration(15000) == "4h10m"
     assert st.format_duration(2 * 86400 + 3 * 3600 + 59) == "2d3h"
+
+
+def test_read_commands_never_make_the_state_or_a_key(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"replication state folder .*missing does not exist"):
+        Layout.for_fleet(tmp_path, tmp_path / "missing", read_only=True)
+    assert not (tmp_path / "missing").exists()
+    layout = Layout.for_fleet(tmp_path, tmp_path, read_only=True)
+    with pytest.raises(
+        NotFound, match=r"alpha\.local\.password is missing: `kloudctl replication run`"
+    ):
+        layout.local_repo("alpha")
+    with pytest.raises(NotFound):
+        layout.rest_identity("alpha", "beta")
+    assert list(tmp_path.iterdir()) == []
+    made = Layout(tmp_path).secret("alpha.local.password")  # a run makes it; reads find it
+    assert layout.local_repo("alpha").password_file == made
+
+
+def test_check_without_an_endpoint_is_unknown_with_the_whole_remedy(tmp_path: Path) -> None:
+    from kloudctl.model import load_fleet
+    from kloudctl.replication.ops import Replicator
+    from kloudctl.testbed.fleets import make_fleet
+
+    fleet = load_fleet(make_fleet(tmp_path / "fleet", ["alpha", "beta"]))
+    layout = Layout.for_fleet(tmp_path, tmp_path, read_only=True)
+    [job] = st.check(Replicator(fleet, layout), ["alpha"])
+    assert job.code == st.UNKNOWN and "unreachable" not in job.reason
+    assert job.reason.endswith("or start one with `kloudctl replication serve`"), job.reason
+    assert len(job.reason) > 120  # was cut at 120 characters, remedy lost
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fleet"]
+
+
+def test_a_status_of_errors_is_no_success() -> None:
+    ok = {"cabinet": "alpha", "peer": "beta", "local_error": None, "peer_error": None}
+    bad = {"cabinet": "beta", "peer": "alpha", "local_error": None, "peer_error": "down"}
+    st.raise_for_status([ok])
+    with pytest.raises(PartialFailure, match="replication status failed for: beta"):
+        st.raise_for_status([ok, bad])
+    with pytest.raises(KloudError) as failed:
+        st.raise_for_status([bad])
+    assert failed.value.exit_code == 1
+
+
+def test_the_clock_refuses_what_is_not_a_time() -> None:
+    for value in ("nan", "inf", "-1", "1e20", "yesterday"):
+        with pytest.raises(InputError, match="--now/KLOUDCTL_NOW: expected epoch seconds"):
+            now(value)

@@ -15,9 +15,9 @@ import pytest
 from kloudctl.hosts import bundle
 from kloudctl.replication.layout import Layout
 from kloudctl.testbed import image
+from kloudctl.testbed.fleets import make_fleet
 from kloudctl.testbed.podman import podman_problem
 from tests.molecule_support import assert_scenario_passed, run_scenarios
-from tests.replication.fleetgen import make_fleet
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 

@@ -71,3 +71,18 @@ def test_up_refuses_unknown_cabinet(tmp_path):
     result = kloudctl("sim", "up", "atlantis", "--state-dir", str(tmp_path))
     assert result.returncode == 2
     assert "no cabinet named 'atlantis'" in result.stderr
+
+
+def test_up_hints_name_the_same_state_folder(tmp_path, monkeypatch):
+    """`sim down` without the --state-dir of `sim up` would stop another simulator."""
+    from kloudctl.sim import runner
+    from tests.unit.inprocess import invoke
+
+    started = {"pid": 4242, "cabinets": []}
+    monkeypatch.setattr(runner, "start_background", lambda options: started)
+    ran = invoke("--fleet", str(ROOT), "sim", "up", "--state-dir", str(tmp_path / "s"))
+    assert ran.code == 0, ran.output
+    assert f"stop it with: kloudctl sim down --state-dir {tmp_path / 's'}" in ran.stderr
+    ran = invoke("--fleet", str(ROOT), "sim", "up")
+    assert ran.stderr.rstrip().endswith("stop it with: kloudctl sim down")
+    assert runner.option_of(runner.DEFAULT_DIR) == ""

@@ -14,10 +14,11 @@ from click.testing import CliRunner
 from simhelpers import ok, root_api
 
 from kloudctl.cli import cli
-from kloudctl.sim import handlers  # noqa: F401
-from kloudctl.sim.api import HANDLERS
+from kloudctl.sim.handlers import build_registry
 from kloudctl.sim.schema import load_schema
 from kloudctl.sim.validate import check_returns
+
+HANDLERS = build_registry(load_schema())  # what the simulator answers
 
 CTX = {
     "node": "pve1",
@@ -276,7 +277,47 @@ def test_coverage_command(args):
     report = json.loads(result.output)
     assert report["total"] == 649 == len(load_schema().methods)
     assert report["simulated"] == len(HANDLERS) == sum(m["simulated"] for m in report["methods"])
-    assert report["share"] == round(len(HANDLERS) / 649, 4)
+    assert sum(a["total"] for a in report["areas"]) == 649
+    assert sum(a["simulated"] for a in report["areas"]) == len(HANDLERS)
     text = CliRunner().invoke(cli, ["sim", "coverage"]).output
     assert f"{len(HANDLERS)} of 649 methods simulated" in text
     assert report["directory_indexes"] < report["simulated"]
+
+
+def test_coverage_counts_against_hand_computed_values(monkeypatch):
+    """The report's arithmetic on a schema of 7 methods, 3 of them simulated (one a
+    directory index): values worked out by hand, not by the report's own formula."""
+    from types import SimpleNamespace
+
+    import kloudctl.sim.handlers
+    import kloudctl.sim.schema
+    from kloudctl.sim.runner import coverage
+
+    methods = {
+        ("GET", "/version"): "version",
+        ("GET", "/nodes/{node}/qemu"): "vmlist",
+        ("POST", "/nodes/{node}/qemu"): "create_vm",
+        ("GET", "/nodes/{node}/lxc"): "vmlist",
+        ("GET", "/pools"): "index",
+        ("DELETE", "/pools/{poolid}"): "delete_pool_deprecated",
+        ("POST", "/access/ticket"): "create_ticket",
+    }
+    schema = SimpleNamespace(methods={k: SimpleNamespace(name=v) for k, v in methods.items()})
+    handlers = {
+        ("GET", "/version"): SimpleNamespace(),
+        ("GET", "/nodes/{node}/qemu"): SimpleNamespace(schema_index=True),
+        ("GET", "/pools"): SimpleNamespace(),
+    }
+    monkeypatch.setattr(kloudctl.sim.schema, "load_schema", lambda: schema)
+    monkeypatch.setattr(kloudctl.sim.handlers, "build_registry", lambda _schema: handlers)
+    report = coverage()
+    assert (report["total"], report["simulated"], report["directory_indexes"]) == (7, 3, 1)
+    assert report["share"] == 0.4286  # 3 / 7 = 0.428571...
+    assert report["areas"] == [  # a node's methods make one area; others, their first part
+        {"area": "/access", "simulated": 0, "total": 1},
+        {"area": "/nodes/{node}", "simulated": 1, "total": 3},
+        {"area": "/pools", "simulated": 1, "total": 2},
+        {"area": "/version", "simulated": 1, "total": 1},
+    ]
+    simulated = [(m["method"], m["path"]) for m in report["methods"] if m["simulated"]]
+    assert simulated == [("GET", "/nodes/{node}/qemu"), ("GET", "/pools"), ("GET", "/version")]

@@ -2,8 +2,10 @@
 
 Nothing is mocked: the Pulumi CLI (built by the tools step) runs the inline program, its
 dynamic-provider shim runs our providers, which talk HTTPS (pinned fingerprint, API
-tokens) to the simulator. One simulator and one applied fleet are shared by the module;
-the tests run in file order, each leaving the fleet converged for the next.
+tokens) to the simulator. One simulator and one applied fleet are shared by the module:
+the `sim` fixture applies the three example cabinets once, and every test that changes the
+fleet leaves it converged (the declaration applied, every tenant and cabinet present), so
+no test depends on another having run before it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,8 +28,8 @@ pytest.importorskip("kloudctl.sim.server", reason="needs the simulator (kloudctl
 
 from kloudctl.errors import AdmissionRefused, ApplyFailed, NotFound, StackBusy
 from kloudctl.tenants.engine import TenantsStack, find_pulumi, pulumi_env, state_paths
-
-from .simfleet import CABINETS, SimFleet, start_sim_fleet
+from kloudctl.tenants.simtargets import bootstrap_target
+from kloudctl.testbed.simfleet import CABINETS, SimFleet, start_sim_fleet
 
 try:
     find_pulumi()
@@ -46,15 +50,25 @@ KLOUDCTL = str(Path(sys.executable).parent / "kloudctl")
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory) -> SimFleet:
+def first_applies(tmp_path_factory) -> Iterator[tuple[SimFleet, dict[str, Any]]]:
+    """The simulator serving the example fleet, and the result of applying each of its
+    cabinets once: what every test of the module starts from."""
     workdir = tmp_path_factory.mktemp("tenants-e2e")
-    fleet = start_sim_fleet(workdir)
+    fleet = start_sim_fleet(workdir, bootstrap=bootstrap_target)
     old = os.environ.get("KLOUDCTL_PROXMOX_TARGETS")
     os.environ.pop("KLOUDCTL_PROXMOX_TARGETS", None)
-    yield fleet
-    fleet.stop()
-    if old is not None:
-        os.environ["KLOUDCTL_PROXMOX_TARGETS"] = old
+    try:
+        yield fleet, {cabinet: run(fleet, cabinet, "apply") for cabinet in CABINETS}
+    finally:
+        fleet.stop()
+        if old is not None:
+            os.environ["KLOUDCTL_PROXMOX_TARGETS"] = old
+
+
+@pytest.fixture
+def sim(first_applies: tuple[SimFleet, dict[str, Any]]) -> SimFleet:
+    """The module's simulator, its three example cabinets applied."""
+    return first_applies[0]
 
 
 def run(sim: SimFleet, cabinet: str, action: str, **kw):
@@ -80,9 +94,10 @@ def ops(result, name: str) -> set[str]:
 # --- apply and no-op ----------------------------------------------------------------------
 
 
-def test_apply_the_three_example_cabinets(sim):
+def test_apply_the_three_example_cabinets(first_applies):
+    sim, results = first_applies
     for cabinet in CABINETS:
-        result = run(sim, cabinet, "apply")
+        result = results[cabinet]
         assert result.changes.get("create", 0) > 0, result.changes
         declared = sim.fleet().cabinet(cabinet)
         guests = sim.guests(cabinet)
@@ -208,13 +223,14 @@ def test_memory_change_updates_in_place(sim):
 
 
 def test_disk_shrink_is_refused_with_a_clear_error(sim):
-    sim.edit("brieux", "memory: 3GiB, disk: 32GiB", "memory: 3GiB, disk: 16GiB")
+    # brieux-web's disk (the only guest with this load), whatever its memory is now
+    sim.edit("brieux", "disk: 32GiB, load: 0.15,", "disk: 16GiB, load: 0.15,")
     try:
         with pytest.raises(ApplyFailed) as failed:
             run(sim, "brieux", "plan")
         assert "cannot shrink from 32GiB to 16GiB" in str(failed.value)
     finally:
-        sim.edit("brieux", "memory: 3GiB, disk: 16GiB", "memory: 3GiB, disk: 32GiB")
+        sim.edit("brieux", "disk: 16GiB, load: 0.15,", "disk: 32GiB, load: 0.15,")
 
 
 def test_template_change_replaces_the_guest(sim):
@@ -256,15 +272,20 @@ def test_removing_a_tenant_destroys_its_pool_guests_and_identities(sim):
     start = text.index("  - name: comite-des-fetes")
     end = text.index("\nmail:", start) + 1
     path.write_text(text[:start] + text[end:])
-    run(sim, "brieux", "apply")
-    api = sim.root_api("brieux")
-    assert "comite-des-fetes" not in {p["poolid"] for p in api.pools.get()}
-    assert "fetes-nextcloud" not in sim.guests("brieux")
-    assert "comite-des-fetes@pve" not in {u["userid"] for u in api.access.users.get()}
-    assert "tenant-comite-des-fetes" not in {g["groupid"] for g in api.access.groups.get()}
-    assert not [a for a in api.access.acl.get() if "comite-des-fetes" in a.get("ugid", "")]
-    # the other tenants are untouched
-    assert {"brieux-web", "leroy-shop"} <= set(sim.guests("brieux"))
+    try:
+        run(sim, "brieux", "apply")
+        api = sim.root_api("brieux")
+        assert "comite-des-fetes" not in {p["poolid"] for p in api.pools.get()}
+        assert "fetes-nextcloud" not in sim.guests("brieux")
+        assert "comite-des-fetes@pve" not in {u["userid"] for u in api.access.users.get()}
+        assert "tenant-comite-des-fetes" not in {g["groupid"] for g in api.access.groups.get()}
+        assert not [a for a in api.access.acl.get() if "comite-des-fetes" in a.get("ugid", "")]
+        # the other tenants are untouched
+        assert {"brieux-web", "leroy-shop"} <= set(sim.guests("brieux"))
+    finally:  # the tenant comes back, for the tests that use it
+        path.write_text(text)
+        run(sim, "brieux", "apply")
+    assert "fetes-nextcloud" in sim.guests("brieux")
 
 
 # --- faults -------------------------------------------------------------------------------
@@ -382,14 +403,15 @@ def _wait_for_lock(root: Path, cabinet: str, proc, timeout: float = 120.0) -> No
 
 
 def test_admission_refuses_before_pulumi_is_touched(sim):
-    sim.edit("saint-aubin", "quota: {vcpu: ", "quota: {vcpu: 9999")
+    # 8 vCPU become 998: within the schema's range, far beyond the cabinet's capacity.
+    sim.edit("saint-aubin", "quota: {vcpu: ", "quota: {vcpu: 99")
     try:
         with pytest.raises(AdmissionRefused):
             run(sim, "saint-aubin", "apply")
         done = cli(sim, "tenants", "plan", "saint-aubin")
         assert done.returncode == 2 and "plan refused" in done.stderr
     finally:
-        sim.edit("saint-aubin", "quota: {vcpu: 9999", "quota: {vcpu: ")
+        sim.edit("saint-aubin", "quota: {vcpu: 99", "quota: {vcpu: ")
 
 
 def test_concurrent_update_and_missing_stack_are_mapped(sim, tmp_path):
@@ -428,12 +450,15 @@ def test_concurrent_update_and_missing_stack_are_mapped(sim, tmp_path):
 
 
 def test_destroy_removes_every_tenant_object(sim):
-    done = cli(sim, "tenants", "destroy", "saint-aubin", "--yes")
-    assert done.returncode == 0, done.stderr
-    api = sim.root_api("saint-aubin")
-    assert sim.guests("saint-aubin") == {}
-    assert [p["poolid"] for p in api.pools.get()] == []
-    assert {u["userid"] for u in api.access.users.get()} == {"root@pam", "kloudctl@pve"}
-    assert [g["group"] for g in api.cluster.firewall.groups.get()] == []
-    template = [g for g in api.cluster.resources.get(type="vm") if g.get("template")]
-    assert template, "the template is not kloudctl's: it stays"
+    try:
+        done = cli(sim, "tenants", "destroy", "saint-aubin", "--yes")
+        assert done.returncode == 0, done.stderr
+        api = sim.root_api("saint-aubin")
+        assert sim.guests("saint-aubin") == {}
+        assert [p["poolid"] for p in api.pools.get()] == []
+        assert {u["userid"] for u in api.access.users.get()} == {"root@pam", "kloudctl@pve"}
+        assert [g["group"] for g in api.cluster.firewall.groups.get()] == []
+        template = [g for g in api.cluster.resources.get(type="vm") if g.get("template")]
+        assert template, "the template is not kloudctl's: it stays"
+    finally:  # applied again, for the tests that use saint-aubin
+        run(sim, "saint-aubin", "apply")

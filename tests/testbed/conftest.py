@@ -1,4 +1,5 @@
-"""Fixtures for the testbed area: the project's Debian image and a fleet folder to run in.
+"""Fixtures for the testbed area: the project's Debian image (fleet folders to run in:
+`kloudctl.testbed.fleets.make_fleet_root`).
 
 Tests marked `podman` need root, podman (runc/cgroupfs, see scripts/containers.conf) and
 debootstrap; the image is built once per machine and cached by its recipe hash.
@@ -6,16 +7,10 @@ debootstrap; the image is built once per machine and cached by its recipe hash.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from kloudctl.testbed import image
 from kloudctl.testbed.podman import podman_problem
-
-REPO = Path(__file__).resolve().parents[2]
-
 
 __all__ = ["podman_problem"]
 
@@ -28,13 +23,3 @@ def testbed_image() -> str:
     name = image.ensure_image()
     image.tag_current(name)
     return name
-
-
-def make_fleet_root(path: Path) -> Path:
-    """A fleet folder: copies of cabinets/ and backups/, links to the Ansible content."""
-    path.mkdir(parents=True, exist_ok=True)
-    for folder in ("cabinets", "backups"):
-        shutil.copytree(REPO / folder, path / folder)
-    for item in ("ansible.cfg", "inventory", "playbooks", "roles"):
-        (path / item).symlink_to(REPO / item)
-    return path

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from kloudctl.testbed.fleets import make_fleet_root
 from tests.conftest import run_kloudctl
-from tests.testbed.conftest import make_fleet_root
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -104,14 +104,17 @@ def test_second_run_changes_nothing(fleet: Path, first_run: dict) -> None:
     assert {h["status"] for h in second["hosts"].values()} == {"ok"}
     if HAS_SIM:
         from kloudctl.hosts import secrets
-        from kloudctl.hosts.token import token_works
+        from kloudctl.proxmox.automation import token_works
+        from kloudctl.proxmox.client import ApiTarget
 
         assert {t["status"] for t in second["tokens"]} == {"unchanged"}
         store = secrets.read(fleet, secrets.TOKENS)
         for cabinet in CABINETS:
             entry = store[cabinet]
             assert token_works(
-                entry["endpoint"], entry["fingerprint"], entry["token_id"], entry["secret"]
+                ApiTarget(
+                    entry["endpoint"], entry["fingerprint"], entry["token_id"], entry["secret"]
+                )
             )
         assert all(store[c]["secret"] not in proc.stdout + proc.stderr for c in CABINETS)
 

@@ -204,7 +204,7 @@ def test_runner_events_give_recap_and_failures() -> None:
         result.raise_for_status()
 
 
-def test_only_unreachable_hosts_is_a_partial_failure() -> None:
+def test_unreachable_hosts_beside_finished_ones_is_a_partial_failure() -> None:
     result = RunResult("bootstrap.yml", ["a", "c"])
     for event in _events():
         if event["event"] != "runner_on_failed":
@@ -214,6 +214,21 @@ def test_only_unreachable_hosts_is_a_partial_failure() -> None:
     with pytest.raises(PartialFailure, match="unreachable: c; finished on a") as caught:
         result.raise_for_status()
     assert caught.value.exit_code == 3
+
+
+def test_every_host_unreachable_is_a_failure_not_a_partial_one() -> None:
+    result = RunResult("bootstrap.yml", ["c"])
+    for event in _events():
+        if event["event"] == "runner_on_unreachable":
+            _record(event, result, None)
+    _record(
+        {"event": "playbook_on_stats", "event_data": {"dark": {"c": 1}, "ok": {}}}, result, None
+    )
+    assert list(result.recaps) == ["c"] and result.unreachable == ["c"]
+    with pytest.raises(ExternalError, match="no host reached; unreachable: c") as caught:
+        result.raise_for_status()
+    assert not isinstance(caught.value, PartialFailure)
+    assert caught.value.exit_code == 1
 
 
 def test_runner_refuses_a_broken_fleet_before_running(example_fleet: Path) -> None:

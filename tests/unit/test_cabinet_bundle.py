@@ -5,9 +5,11 @@ must offer the replication commands the cabinet's timers and cron use."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
+import kloudctl
 from kloudctl.hosts import bundle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +37,45 @@ def test_bundle_runs_the_replication_commands_alone(tmp_path: Path) -> None:
             cwd=tmp_path,
         )
         assert done.returncode == 0, done.stderr
-    assert "replication" in subprocess.run(
+    listed = subprocess.run(
         ["/usr/bin/python3", "-I", "-S", "-c", launcher, "--help"],
         capture_output=True, text=True, cwd=tmp_path,
     ).stdout  # fmt: skip
+    assert "replication" in listed
+    # the bundle says it is one: groups whose libraries it leaves out are left out quietly
+    assert f"kloudctl/{kloudctl.CABINET_MARKER}" in names
+    commands = {line.split()[0] for line in listed.split("Commands:")[1].splitlines() if line}
+    assert "mail" not in commands and "tenants" not in commands and "sim" not in commands
+
+
+#: Runs kloudctl's CLI with one library made unimportable (as if it were not installed).
+_WITHOUT_ARGON2 = """
+import sys
+class Missing:
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "argon2":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Missing())
+sys.argv[0] = "kloudctl"
+from kloudctl.cli import main
+main()
+"""
+
+
+def test_on_the_controller_a_group_that_cannot_be_imported_is_an_error(tmp_path: Path) -> None:
+    from kloudctl.cli import ON_CABINET, UNLOADABLE
+
+    assert not ON_CABINET and not UNLOADABLE  # the source tree is no cabinet bundle
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", _WITHOUT_ARGON2, "--fleet", str(REPO), *args],
+            capture_output=True, text=True, cwd=tmp_path,
+        )  # fmt: skip
+
+    for args in (["validate"], ["mail", "list"], ["mail", "--help"]):
+        ran = run(*args)
+        assert ran.returncode == 1, (args, ran.stderr)
+        assert "cannot load the commands `mail` (No module named 'argon2')" in ran.stderr
+        assert "Traceback" not in ran.stderr and "internal error" not in ran.stderr
+    assert "mail" in run("--help").stdout  # listed, not silently missing

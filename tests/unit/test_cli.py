@@ -48,11 +48,15 @@ def test_usage_error_is_exit_2(kloudctl) -> None:
 
 
 def test_plan_json(kloudctl, repo) -> None:
-    result = kloudctl("--fleet", str(repo), "plan", "mortree", "--offline", "--json")
+    result = kloudctl("--fleet", str(repo), "plan", "mortree", "--json")
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan["admitted"] and plan["power"]["fits"]
     assert {t["name"] for t in plan["tenants"]} == {"council", "pharmacie-du-bourg", "club-foot"}
+    # --offline is the default, still accepted for compatibility: the very same plan
+    offline = kloudctl("--fleet", str(repo), "plan", "mortree", "--offline", "--json")
+    assert offline.returncode == 0, offline.stderr
+    assert json.loads(offline.stdout) == plan
 
 
 def test_validate_files_individually(kloudctl, repo) -> None:

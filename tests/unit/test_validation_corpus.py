@@ -23,6 +23,16 @@ class Case:
     expected: list[str]
     command: tuple[str, ...] = ("validate",)
     files: dict[str, str] = field(default_factory=dict)  # extra files to write, raw text
+    folders: tuple[str, ...] = ()  # folders to make where a file is expected
+    links: dict[str, str] = field(default_factory=dict)  # symbolic links: name -> target
+
+
+# A valid policy for the policy cases to edit
+POLICY = (
+    "name: broken\ninterval: 1h\nrpo: 6h\nretention:\n  peer: {keep_within: 7d}\n"
+    "  local: {keep_daily: 7}\ninclude: {paths: [/etc]}\n"
+)
+B = "backups/broken.yaml"
 
 
 CASES = [
@@ -346,6 +356,215 @@ CASES = [
         ],
         command=("plan", "case", "--offline"),
     ),
+    # --- issue 17: booleans are not numbers, every number has a range -------------------
+    Case(
+        "cores-boolean",
+        [("cores: 16", "cores: true")],
+        [f"{C}:16:14 hardware.nodes[0].cores: expected an integer, got true"],
+    ),
+    Case(
+        "cores-over-range",
+        [("cores: 16", "cores: 2000")],
+        [f"{C}:16:14 hardware.nodes[0].cores: expected a number at most 1024, got 2000"],
+    ),
+    Case(
+        "integer-huge",
+        [("cores: 16", "cores: 123456789012345678901234567890")],
+        [
+            f"{C}:16:14 hardware.nodes[0].cores: expected a number at most 1024, "
+            "got 123456789012345678901234567890"
+        ],
+    ),
+    Case(
+        "integer-too-long-to-read",
+        [("cores: 16", "cores: " + "9" * 5000)],
+        [f"{C}:16:14 hardware.nodes[0].cores: a number too large to read (5000 digits)"],
+    ),
+    Case(
+        "watts-infinite",
+        [("peak_watts: 120", "peak_watts: .inf")],
+        [f"{C}:21:19 hardware.nodes[0].peak_watts: expected a finite number, got .inf"],
+    ),
+    Case(
+        "load-nan",
+        [("load: 0.2", "load: .nan")],
+        [f"{C}:49:15 tenants[0].vms[0].load: expected a finite number, got .nan"],
+    ),
+    Case(
+        "watts-over-range",
+        [("budget_watts: 500", "budget_watts: 100000")],
+        [f"{C}:23:17 power.budget_watts: expected a number at most 10000, got 100000"],
+    ),
+    Case(
+        "population-over-range",
+        [("population: 1500", "population: 200000000")],
+        [f"{C}:6:15 commune.population: expected a number at most 100000000, got 200000000"],
+    ),
+    Case(
+        "size-over-range",
+        [("size: 2TiB", "size: 2PiB")],
+        [f"{C}:19:31 hardware.nodes[0].disks[0].size: expected a size at most 1PiB, got '2PiB'"],
+    ),
+    Case(
+        "size-zero",
+        [("ram: 64GiB", "ram: 0GiB")],
+        [f"{C}:17:12 hardware.nodes[0].ram: expected a size at least 1B, got '0GiB'"],
+    ),
+    Case(
+        "size-thousand-digits",
+        [("ram: 64GiB", "ram: " + "9" * 1000 + "GiB")],
+        [
+            f"{C}:17:12 hardware.nodes[0].ram: expected a size at most 1PiB, "
+            "got '999999999999999999999999999999999999..."
+        ],
+    ),
+    Case(
+        "duration-over-range",
+        [("rpo: 6h", "rpo: 4000d")],
+        [f"{C}:71:8 replication.rpo: expected a duration at most 3650d, got '4000d'"],
+    ),
+    Case(
+        "vlan-over-range",
+        [("{first: 100, last: 199}", "{first: 100, last: 5000}")],
+        [f"{C}:27:36 networks.tenant_vlans.last: expected a number at most 4094, got 5000"],
+    ),
+    Case(
+        "port-over-range",
+        [("{address: 10.250.0.1/24}", "{address: 10.250.0.1/24, port: 70000}")],
+        [f"{C}:74:45 federation.wireguard.port: expected a number at most 65535, got 70000"],
+    ),
+    Case(
+        "level-boolean",
+        [("level: 2", "level: true")],
+        [f"{C}:51:12 tenants[1].level: expected one of 1 or 2, got true"],
+    ),
+    Case(
+        "number-as-boolean",
+        [("load: 0.2", "load: 0.2\n        start_at_boot: 1")],
+        [f"{C}:50:24 tenants[0].vms[0].start_at_boot: expected true or false, got 1"],
+    ),
+    Case(
+        "date-that-does-not-exist",
+        [("  address: Mairie de Brieux\n", "  address: Mairie de Brieux\n  room: 2001-02-30\n")],
+        [f"{C}:12:9 site.room: cannot read '2001-02-30': day is out of range for month"],
+    ),
+    Case(
+        "policy-count-boolean",
+        [],
+        [f"{B}:6:23 retention.local.keep_daily: expected an integer, got true"],
+        files={B: POLICY.replace("keep_daily: 7", "keep_daily: true")},
+    ),
+    Case(
+        "policy-days-over-range",
+        [],
+        [f"{B}:8:25 check.read_data_days: expected a number at most 365, got 366"],
+        files={B: POLICY + "check: {read_data_days: 366}\n"},
+    ),
+    # --- issue 17: lists that are sets ---------------------------------------------------
+    Case(
+        "duplicate-peer",
+        [("peers: [peer]", "peers: [peer, peer]")],
+        [f"{C}:70:17 replication.peers[1]: duplicate peer 'peer' (also replication.peers[0])"],
+    ),
+    Case(
+        "duplicate-domain",
+        [("domains: [brieux.fr]", "domains: [brieux.fr, brieux.fr]")],
+        [f"{C}:64:24 mail.domains[1]: duplicate domain 'brieux.fr' (also mail.domains[0])"],
+    ),
+    Case(
+        "duplicate-node",
+        [
+            (
+                "power:\n",
+                "    - {name: pve1, cores: 4, ram: 8GiB, disks: [{name: d0, size: 1TiB}], "
+                "idle_watts: 10, peak_watts: 20}\npower:\n",
+            )
+        ],
+        [f"{C}:22:14 hardware.nodes[1].name: duplicate node 'pve1' (also hardware.nodes[0])"],
+    ),
+    Case(
+        "duplicate-disk",
+        [("kind: nvme}\n", "kind: nvme}\n        - {name: nvme0, size: 1TiB}\n")],
+        [
+            f"{C}:20:18 hardware.nodes[0].disks[1].name: duplicate disk 'nvme0' "
+            "(also hardware.nodes[0].disks[0])"
+        ],
+    ),
+    Case(
+        "duplicate-tag",
+        [("load: 0.2", "load: 0.2\n        tags: [web, db, web]")],
+        [
+            f"{C}:50:25 tenants[0].vms[0].tags[2]: duplicate tag 'web' "
+            "(also tenants[0].vms[0].tags[0])"
+        ],
+    ),
+    Case(
+        "policy-duplicate-path",
+        [],
+        [f"{B}:7:31 include.paths[2]: duplicate path '/etc' (also include.paths[0])"],
+        files={B: POLICY.replace("[/etc]", "[/etc, /var, /etc]")},
+    ),
+    Case(
+        "policy-duplicate-command",
+        [],
+        [
+            f"{B}:10:14 include.commands[1].name: duplicate command 'db' "
+            "(also include.commands[0])",
+            f"{B}:10:50 include.commands[1].filename: duplicate file name 'db.sql' "
+            "(also include.commands[0])",
+        ],
+        files={
+            B: POLICY.replace(
+                "{paths: [/etc]}",
+                "\n  commands:\n    - {name: db, command: [pg_dumpall], filename: db.sql}\n"
+                "    - {name: db, command: [mysqldump], filename: db.sql}\n",
+            )
+        },
+    ),
+    # --- issue 17: what the loader must survive ------------------------------------------
+    Case(
+        "nesting-crashing-libyaml",  # was SIGSEGV (exit 139)
+        [],
+        [f"{C}:1:35 nesting deeper than 32 levels"],
+        files={C: "x: " + "[" * 30000 + "]" * 30000 + "\n"},
+    ),
+    Case(
+        "nesting-exhausting-recursion",  # was "maximum recursion depth exceeded" at 1:1
+        [],
+        [f"{C}:1:35 nesting deeper than 32 levels"],
+        files={C: "x: " + "[" * 10000 + "]" * 10000 + "\n"},
+    ),
+    Case(
+        "alias-nested-in-itself",
+        [],
+        [f"{C}:2:4 nesting deeper than 32 levels"],
+        files={C: "name: case\nx: &loop [*loop]\n"},
+    ),
+    Case(
+        "folder-named-like-a-cabinet",
+        [],
+        ["cabinets/foo.yaml expected a file, got a folder"],
+        folders=("cabinets/foo.yaml",),
+    ),
+    Case(
+        "folder-named-like-a-cabinet-shown",
+        [],
+        ["cabinets/foo.yaml expected a file, got a folder"],
+        command=("cabinet", "show", "foo"),
+        folders=("cabinets/foo.yaml",),
+    ),
+    Case(
+        "symbolic-link-loop",
+        [],
+        ["cabinets/foo.yaml expected a file, got a symbolic link loop"],
+        links={"cabinets/foo.yaml": "foo.yaml"},
+    ),
+    Case(
+        "broken-symbolic-link",
+        [],
+        ["backups/gone.yaml expected a file, got a broken symbolic link (to nowhere.yaml)"],
+        links={"backups/gone.yaml": "nowhere.yaml"},
+    ),
 ]
 
 
@@ -359,6 +578,10 @@ def _fleet(tmp_path: Path, case: Case) -> Path:
     (root / C).write_text(text)
     for name, content in case.files.items():
         (root / name).write_text(content)
+    for name in case.folders:
+        (root / name).mkdir()
+    for name, target in case.links.items():
+        (root / name).symlink_to(target)
     return root
 
 

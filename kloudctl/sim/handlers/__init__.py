@@ -1,8 +1,60 @@
-"""The simulated API methods. Importing this package registers them all."""
+"""The simulated API methods, by area of the API, and the registry built from them.
 
-from kloudctl.sim.handlers import access, extra, firewall, infra, qemu
-from kloudctl.sim.handlers.index import register_indexes
+Each module records its handlers in its own `routes` (`kloudctl.sim.api.Routes`); nothing
+is registered by importing it. `build_registry(schema)` gathers them once, checks every
+route against the schema, and adds the directory indexes the schema implies.
+"""
 
-register_indexes()
+from __future__ import annotations
 
-__all__ = ["access", "extra", "firewall", "infra", "qemu"]
+from types import ModuleType
+
+from kloudctl.sim.api import Registry
+from kloudctl.sim.handlers import access, cluster, firewall, index, pools, sdn, storage
+from kloudctl.sim.handlers.nodes import (
+    network,
+    node,
+    qemu,
+    qemu_migrate,
+    qemu_snapshot,
+    qemu_status,
+    tasks,
+)
+from kloudctl.sim.handlers.nodes import storage as node_storage
+from kloudctl.sim.schema import Schema
+
+MODULES: tuple[ModuleType, ...] = (
+    access,
+    pools,
+    cluster,
+    storage,
+    sdn,
+    firewall,
+    node,
+    network,
+    node_storage,
+    tasks,
+    qemu,
+    qemu_status,
+    qemu_snapshot,
+    qemu_migrate,
+)
+
+
+def build_registry(schema: Schema) -> Registry:
+    """(http, schema path) → handler, for every module's routes and the directory indexes.
+
+    Raises `LookupError` for a route the schema does not list, or one recorded twice."""
+    registry: Registry = {}
+    for module in MODULES:
+        for http, path, fn in module.routes.entries:
+            if (http, path) not in schema.methods:
+                raise LookupError(f"{http} {path} is not a method of the PVE API schema")
+            if (http, path) in registry:
+                raise LookupError(f"{http} {path} has two handlers ({module.__name__})")
+            registry[(http, path)] = fn
+    registry.update(index.index_handlers(schema, set(registry)))
+    return registry
+
+
+__all__ = ["MODULES", "build_registry"]

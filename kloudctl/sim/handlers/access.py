@@ -1,4 +1,5 @@
-"""Access control: tickets, users, groups, roles, API tokens, ACLs, permissions, pools."""
+"""Access control: tickets, passwords, users, API tokens, groups, roles, ACLs, permissions,
+realms. Pools are `pools.py`."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import re
 import uuid
 from typing import Any
 
-from kloudctl.sim.api import ApiError, Call, api, bad_request
+from kloudctl.sim.api import ApiError, Call, Routes, bad_request
 from kloudctl.sim.auth import AuthError
+from kloudctl.sim.cabinet import expired
 from kloudctl.sim.handlers import common as c
-from kloudctl.sim.perms import BUILTIN_ROLES, VALID_PRIVS, Identity, normalize_path
+from kloudctl.sim.perms import BUILTIN_ROLES, Identity, normalize_path
 from kloudctl.sim.state import hash_secret, verify_secret
 
 _ACL_PATH = re.compile(
@@ -17,6 +19,7 @@ _ACL_PATH = re.compile(
     r"|/sdn(/zones(/[\w.\-]+(/[\w.\-]+(/\d+)?)?)?|/vnets(/[\w.\-]+)?)?|/storage(/[\w.\-]+)?"
     r"|/vms(/[1-9]\d{2,})?|/mapping(/\w+(/[\w.\-]+)?)?)$"
 )
+routes = Routes()
 
 
 def _users(call: Call) -> dict[str, Any]:
@@ -30,14 +33,10 @@ def _user(call: Call, userid: str) -> dict[str, Any]:
     return user
 
 
-def _split(value: Any) -> list[str]:
-    return [v for v in re.split(r"[,;\s]+", str(value or "")) if v]
-
-
 # --- tickets ----------------------------------------------------------------------------
 
 
-@api("GET", "/access")
+@routes("GET", "/access")
 def access_index(call: Call) -> list[dict[str, str]]:
     return [
         {"subdir": s}
@@ -45,12 +44,12 @@ def access_index(call: Call) -> list[dict[str, str]]:
     ]
 
 
-@api("GET", "/access/ticket")
+@routes("GET", "/access/ticket")
 def ticket_page(call: Call) -> None:
     return None
 
 
-@api("POST", "/access/ticket")
+@routes("POST", "/access/ticket")
 def create_ticket(call: Call) -> dict[str, Any]:
     username = str(call.p("username"))
     if call.p("realm") and "@" not in username:
@@ -58,7 +57,7 @@ def create_ticket(call: Call) -> dict[str, Any]:
     password = str(call.p("password"))
     user = _users(call).get(username)
     ok = False
-    if user and user.get("enable", 1) and not c_expired(user):
+    if user and user.get("enable", 1) and not expired(user):
         if password.startswith("PVE:"):
             try:
                 ok = call.cab.signer.verify_ticket(password) == username
@@ -69,7 +68,7 @@ def create_ticket(call: Call) -> dict[str, Any]:
     if not ok:
         raise ApiError(401, "authentication failure")
     if call.p("path") and call.p("privs"):
-        call.cab.acl.check(Identity(username), call.p("path"), _split(call.p("privs")))
+        call.cab.acl.check(Identity(username), call.p("path"), c.split_ids(call.p("privs")))
     return {
         "username": username,
         "ticket": call.cab.signer.ticket(username),
@@ -78,14 +77,7 @@ def create_ticket(call: Call) -> dict[str, Any]:
     }
 
 
-def c_expired(entry: dict[str, Any]) -> bool:
-    import time
-
-    expire = int(entry.get("expire") or 0)
-    return bool(expire) and expire < time.time()
-
-
-@api("PUT", "/access/password")
+@routes("PUT", "/access/password")
 def change_password(call: Call) -> None:
     userid = call.p("userid")
     user = _user(call, userid)
@@ -114,7 +106,7 @@ def _token_view(tokenid: str, tok: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@api("GET", "/access/users")
+@routes("GET", "/access/users")
 def list_users(call: Call) -> list[dict[str, Any]]:
     out = []
     see_all = _sees_all_users(call)
@@ -147,7 +139,7 @@ def _set_groups(call: Call, userid: str, groups: list[str]) -> None:
     _users(call)[userid]["groups"] = sorted(set(groups))
 
 
-@api("POST", "/access/users")
+@routes("POST", "/access/users")
 def create_user(call: Call) -> None:
     userid = str(call.p("userid"))
     if userid in _users(call):
@@ -169,10 +161,10 @@ def create_user(call: Call) -> None:
             raise ApiError(500, "create user failed: can't set password on non-pve realm")
         user["password"] = hash_secret(str(call.p("password")))
     _users(call)[userid] = user
-    _set_groups(call, userid, _split(call.p("groups")))
+    _set_groups(call, userid, c.split_ids(call.p("groups")))
 
 
-@api("GET", "/access/users/{userid}")
+@routes("GET", "/access/users/{userid}")
 def read_user(call: Call) -> dict[str, Any]:
     user = _user(call, call.p("userid"))
     out = {
@@ -188,7 +180,7 @@ def read_user(call: Call) -> dict[str, Any]:
     return out
 
 
-@api("PUT", "/access/users/{userid}")
+@routes("PUT", "/access/users/{userid}")
 def update_user(call: Call) -> None:
     userid = call.p("userid")
     user = _user(call, userid)
@@ -196,15 +188,15 @@ def update_user(call: Call) -> None:
         if call.p(key) is not None:
             user[key] = call.p(key)
     if call.p("groups") is not None:
-        groups = _split(call.p("groups"))
+        groups = c.split_ids(call.p("groups"))
         if call.p("append"):
             groups = list(set(groups) | set(user.get("groups", [])))
         _set_groups(call, userid, groups)
-    for key in _split(call.p("delete")):
+    for key in c.split_ids(call.p("delete")):
         user.pop(key, None)
 
 
-@api("DELETE", "/access/users/{userid}")
+@routes("DELETE", "/access/users/{userid}")
 def delete_user(call: Call) -> None:
     userid = call.p("userid")
     _user(call, userid)
@@ -218,7 +210,7 @@ def delete_user(call: Call) -> None:
 # --- tokens -----------------------------------------------------------------------------
 
 
-@api("GET", "/access/users/{userid}/token")
+@routes("GET", "/access/users/{userid}/token")
 def list_tokens(call: Call) -> list[dict[str, Any]]:
     user = _user(call, call.p("userid"))
     return [_token_view(t, d) for t, d in sorted(user.get("tokens", {}).items())]
@@ -232,13 +224,13 @@ def _token(call: Call) -> dict[str, Any]:
     return tok
 
 
-@api("GET", "/access/users/{userid}/token/{tokenid}")
+@routes("GET", "/access/users/{userid}/token/{tokenid}")
 def read_token(call: Call) -> dict[str, Any]:
     tok = _token(call)
     return {k: v for k, v in _token_view(call.p("tokenid"), tok).items() if k != "tokenid"}
 
 
-@api("POST", "/access/users/{userid}/token/{tokenid}")
+@routes("POST", "/access/users/{userid}/token/{tokenid}")
 def create_token(call: Call) -> dict[str, Any]:
     userid, tokenid = call.p("userid"), str(call.p("tokenid"))
     user = _user(call, userid)
@@ -258,7 +250,7 @@ def create_token(call: Call) -> dict[str, Any]:
     return {"full-tokenid": f"{userid}!{tokenid}", "info": info, "value": secret}
 
 
-@api("PUT", "/access/users/{userid}/token/{tokenid}")
+@routes("PUT", "/access/users/{userid}/token/{tokenid}")
 def update_token(call: Call) -> dict[str, Any]:
     tok = _token(call)
     for key in ("privsep", "expire", "comment"):
@@ -267,7 +259,7 @@ def update_token(call: Call) -> dict[str, Any]:
     return {k: v for k, v in _token_view(call.p("tokenid"), tok).items() if k != "tokenid"}
 
 
-@api("DELETE", "/access/users/{userid}/token/{tokenid}")
+@routes("DELETE", "/access/users/{userid}/token/{tokenid}")
 def delete_token(call: Call) -> None:
     _token(call)
     userid, tokenid = call.p("userid"), call.p("tokenid")
@@ -283,7 +275,7 @@ def _members(call: Call, group: str) -> list[str]:
     return sorted(u for u, d in _users(call).items() if group in d.get("groups", []))
 
 
-@api("GET", "/access/groups")
+@routes("GET", "/access/groups")
 def list_groups(call: Call) -> list[dict[str, Any]]:
     out = []
     for gid, group in sorted(call.state["access"]["groups"].items()):
@@ -298,7 +290,7 @@ def list_groups(call: Call) -> list[dict[str, Any]]:
     return out
 
 
-@api("POST", "/access/groups")
+@routes("POST", "/access/groups")
 def create_group(call: Call) -> None:
     gid = call.p("groupid")
     if gid in call.state["access"]["groups"]:
@@ -313,7 +305,7 @@ def _group(call: Call) -> dict[str, Any]:
     return group
 
 
-@api("GET", "/access/groups/{groupid}")
+@routes("GET", "/access/groups/{groupid}")
 def read_group(call: Call) -> dict[str, Any]:
     group = _group(call)
     out: dict[str, Any] = {"members": _members(call, call.p("groupid"))}
@@ -322,14 +314,14 @@ def read_group(call: Call) -> dict[str, Any]:
     return out
 
 
-@api("PUT", "/access/groups/{groupid}")
+@routes("PUT", "/access/groups/{groupid}")
 def update_group(call: Call) -> None:
     group = _group(call)
     if call.p("comment") is not None:
         group["comment"] = call.p("comment")
 
 
-@api("DELETE", "/access/groups/{groupid}")
+@routes("DELETE", "/access/groups/{groupid}")
 def delete_group(call: Call) -> None:
     _group(call)
     gid = call.p("groupid")
@@ -344,7 +336,7 @@ def delete_group(call: Call) -> None:
 # --- roles ------------------------------------------------------------------------------
 
 
-@api("GET", "/access/roles")
+@routes("GET", "/access/roles")
 def list_roles(call: Call) -> list[dict[str, Any]]:
     out = [
         {"roleid": r, "privs": ",".join(sorted(p)), "special": 1}
@@ -357,17 +349,17 @@ def list_roles(call: Call) -> list[dict[str, Any]]:
     return out
 
 
-@api("POST", "/access/roles")
+@routes("POST", "/access/roles")
 def create_role(call: Call) -> None:
     roleid = call.p("roleid")
     if roleid in BUILTIN_ROLES or roleid in call.state["access"]["roles"]:
         raise ApiError(500, f"create role failed: role '{roleid}' already exists")
     if roleid.startswith("PVE"):
         raise ApiError(500, "create role failed: cannot use role ID starting with 'PVE'")
-    call.state["access"]["roles"][roleid] = sorted(set(_split(call.p("privs"))))
+    call.state["access"]["roles"][roleid] = sorted(set(c.split_ids(call.p("privs"))))
 
 
-@api("GET", "/access/roles/{roleid}")
+@routes("GET", "/access/roles/{roleid}")
 def read_role(call: Call) -> dict[str, int]:
     roleid = call.p("roleid")
     privs = BUILTIN_ROLES.get(roleid) or call.state["access"]["roles"].get(roleid)
@@ -376,20 +368,20 @@ def read_role(call: Call) -> dict[str, int]:
     return {p: 1 for p in sorted(privs or [])}
 
 
-@api("PUT", "/access/roles/{roleid}")
+@routes("PUT", "/access/roles/{roleid}")
 def update_role(call: Call) -> None:
     roleid = call.p("roleid")
     if roleid in BUILTIN_ROLES:
         raise ApiError(500, f"cannot modify built-in role '{roleid}'")
     if roleid not in call.state["access"]["roles"]:
         raise ApiError(500, f"role '{roleid}' does not exist")
-    privs = set(_split(call.p("privs")))
+    privs = set(c.split_ids(call.p("privs")))
     if call.p("append"):
         privs |= set(call.state["access"]["roles"][roleid])
     call.state["access"]["roles"][roleid] = sorted(privs)
 
 
-@api("DELETE", "/access/roles/{roleid}")
+@routes("DELETE", "/access/roles/{roleid}")
 def delete_role(call: Call) -> None:
     roleid = call.p("roleid")
     if roleid in BUILTIN_ROLES:
@@ -403,7 +395,7 @@ def delete_role(call: Call) -> None:
 # --- ACLs -------------------------------------------------------------------------------
 
 
-@api("GET", "/access/acl")
+@routes("GET", "/access/acl")
 def list_acl(call: Call) -> list[dict[str, Any]]:
     out = []
     for rule in call.state["access"]["acl"]:
@@ -415,26 +407,26 @@ def list_acl(call: Call) -> list[dict[str, Any]]:
     return out
 
 
-@api("PUT", "/access/acl")
+@routes("PUT", "/access/acl")
 def update_acl(call: Call) -> None:
     path = normalize_path(str(call.p("path")))
     if not _ACL_PATH.match(path):
         raise bad_request("path", f"invalid ACL path '{call.p('path')}'")
-    roles = _split(call.p("roles"))
+    roles = c.split_ids(call.p("roles"))
     access = call.state["access"]
     for role in roles:
         if role not in BUILTIN_ROLES and role not in access["roles"]:
             raise ApiError(500, f"role '{role}' does not exist")
     targets: list[tuple[str, str]] = []
-    for u in _split(call.p("users")):
+    for u in c.split_ids(call.p("users")):
         if u not in access["users"]:
             raise ApiError(500, f"user '{u}' does not exist")
         targets.append(("user", u))
-    for g in _split(call.p("groups")):
+    for g in c.split_ids(call.p("groups")):
         if g not in access["groups"]:
             raise ApiError(500, f"group '{g}' does not exist")
         targets.append(("group", g))
-    for t in _split(call.p("tokens")):
+    for t in c.split_ids(call.p("tokens")):
         user, _, name = t.partition("!")
         if name not in access["users"].get(user, {}).get("tokens", {}):
             raise ApiError(500, f"no such token '{name}' for user '{user}'")
@@ -467,7 +459,7 @@ def update_acl(call: Call) -> None:
                 )
 
 
-@api("GET", "/access/permissions")
+@routes("GET", "/access/permissions")
 def permissions(call: Call) -> dict[str, dict[str, int]]:
     target = call.who
     userid = call.p("userid")
@@ -490,128 +482,14 @@ def permissions(call: Call) -> dict[str, dict[str, int]]:
     return out
 
 
-@api("GET", "/access/domains")
+@routes("GET", "/access/domains")
 def list_domains(call: Call) -> list[dict[str, Any]]:
     return [{"realm": r, **d} for r, d in sorted(call.state["access"]["domains"].items())]
 
 
-# --- pools ------------------------------------------------------------------------------
-
-
-def _pool(call: Call, poolid: str) -> dict[str, Any]:
-    pool = call.state["access"]["pools"].get(poolid)
-    if pool is None:
-        raise ApiError(500, f"pool '{poolid}' does not exist")
-    return pool
-
-
-def _pool_members(call: Call, poolid: str) -> list[dict[str, Any]]:
-    pool = _pool(call, poolid)
-    members = []
-    for vmid in sorted(pool.get("vms", [])):
-        g = call.state["guests"].get(str(vmid))
-        if g is None:
-            continue
-        entry = {"id": f"qemu/{vmid}", "type": "qemu", "node": g["node"], **c.live_status(call, g)}
-        members.append(entry)
-    for storage in sorted(pool.get("storage", [])):
-        for node in call.state["nodes"]:
-            members.append(
-                {
-                    "id": f"storage/{node}/{storage}",
-                    "type": "storage",
-                    "node": node,
-                    "storage": storage,
-                }
-            )
-    return members
-
-
-@api("GET", "/pools")
-def list_pools(call: Call) -> list[dict[str, Any]]:
-    out = []
-    for poolid, pool in sorted(call.state["access"]["pools"].items()):
-        if call.p("poolid") and call.p("poolid") != poolid:
-            continue
-        if not call.cab.acl.allowed(call.who, f"/pool/{poolid}", ["Pool.Audit"]):
-            continue
-        entry: dict[str, Any] = {"poolid": poolid}
-        if pool.get("comment"):
-            entry["comment"] = pool["comment"]
-        if call.p("poolid"):
-            entry["members"] = _pool_members(call, poolid)
-        out.append(entry)
-    return out
-
-
-@api("POST", "/pools")
-def create_pool(call: Call) -> None:
-    poolid = call.p("poolid")
-    if poolid in call.state["access"]["pools"]:
-        raise ApiError(500, f"pool '{poolid}' already exists")
-    call.state["access"]["pools"][poolid] = {
-        "comment": call.p("comment", ""),
-        "vms": [],
-        "storage": [],
-    }
-
-
-@api("GET", "/pools/{poolid}")
-def read_pool(call: Call) -> dict[str, Any]:
-    pool = _pool(call, call.p("poolid"))
-    out: dict[str, Any] = {"members": _pool_members(call, call.p("poolid"))}
-    if call.p("type"):
-        out["members"] = [m for m in out["members"] if m["type"] == call.p("type")]
-    if pool.get("comment"):
-        out["comment"] = pool["comment"]
-    return out
-
-
-@api("PUT", "/pools/{poolid}", "/pools")
-def update_pool(call: Call) -> None:
-    poolid = call.p("poolid")
-    pool = _pool(call, poolid)
-    if call.p("comment") is not None:
-        pool["comment"] = call.p("comment")
-    delete = bool(call.p("delete"))
-    for vmid_s in _split(call.p("vms")):
-        vmid = int(vmid_s)
-        call.cab.acl.check_perm_modify(call.who, f"/vms/{vmid}")
-        if delete:
-            if vmid in pool["vms"]:
-                pool["vms"].remove(vmid)
-            continue
-        if str(vmid) not in call.state["guests"]:
-            raise ApiError(500, f"VM {vmid} does not exist")
-        current = c.pool_of(call, vmid)
-        if current == poolid:
-            continue
-        if current and not call.p("allow-move"):
-            raise ApiError(500, f"VM {vmid} is already a pool member")
-        if current:
-            call.state["access"]["pools"][current]["vms"].remove(vmid)
-        pool["vms"].append(vmid)
-    for storage in _split(call.p("storage")):
-        call.cab.acl.check_perm_modify(call.who, f"/storage/{storage}")
-        if delete:
-            if storage in pool["storage"]:
-                pool["storage"].remove(storage)
-            continue
-        if storage not in call.state["storages"]:
-            raise ApiError(500, f"storage '{storage}' does not exist")
-        if storage not in pool["storage"]:
-            pool["storage"].append(storage)
-
-
-@api("DELETE", "/pools/{poolid}", "/pools")
-def delete_pool(call: Call) -> None:
-    poolid = call.p("poolid")
-    pool = _pool(call, poolid)
-    if pool.get("vms") or pool.get("storage"):
-        raise ApiError(500, f"delete pool failed: pool '{poolid}' is not empty")
-    call.state["access"]["pools"].pop(poolid)
-    acl = call.state["access"]["acl"]
-    acl[:] = [r for r in acl if r["path"] != f"/pool/{poolid}"]
-
-
-_ = VALID_PRIVS
+@routes("GET", "/access/domains/{realm}")
+def domain(call: Call) -> dict[str, Any]:
+    realm = call.state["access"]["domains"].get(call.p("realm"))
+    if realm is None:
+        raise ApiError(500, f"domain '{call.p('realm')}' does not exist")
+    return dict(realm, digest=c.digest_of({"config": realm, "pending": {}}))

@@ -1,4 +1,5 @@
-"""Helpers shared by the handlers: guests, volumes, per-option privileges, digests."""
+"""Helpers shared by the handlers: guests, volumes, per-option privileges, digests, and
+the accounting of nodes and storages (what `/cluster/resources` and `/nodes` show)."""
 
 from __future__ import annotations
 
@@ -108,12 +109,18 @@ def digest_of(g: dict[str, Any]) -> str:
     return config_digest({"c": g["config"], "p": g["pending"]})
 
 
-def check_digest(call: Call, g: dict[str, Any]) -> None:
+def check_digest(call: Call, current: str) -> None:
+    """Refuse a change whose `digest` parameter (when given) is not the current one."""
     want = call.p("digest")
-    if want and want != digest_of(g):
+    if want and want != current:
         raise ApiError(
             500, "detected modified configuration - file changed by other user? Try again."
         )
+
+
+def split_ids(value: Any) -> list[str]:
+    """A list parameter of IDs (`a,b c;d`) as a list."""
+    return [v for v in re.split(r"[,;\s]+", str(value or "")) if v]
 
 
 def storage_for_images(call: Call, node: str, storage: str) -> None:
@@ -296,3 +303,56 @@ def live_status(call: Call, g: dict[str, Any]) -> dict[str, Any]:
     if g["config"].get("lock"):
         out["lock"] = g["config"]["lock"]
     return out
+
+
+# --- accounting ---------------------------------------------------------------------------
+
+BOOT = time.time()
+
+
+def node_usage(call: Call, node: str) -> dict[str, Any]:
+    n = call.state["nodes"][node]
+    running = [
+        g for g in call.state["guests"].values() if g["node"] == node and g["status"] == "running"
+    ]
+    mem = 2 * GiB + sum(memory_bytes(g) for g in running)
+    vcpus = sum(cpus(g) for g in running)
+    disk_total = sum(d["size"] for d in n["disks"])
+    disk_used = sum(
+        v["size"]
+        for k, vols in call.state["volumes"].items()
+        if k.startswith(node + "/")
+        for v in vols.values()
+    )
+    return {
+        "cpu": round(min(1.0, 0.01 + vcpus * 0.05 / n["cores"]), 4),
+        "maxcpu": n["cores"],
+        "mem": min(mem, n["memory"]),
+        "maxmem": n["memory"],
+        "disk": 8 * GiB,
+        "maxdisk": 100 * GiB,
+        "disk_total": disk_total,
+        "disk_used": disk_used,
+        "uptime": int(time.time() - BOOT) + 86400,
+        "vcpus": vcpus,
+    }
+
+
+def storage_status(call: Call, node: str, storage: str) -> dict[str, Any]:
+    st = call.state["storages"][storage]
+    n = call.state["nodes"][node]
+    disks = sorted(n["disks"], key=lambda d: -d["size"])
+    total = int(disks[0]["size"] * (0.1 if st["type"] == "dir" else 0.85)) if disks else 0
+    used = sum(v["size"] for v in call.state["volumes"].get(f"{node}/{storage}", {}).values())
+    return {
+        "storage": storage,
+        "type": st["type"],
+        "content": st["content"],
+        "shared": st.get("shared", 0),
+        "active": 1,
+        "enabled": 1,
+        "total": total,
+        "used": used,
+        "avail": max(0, total - used),
+        "used_fraction": round(used / total, 6) if total else 0,
+    }

@@ -6,13 +6,30 @@ The same handlers serve every scope; the scope is found from the call's path.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from kloudctl.sim.api import ApiError, Call, api, bad_request
+from kloudctl.sim.api import ApiError, Call, Routes, bad_request
 from kloudctl.sim.handlers import common as c
-from kloudctl.sim.state import config_digest
+from kloudctl.sim.state import config_digest, fw_scope
+
+routes = Routes()
 
 CL, ND, VM = "/cluster/firewall", "/nodes/{node}/firewall", "/nodes/{node}/qemu/{vmid}/firewall"
+
+
+def _under(scopes: tuple[str, ...], sub: str) -> tuple[str, ...]:
+    return tuple(scope + sub for scope in scopes)
+
+
+# the schema paths each handler serves, at every scope that has them
+EVERY, DC_VM = (CL, ND, VM), (CL, VM)
+OPTIONS = _under(EVERY, "/options")
+RULES = (*_under(EVERY, "/rules"), CL + "/groups/{group}")  # a security group's rules too
+RULE = (*_under(EVERY, "/rules/{pos}"), CL + "/groups/{group}/{pos}")
+ALIASES, ALIAS = _under(DC_VM, "/aliases"), _under(DC_VM, "/aliases/{name}")
+IPSETS, IPSET = _under(DC_VM, "/ipset"), _under(DC_VM, "/ipset/{name}")
+IPSET_ENTRY = _under(DC_VM, "/ipset/{name}/{cidr}")
 _RULE_KEYS = (
     "type",
     "action",
@@ -35,23 +52,16 @@ def _scope(call: Call) -> dict[str, Any]:
     path = call.method.path
     if path.startswith(VM):
         g = c.guest(call)
-        return fw["vms"].setdefault(
-            str(g["vmid"]), {"options": {}, "rules": [], "aliases": {}, "ipset": {}}
-        )
+        return fw["vms"].setdefault(str(g["vmid"]), fw_scope())
     if path.startswith(ND):
         call.cab.node(call.p("node"))
-        return fw["nodes"].setdefault(
-            call.p("node"), {"options": {}, "rules": [], "aliases": {}, "ipset": {}}
-        )
+        return fw["nodes"].setdefault(call.p("node"), fw_scope())
     return fw["cluster"]
 
 
 def _rules(call: Call) -> list[dict[str, Any]]:
     if "/groups/" in call.method.path:
-        group = call.state["firewall"]["groups"].get(call.p("group"))
-        if group is None:
-            raise ApiError(500, f"no such security group '{call.p('group')}'")
-        return group["rules"]
+        return _group(call)["rules"]
     return _scope(call)["rules"]
 
 
@@ -60,22 +70,64 @@ def _digest(obj: Any) -> str:
 
 
 def _check_digest(call: Call, obj: Any) -> None:
-    if call.p("digest") and call.p("digest") != _digest(obj):
-        raise ApiError(
-            500, "detected modified configuration - file changed by other user? Try again."
-        )
+    c.check_digest(call, _digest(obj))
+
+
+def _digested(obj: Any, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A listing: each row with the digest of the whole (`obj`), as PVE lists them."""
+    digest = _digest(obj)
+    return [{**row, "digest": digest} for row in rows]
+
+
+def _named(objs: dict[str, Any], name: str, missing: str) -> dict[str, Any]:
+    """A security group, alias or IP set by name; `missing` ({} for the name) if none."""
+    obj = objs.get(name)
+    if obj is None:
+        raise ApiError(500, missing.format(name))
+    return obj
+
+
+def _list_named(objs: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """Security groups or IP sets: name (under `key`) and comment, sorted."""
+    rows = ({key: n, "comment": o.get("comment", "")} for n, o in sorted(objs.items()))
+    return _digested(objs, rows)
+
+
+def _create_named(
+    call: Call, objs: dict[str, Any], name: str, members: str, missing: str, exists: str
+) -> None:
+    """POST of a security group or an IP set: a new empty one, or `rename` one."""
+    rename = call.p("rename")
+    if rename:
+        if rename not in objs:
+            raise ApiError(500, missing.format(rename))
+        objs[name] = objs.pop(rename)
+        return
+    if name in objs:
+        raise ApiError(500, exists.format(name))
+    objs[name] = {"comment": call.p("comment", ""), members: []}
+
+
+def _delete_named(
+    objs: dict[str, Any], name: str, missing: str, members: str, refusal: str, force: bool = False
+) -> None:
+    """DELETE of a security group or an IP set, refused while it has members (unless
+    `force`)."""
+    if _named(objs, name, missing)[members] and not force:
+        raise ApiError(500, refusal)
+    objs.pop(name)
 
 
 # --- options ----------------------------------------------------------------------------
 
 
-@api("GET", CL + "/options", ND + "/options", VM + "/options")
+@routes("GET", *OPTIONS)
 def options_get(call: Call) -> dict[str, Any]:
     opts = _scope(call)["options"]
     return {**opts, "digest": _digest(opts)}
 
 
-@api("PUT", CL + "/options", ND + "/options", VM + "/options")
+@routes("PUT", *OPTIONS)
 def options_put(call: Call) -> None:
     opts = _scope(call)["options"]
     _check_digest(call, opts)
@@ -95,14 +147,14 @@ def _renumber(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rules
 
 
-@api("GET", CL + "/rules", ND + "/rules", VM + "/rules", CL + "/groups/{group}")
+@routes("GET", *RULES)
 def rules_list(call: Call) -> list[dict[str, Any]]:
     rules = _rules(call)
     digest = _digest(rules)
     return [{**r, "digest": digest} for r in _renumber(rules)]
 
 
-@api("POST", CL + "/rules", ND + "/rules", VM + "/rules", CL + "/groups/{group}")
+@routes("POST", *RULES)
 def rules_create(call: Call) -> None:
     rules = _rules(call)
     _check_digest(call, rules)
@@ -124,24 +176,12 @@ def _rule(call: Call) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return rules, rules[pos]
 
 
-@api(
-    "GET",
-    CL + "/rules/{pos}",
-    ND + "/rules/{pos}",
-    VM + "/rules/{pos}",
-    CL + "/groups/{group}/{pos}",
-)
+@routes("GET", *RULE)
 def rule_get(call: Call) -> dict[str, Any]:
     return dict(_rule(call)[1])
 
 
-@api(
-    "PUT",
-    CL + "/rules/{pos}",
-    ND + "/rules/{pos}",
-    VM + "/rules/{pos}",
-    CL + "/groups/{group}/{pos}",
-)
+@routes("PUT", *RULE)
 def rule_put(call: Call) -> None:
     rules, rule = _rule(call)
     _check_digest(call, rules)
@@ -156,13 +196,7 @@ def rule_put(call: Call) -> None:
     _renumber(rules)
 
 
-@api(
-    "DELETE",
-    CL + "/rules/{pos}",
-    ND + "/rules/{pos}",
-    VM + "/rules/{pos}",
-    CL + "/groups/{group}/{pos}",
-)
+@routes("DELETE", *RULE)
 def rule_delete(call: Call) -> None:
     rules, rule = _rule(call)
     _check_digest(call, rules)
@@ -173,39 +207,39 @@ def rule_delete(call: Call) -> None:
 # --- security groups ----------------------------------------------------------------------
 
 
-@api("GET", CL + "/groups")
+_NO_GROUP = "no such security group '{}'"
+
+
+def _groups(call: Call) -> dict[str, Any]:
+    return call.state["firewall"]["groups"]
+
+
+def _group(call: Call) -> dict[str, Any]:
+    return _named(_groups(call), call.p("group"), _NO_GROUP)
+
+
+@routes("GET", CL + "/groups")
 def groups_list(call: Call) -> list[dict[str, Any]]:
-    groups = call.state["firewall"]["groups"]
-    digest = _digest(groups)
-    return [
-        {"group": n, "comment": g.get("comment", ""), "digest": digest}
-        for n, g in sorted(groups.items())
-    ]
+    return _list_named(_groups(call), "group")
 
 
-@api("POST", CL + "/groups")
+@routes("POST", CL + "/groups")
 def groups_create(call: Call) -> None:
-    groups = call.state["firewall"]["groups"]
-    name = call.p("group")
-    rename = call.p("rename")
-    if rename:
-        if rename not in groups:
-            raise ApiError(500, f"security group '{rename}' does not exist")
-        groups[name] = groups.pop(rename)
-        return
-    if name in groups:
-        raise ApiError(500, f"security group '{name}' already exists")
-    groups[name] = {"comment": call.p("comment", ""), "rules": []}
+    _create_named(
+        call,
+        _groups(call),
+        call.p("group"),
+        "rules",
+        missing="security group '{}' does not exist",
+        exists="security group '{}' already exists",
+    )
 
 
-@api("DELETE", CL + "/groups/{group}")
+@routes("DELETE", CL + "/groups/{group}")
 def groups_delete(call: Call) -> None:
-    groups = call.state["firewall"]["groups"]
-    if call.p("group") not in groups:
-        raise ApiError(500, f"no such security group '{call.p('group')}'")
-    if groups[call.p("group")]["rules"]:
-        raise ApiError(500, "Security group contains rules.")
-    groups.pop(call.p("group"))
+    _delete_named(
+        _groups(call), call.p("group"), _NO_GROUP, "rules", "Security group contains rules."
+    )
 
 
 # --- aliases --------------------------------------------------------------------------------
@@ -215,14 +249,13 @@ def _aliases(call: Call) -> dict[str, Any]:
     return _scope(call)["aliases"]
 
 
-@api("GET", CL + "/aliases", VM + "/aliases")
+@routes("GET", *ALIASES)
 def aliases_list(call: Call) -> list[dict[str, Any]]:
     aliases = _aliases(call)
-    digest = _digest(aliases)
-    return [{**a, "digest": digest} for _, a in sorted(aliases.items())]
+    return _digested(aliases, (a for _, a in sorted(aliases.items())))
 
 
-@api("POST", CL + "/aliases", VM + "/aliases")
+@routes("POST", *ALIASES)
 def aliases_create(call: Call) -> None:
     aliases = _aliases(call)
     name = str(call.p("name"))
@@ -237,19 +270,15 @@ def aliases_create(call: Call) -> None:
 
 
 def _alias(call: Call) -> dict[str, Any]:
-    aliases = _aliases(call)
-    alias = aliases.get(call.p("name"))
-    if alias is None:
-        raise ApiError(500, f"no such alias '{call.p('name')}'")
-    return alias
+    return _named(_aliases(call), call.p("name"), "no such alias '{}'")
 
 
-@api("GET", CL + "/aliases/{name}", VM + "/aliases/{name}")
+@routes("GET", *ALIAS)
 def alias_get(call: Call) -> dict[str, Any]:
     return dict(_alias(call), digest=_digest(_aliases(call)))
 
 
-@api("PUT", CL + "/aliases/{name}", VM + "/aliases/{name}")
+@routes("PUT", *ALIAS)
 def alias_put(call: Call) -> None:
     aliases = _aliases(call)
     _check_digest(call, aliases)
@@ -263,7 +292,7 @@ def alias_put(call: Call) -> None:
         aliases[alias["name"]] = alias
 
 
-@api("DELETE", CL + "/aliases/{name}", VM + "/aliases/{name}")
+@routes("DELETE", *ALIAS)
 def alias_delete(call: Call) -> None:
     aliases = _aliases(call)
     _check_digest(call, aliases)
@@ -278,45 +307,37 @@ def _ipsets(call: Call) -> dict[str, Any]:
     return _scope(call)["ipset"]
 
 
-@api("GET", CL + "/ipset", VM + "/ipset")
+_NO_IPSET = "no such IPSet '{}'"
+
+
+@routes("GET", *IPSETS)
 def ipsets_list(call: Call) -> list[dict[str, Any]]:
-    sets = _ipsets(call)
-    digest = _digest(sets)
-    return [
-        {"name": n, "comment": s.get("comment", ""), "digest": digest}
-        for n, s in sorted(sets.items())
-    ]
+    return _list_named(_ipsets(call), "name")
 
 
-@api("POST", CL + "/ipset", VM + "/ipset")
+@routes("POST", *IPSETS)
 def ipsets_create(call: Call) -> None:
-    sets = _ipsets(call)
-    name = call.p("name")
-    if call.p("rename"):
-        if call.p("rename") not in sets:
-            raise ApiError(500, f"no such IPSet '{call.p('rename')}'")
-        sets[name] = sets.pop(call.p("rename"))
-        return
-    if name in sets:
-        raise ApiError(500, f"IPSet '{name}' already exists")
-    sets[name] = {"comment": call.p("comment", ""), "entries": []}
+    _create_named(
+        call,
+        _ipsets(call),
+        call.p("name"),
+        "entries",
+        missing=_NO_IPSET,
+        exists="IPSet '{}' already exists",
+    )
 
 
 def _ipset(call: Call) -> dict[str, Any]:
-    ipset = _ipsets(call).get(call.p("name"))
-    if ipset is None:
-        raise ApiError(500, f"no such IPSet '{call.p('name')}'")
-    return ipset
+    return _named(_ipsets(call), call.p("name"), _NO_IPSET)
 
 
-@api("GET", CL + "/ipset/{name}", VM + "/ipset/{name}")
+@routes("GET", *IPSET)
 def ipset_list(call: Call) -> list[dict[str, Any]]:
     entries = _ipset(call)["entries"]
-    digest = _digest(entries)
-    return [{**e, "digest": digest} for e in entries]
+    return _digested(entries, entries)
 
 
-@api("POST", CL + "/ipset/{name}", VM + "/ipset/{name}")
+@routes("POST", *IPSET)
 def ipset_add(call: Call) -> None:
     entries = _ipset(call)["entries"]
     cidr = call.p("cidr")
@@ -330,12 +351,16 @@ def ipset_add(call: Call) -> None:
     entries.append(entry)
 
 
-@api("DELETE", CL + "/ipset/{name}", VM + "/ipset/{name}")
+@routes("DELETE", *IPSET)
 def ipset_delete(call: Call) -> None:
-    ipset = _ipset(call)
-    if ipset["entries"] and not call.p("force"):
-        raise ApiError(500, "IPSet is not empty")
-    _ipsets(call).pop(call.p("name"))
+    _delete_named(
+        _ipsets(call),
+        call.p("name"),
+        _NO_IPSET,
+        "entries",
+        "IPSet is not empty",
+        force=bool(call.p("force")),
+    )
 
 
 def _entry(call: Call) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -346,13 +371,13 @@ def _entry(call: Call) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     raise ApiError(500, f"no such IP/Network '{call.p('cidr')}'")
 
 
-@api("GET", CL + "/ipset/{name}/{cidr}", VM + "/ipset/{name}/{cidr}")
+@routes("GET", *IPSET_ENTRY)
 def ipset_entry_get(call: Call) -> dict[str, Any]:
     entries, e = _entry(call)
     return dict(e, digest=_digest(entries))
 
 
-@api("PUT", CL + "/ipset/{name}/{cidr}", VM + "/ipset/{name}/{cidr}")
+@routes("PUT", *IPSET_ENTRY)
 def ipset_entry_put(call: Call) -> None:
     entries, e = _entry(call)
     _check_digest(call, entries)
@@ -362,46 +387,37 @@ def ipset_entry_put(call: Call) -> None:
         e["nomatch"] = call.p("nomatch")
 
 
-@api("DELETE", CL + "/ipset/{name}/{cidr}", VM + "/ipset/{name}/{cidr}")
+@routes("DELETE", *IPSET_ENTRY)
 def ipset_entry_delete(call: Call) -> None:
     entries, e = _entry(call)
     _check_digest(call, entries)
     entries.remove(e)
 
 
-@api("GET", ND + "/log", VM + "/log")
+@routes("GET", ND + "/log", VM + "/log")
 def fw_log(call: Call) -> list[dict[str, Any]]:
     _scope(call)
     return []
 
 
-@api("GET", CL + "/refs", VM + "/refs")
+@routes("GET", CL + "/refs", VM + "/refs")
 def fw_refs(call: Call) -> list[dict[str, Any]]:
     out = []
     scopes = [call.state["firewall"]["cluster"]]
     if call.method.path.startswith(VM):
         scopes.append(_scope(call))
     for scope in scopes:
-        for name, a in sorted(scope["aliases"].items()):
-            if call.p("type") in (None, "alias"):
+        for kind, key, prefix in (("alias", "aliases", ""), ("ipset", "ipset", "+")):
+            if call.p("type") not in (None, kind):
+                continue
+            for name, obj in sorted(scope[key].items()):
                 out.append(
                     {
-                        "type": "alias",
+                        "type": kind,
                         "name": name,
-                        "ref": name,
+                        "ref": prefix + name,
                         "scope": "dc",
-                        "comment": a.get("comment", ""),
-                    }
-                )
-        for name, s in sorted(scope["ipset"].items()):
-            if call.p("type") in (None, "ipset"):
-                out.append(
-                    {
-                        "type": "ipset",
-                        "name": name,
-                        "ref": f"+{name}",
-                        "scope": "dc",
-                        "comment": s.get("comment", ""),
+                        "comment": obj.get("comment", ""),
                     }
                 )
     return out

@@ -2,19 +2,19 @@
 
 A GET whose path has only literal children in the schema, and whose answer is a list of
 objects naming those children, is answered with one entry per child (each required string
-property set to the child's name). Registered only where no specific handler exists.
+property set to the child's name). Used only where no specific handler exists.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from kloudctl.sim.api import HANDLERS, Call, api
-from kloudctl.sim.schema import Method, load_schema
+from kloudctl.sim.api import Call, Handler
+from kloudctl.sim.schema import Method, Schema
 
 
-def _child_names(path: str) -> list[str] | None:
-    children = load_schema().children.get(path, [])
+def _child_names(schema: Schema, path: str) -> list[str] | None:
+    children = schema.children.get(path, [])
     names = [child.rsplit("/", 1)[1] for child in children]
     if not names or any(n.startswith("{") for n in names):
         return None
@@ -43,13 +43,15 @@ def _make(names: list[str], keys: list[str]) -> Any:
     return handler
 
 
-def register_indexes() -> None:
-    schema = load_schema()
+def index_handlers(schema: Schema, taken: set[tuple[str, str]]) -> dict[tuple[str, str], Handler]:
+    """A handler for every directory index of the schema that `taken` does not answer."""
+    out: dict[tuple[str, str], Handler] = {}
     for (http, path), method in schema.methods.items():
-        if http != "GET" or (http, path) in HANDLERS or method.properties.keys() - {"node"}:
+        if http != "GET" or (http, path) in taken or method.properties.keys() - {"node"}:
             continue
-        names = _child_names(path)
+        names = _child_names(schema, path)
         keys = _index_keys(method)
         if names is None or keys is None:
             continue
-        api("GET", path)(_make(names, keys or []))
+        out[(http, path)] = _make(names, keys or [])
+    return out

@@ -10,7 +10,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from kloudctl.proxmox.client import ApiTarget, Client, ProxmoxError, UserSession
+from kloudctl.answers import UnexpectedAnswer
+from kloudctl.proxmox.client import ApiTarget, Client, ProxmoxError
 from kloudctl.tenants.providers.base import API, ProxmoxProvider, is_gone
 
 EXISTS_WORDS = ("already exists", "already defined")
@@ -173,11 +174,14 @@ class TokenProvider(ProxmoxProvider):
         path = f"access/users/{userid}/token/{tokenid}"
         if any(t.get("tokenid") == tokenid for t in self._tokens(client, userid)):
             client.delete(path)  # left by an interrupted run: its secret is lost, rotate it
-        own = UserSession(ApiTarget.from_inputs(props[API]), userid, props["login_password"])
-        made = own.call(
-            "POST", path, privsep=int(props.get("privsep", True)), comment=props.get("comment")
-        )
+        api = ApiTarget.from_inputs(props[API])
+        own = Client.login(api.endpoint, api.fingerprint, userid, props["login_password"])
+        made = own.post(path, privsep=int(props.get("privsep", True)), comment=props.get("comment"))
         full = f"{userid}!{tokenid}"
+        # Checked by hand, not with `dig`: its message would quote the answer, a secret.
+        made = made if isinstance(made, dict) else {}
+        if not isinstance(made.get("value"), str):
+            raise UnexpectedAnswer(own.tool, "the new token's value", "(not shown: a secret)")
         return full, {"value": made["value"], "full_tokenid": made.get("full-tokenid", full)}
 
     def _read(self, client: Client, id_: str, props: dict[str, Any]) -> dict[str, Any] | None:

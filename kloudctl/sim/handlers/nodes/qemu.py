@@ -1,6 +1,7 @@
-"""QEMU guests: create, clone, config (GET/PUT/POST with digests and pending changes),
-resize (grow only), template conversion, power (start/stop/shutdown/reboot/...), current
-status, delete with purge, cloud-init."""
+"""QEMU guests: list, create, clone, config (GET/PUT/POST with digests and pending
+changes), resize (grow only), template conversion, delete with purge, unlink, guest-agent
+addresses, cloud-init. Power and status: `qemu_status.py`; snapshots:
+`qemu_snapshot.py`; migration: `qemu_migrate.py`."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
-from kloudctl.sim.api import ApiError, Call, api, bad_request
+from kloudctl.sim.api import ApiError, Call, Routes, bad_request
 from kloudctl.sim.handlers import common as c
 from kloudctl.sim.state import add_guest, add_volume
 
+routes = Routes()
 Q = "/nodes/{node}/qemu"
 V = Q + "/{vmid}"
 
@@ -37,7 +39,7 @@ _NOT_CONFIG = {
 }
 
 
-@api("GET", Q)
+@routes("GET", Q)
 def list_guests(call: Call) -> list[dict[str, Any]]:
     out = []
     for g in call.state["guests"].values():
@@ -63,7 +65,7 @@ def _config_from_params(call: Call, node: str, vmid: int) -> dict[str, Any]:
     return config
 
 
-@api("POST", Q)
+@routes("POST", Q)
 def create(call: Call) -> str:
     node, vmid = call.p("node"), int(call.p("vmid"))
     call.cab.node(node)
@@ -100,10 +102,12 @@ def create(call: Call) -> str:
     def undo() -> None:
         _drop_guest(call, g, purge=True)
 
-    return call.cab.start_task(call, "qmcreate", str(vmid), node, done, lock=vmid, on_error=undo)
+    return call.cab.start_task(
+        call.who, "qmcreate", str(vmid), node, done, lock=vmid, on_error=undo
+    )
 
 
-@api("GET", V)
+@routes("GET", V)
 def vm_index(call: Call) -> list[dict[str, str]]:
     c.guest(call)
     return [
@@ -112,7 +116,7 @@ def vm_index(call: Call) -> list[dict[str, str]]:
     ]
 
 
-@api("GET", V + "/config")
+@routes("GET", V + "/config")
 def get_config(call: Call) -> dict[str, Any]:
     g = c.guest(call)
     config = dict(g["config"])
@@ -126,7 +130,7 @@ def get_config(call: Call) -> dict[str, Any]:
     return config
 
 
-@api("GET", V + "/pending")
+@routes("GET", V + "/pending")
 def get_pending(call: Call) -> list[dict[str, Any]]:
     g = c.guest(call)
     out = []
@@ -147,7 +151,7 @@ def _update(call: Call) -> dict[str, Any]:
     g = c.guest(call)
     vmid, node = g["vmid"], g["node"]
     c.check_config_lock(g, bool(call.p("skiplock")))
-    c.check_digest(call, g)
+    c.check_digest(call, c.digest_of(g))
     deletes = [k for k in str(call.p("delete") or "").replace(";", ",").split(",") if k]
     reverts = [k for k in str(call.p("revert") or "").split(",") if k]
     changes = {k: v for k, v in call.params.items() if k not in _NOT_CONFIG}
@@ -175,7 +179,7 @@ def _update(call: Call) -> dict[str, Any]:
     return g
 
 
-@api("PUT", V + "/config")
+@routes("PUT", V + "/config")
 def put_config(call: Call) -> None:
     g = c.guest(call)
     call.cab.lock(g["vmid"])
@@ -185,24 +189,24 @@ def put_config(call: Call) -> None:
         call.cab.unlock(g["vmid"])
 
 
-@api("POST", V + "/config")
+@routes("POST", V + "/config")
 def post_config(call: Call) -> str:
     g = c.guest(call)
     c.check_config_lock(g, bool(call.p("skiplock")))
-    c.check_digest(call, g)
+    c.check_digest(call, c.digest_of(g))
     call.cab.lock(g["vmid"])
     try:
         _update(call)
     finally:
         call.cab.unlock(g["vmid"])
-    return call.cab.start_task(call, "qmconfig", str(g["vmid"]), g["node"], lock=g["vmid"])
+    return call.cab.start_task(call.who, "qmconfig", str(g["vmid"]), g["node"], lock=g["vmid"])
 
 
-@api("PUT", V + "/resize")
+@routes("PUT", V + "/resize")
 def resize(call: Call) -> str:
     g = c.guest(call)
     c.check_config_lock(g, bool(call.p("skiplock")))
-    c.check_digest(call, g)
+    c.check_digest(call, c.digest_of(g))
     disk = call.p("disk")
     value = g["config"].get(disk)
     if value is None:
@@ -226,10 +230,10 @@ def resize(call: Call) -> str:
             entry["size"] = new
         task["log"].append(f"Size of logical volume {vol} changed to {c.fmt_size(new)}")
 
-    return call.cab.start_task(call, "resize", str(vmid), g["node"], done, lock=vmid)
+    return call.cab.start_task(call.who, "resize", str(vmid), g["node"], done, lock=vmid)
 
 
-@api("POST", V + "/template")
+@routes("POST", V + "/template")
 def template(call: Call) -> str:
     g = c.guest(call)
     c.check_config_lock(g)
@@ -254,10 +258,10 @@ def template(call: Call) -> str:
             g["config"][key] = c.disk_string(base, opts)
         g["config"]["template"] = 1
 
-    return call.cab.start_task(call, "qmtemplate", str(vmid), g["node"], done, lock=vmid)
+    return call.cab.start_task(call.who, "qmtemplate", str(vmid), g["node"], done, lock=vmid)
 
 
-@api("POST", V + "/clone")
+@routes("POST", V + "/clone")
 def clone(call: Call) -> str:
     src = c.guest(call)
     newid, node = int(call.p("newid")), src["node"]
@@ -341,7 +345,7 @@ def clone(call: Call) -> str:
         _drop_guest(call, g, purge=True)
 
     return call.cab.start_task(
-        call, "qmclone", str(src["vmid"]), node, done, lock=newid, on_error=undo
+        call.who, "qmclone", str(src["vmid"]), node, done, lock=newid, on_error=undo
     )
 
 
@@ -360,7 +364,7 @@ def _drop_guest(call: Call, g: dict[str, Any], purge: bool) -> None:
         acl[:] = [r for r in acl if r["path"] != f"/vms/{vmid}"]
 
 
-@api("DELETE", V)
+@routes("DELETE", V)
 def destroy(call: Call) -> str:
     g = c.guest(call)
     vmid = g["vmid"]
@@ -383,107 +387,54 @@ def destroy(call: Call) -> str:
         _drop_guest(call, g, purge)
         task["log"].append(f"destroyed VM {vmid}")
 
-    return call.cab.start_task(call, "qmdestroy", str(vmid), g["node"], done, lock=vmid)
+    return call.cab.start_task(call.who, "qmdestroy", str(vmid), g["node"], done, lock=vmid)
 
 
-# --- power ------------------------------------------------------------------------------
-
-
-@api("GET", V + "/status")
-def status_index(call: Call) -> list[dict[str, str]]:
-    c.guest(call)
-    return [
-        {"subdir": s}
-        for s in ("current", "start", "stop", "reset", "shutdown", "suspend", "reboot", "resume")
-    ]
-
-
-@api("GET", V + "/status/current")
-def status_current(call: Call) -> dict[str, Any]:
+@routes("PUT", V + "/unlink")
+def unlink(call: Call) -> None:
     g = c.guest(call)
-    out = c.live_status(call, g)
-    out["ha"] = {"managed": 0}
-    if g["config"].get("agent"):
-        out["agent"] = 1
-    return out
-
-
-def _apply_pending(g: dict[str, Any]) -> None:
-    for key, value in g["pending"].items():
+    c.check_config_lock(g)
+    for key in str(call.p("idlist")).replace(";", ",").split(","):
+        value = g["config"].pop(key, None)
         if value is None:
-            g["config"].pop(key, None)
+            continue
+        vol, _ = c.disk_volume(str(value))
+        if call.p("force") or key.startswith("unused"):
+            storage = vol.split(":", 1)[0]
+            call.state["volumes"].get(f"{g['node']}/{storage}", {}).pop(vol, None)
         else:
-            g["config"][key] = value
-    g["pending"].clear()
+            n = 0
+            while f"unused{n}" in g["config"]:
+                n += 1
+            g["config"][f"unused{n}"] = vol
 
 
-def _power(call: Call, kind: str, want: str | None, check: str | None) -> str:
+# --- guest agent ------------------------------------------------------------------------
+
+
+@routes("GET", V + "/agent/network-get-interfaces")
+def agent_interfaces(call: Call) -> dict[str, Any]:
     g = c.guest(call)
-    vmid = g["vmid"]
-    c.check_config_lock(g, bool(call.p("skiplock")))
-    if kind in ("qmstart",) and g["config"].get("template"):
-        raise ApiError(500, "you can't start a vm if it's a template")
-    if check == "stopped" and g["status"] == "running":
-        raise ApiError(500, f"VM {vmid} already running")
-    if check == "running" and g["status"] != "running":
-        raise ApiError(500, f"VM {vmid} not running")
-    if kind == "qmstart":
-        node = call.state["nodes"][g["node"]]
-        used = sum(
-            c.memory_bytes(o)
-            for o in call.state["guests"].values()
-            if o["node"] == g["node"] and o["status"] == "running"
+    if g["status"] != "running":
+        raise ApiError(500, f"VM {g['vmid']} is not running")
+    if not str(g["config"].get("agent", "0")).split(",")[0].endswith("1"):
+        raise ApiError(500, "No QEMU guest agent configured")
+    loopback = {"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}
+    result = [{"name": "lo", "hardware-address": "00:00:00:00:00:00", "ip-addresses": [loopback]}]
+    for key in sorted(k for k in g["config"] if c.NET_KEY.match(k)):
+        idx = key[3:]
+        mac = str(g["config"][key]).split(",")[0].split("=")[-1]
+        ipcfg = dict(
+            p.split("=", 1)
+            for p in str(g["config"].get(f"ipconfig{idx}", "")).split(",")
+            if "=" in p
         )
-        if used + c.memory_bytes(g) > node["memory"]:
-            raise ApiError(500, f"start failed: not enough memory on node '{g['node']}'")
-
-    def done(task: dict[str, Any]) -> None:
-        if want == "running" and g["status"] != "running":
-            _apply_pending(g)
-            g["status"], g["started"] = "running", time.time()
-        elif want == "stopped":
-            _apply_pending(g)
-            g["status"], g["started"] = "stopped", 0
-        elif want == "restart":
-            _apply_pending(g)
-            g["started"] = time.time()
-
-    return call.cab.start_task(call, kind, str(vmid), g["node"], done, lock=vmid)
-
-
-@api("POST", V + "/status/start")
-def start(call: Call) -> str:
-    return _power(call, "qmstart", "running", "stopped")
-
-
-@api("POST", V + "/status/stop")
-def stop(call: Call) -> str:
-    return _power(call, "qmstop", "stopped", None)
-
-
-@api("POST", V + "/status/shutdown")
-def shutdown(call: Call) -> str:
-    return _power(call, "qmshutdown", "stopped", "running")
-
-
-@api("POST", V + "/status/reboot")
-def reboot(call: Call) -> str:
-    return _power(call, "qmreboot", "restart", "running")
-
-
-@api("POST", V + "/status/reset")
-def reset(call: Call) -> str:
-    return _power(call, "qmreset", "restart", "running")
-
-
-@api("POST", V + "/status/suspend")
-def suspend(call: Call) -> str:
-    return _power(call, "qmsuspend", None, "running")
-
-
-@api("POST", V + "/status/resume")
-def resume(call: Call) -> str:
-    return _power(call, "qmresume", None, "running")
+        addrs = []
+        if ipcfg.get("ip") and ipcfg["ip"] != "dhcp":
+            ip, _, prefix = ipcfg["ip"].partition("/")
+            addrs.append({"ip-address": ip, "ip-address-type": "ipv4", "prefix": int(prefix or 24)})
+        result.append({"name": f"eth{idx}", "hardware-address": mac.lower(), "ip-addresses": addrs})
+    return {"result": result}
 
 
 # --- cloud-init ------------------------------------------------------------------------------
@@ -496,7 +447,7 @@ def _ci_keys(g: dict[str, Any]) -> list[str]:
     )
 
 
-@api("GET", V + "/cloudinit")
+@routes("GET", V + "/cloudinit")
 def cloudinit_get(call: Call) -> list[dict[str, Any]]:
     g = c.guest(call)
     out = []
@@ -513,14 +464,14 @@ def cloudinit_get(call: Call) -> list[dict[str, Any]]:
     return out
 
 
-@api("PUT", V + "/cloudinit")
+@routes("PUT", V + "/cloudinit")
 def cloudinit_regenerate(call: Call) -> None:
     g = c.guest(call)
     c.check_config_lock(g)
     return None
 
 
-@api("GET", V + "/cloudinit/dump")
+@routes("GET", V + "/cloudinit/dump")
 def cloudinit_dump(call: Call) -> str:
     g = c.guest(call)
     cfg = g["config"]

@@ -1,9 +1,11 @@
-"""A copy of the example fleet served by `kloudctl sim`, ready for `kloudctl tenants`.
+"""A copy of the example fleet served by `kloudctl sim`, ready for `kloudctl tenants`: shared
+by the tenants end-to-end test and `bench/tenants.py`.
 
-The simulator runs in this process (kloudctl.sim.testing: its own thread and event loop)
+The simulator runs in this process (`kloudctl.sim.testing`: its own thread and event loop)
 on 127.0.0.x with a free port per cabinet; each cabinet gets an automation user and a
 full-privilege token made through the API as root (ticket auth), exactly as an operator
-bootstraps a real cabinet.
+bootstraps a real cabinet. That step belongs to the tenants engine, which the testbed does
+not import: the caller hands it in (`kloudctl.tenants.simtargets.bootstrap_target`).
 The targets file that `kloudctl.proxmox.target` reads is written 0600 in the fleet copy.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,16 +23,23 @@ from typing import Any
 import urllib3
 from proxmoxer import ProxmoxAPI
 
-from kloudctl.model import load_fleet
+from kloudctl.errors import InputError
+from kloudctl.model import Fleet, load_fleet
+from kloudctl.sim.testing import RunningSim, running_sim
 
+#: The checkout this module runs from: its example fleet.
 ROOT = Path(__file__).resolve().parents[2]
 CABINETS = ("brieux", "saint-aubin", "mortree")
+
+#: `bootstrap(fleet, cabinet, endpoint)` -> the cabinet's target (endpoint, fingerprint,
+#: token id and secret): `kloudctl.tenants.simtargets.bootstrap_target`.
+Bootstrap = Callable[[Fleet, str, dict[str, Any]], dict[str, str]]
 
 
 @dataclass
 class SimFleet:
     root: Path
-    running: Any  # kloudctl.sim.testing.RunningSim
+    running: RunningSim
     targets: dict[str, dict[str, str]] = field(default_factory=dict)
     _stack: ExitStack | None = None
 
@@ -69,10 +79,11 @@ class SimFleet:
     def edit(self, cabinet: str, old: str, new: str) -> None:
         path = self.cabinet_file(cabinet)
         text = path.read_text()
-        assert old in text, f"{old!r} not in {path}"
+        if old not in text:
+            raise InputError(f"{path}: {old!r} not found")
         path.write_text(text.replace(old, new, 1))
 
-    def fleet(self):
+    def fleet(self) -> Fleet:
         return load_fleet(self.root)
 
     def stop(self) -> None:
@@ -81,11 +92,14 @@ class SimFleet:
 
 
 def start_sim_fleet(
-    workdir: Path, task_seconds: float = 0.05, cabinets: dict[str, str] | None = None
+    workdir: Path,
+    task_seconds: float = 0.05,
+    cabinets: dict[str, str] | None = None,
+    *,
+    bootstrap: Bootstrap,
 ) -> SimFleet:
-    """Serve `cabinets` (name -> YAML text; default: the example fleet) from one simulator."""
-    from kloudctl.sim.testing import running_sim
-
+    """Serve `cabinets` (name -> YAML text; default: the example fleet) from one simulator;
+    `bootstrap` makes each cabinet's automation user and token."""
     urllib3.disable_warnings()
     root = workdir / "fleet"
     (root / "cabinets").mkdir(parents=True)
@@ -103,7 +117,8 @@ def start_sim_fleet(
     simfleet = SimFleet(root, running, _stack=stack)
     try:
         for name in cabinets:
-            simfleet.targets[name] = bootstrap_automation(simfleet, name)
+            endpoint = simfleet.endpoints[name].as_dict()
+            simfleet.targets[name] = bootstrap(simfleet.fleet(), name, endpoint)
     except BaseException:
         stack.close()
         raise
@@ -113,10 +128,3 @@ def start_sim_fleet(
     with os.fdopen(fd, "w") as f:
         json.dump(simfleet.targets, f)
     return simfleet
-
-
-def bootstrap_automation(simfleet: SimFleet, cabinet: str) -> dict[str, str]:
-    """What an operator does once per cabinet: the automation user and its token."""
-    from kloudctl.tenants.simtargets import bootstrap_target
-
-    return bootstrap_target(simfleet.fleet(), cabinet, simfleet.endpoints[cabinet].as_dict())

@@ -1,11 +1,32 @@
-"""A synthetic fleet for the replication tests and bench: N cabinets replicating in a ring,
-made from the example cabinet of Mortrée with unique names and addresses."""
+"""Fleet folders for test cabinets, tests and benches, made from the checkout's example
+fleet (`cabinets/`, `backups/`, and the Ansible content beside them).
+
+- `make_fleet_root`: a copy of the example fleet with links to the Ansible content, to run
+  test cabinets and playbooks in (the testbed tests, `bench/bootstrap.py`).
+- `make_fleet`: a synthetic fleet of N cabinets replicating in a ring, made from the
+  example cabinet of Mortrée with unique names and addresses (the replication tests,
+  `bench/replication.py`); `make_cabinet_files` fills a cabinet's simulated file tree.
+"""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "cabinets" / "mortree.yaml"
+#: The checkout this module runs from.
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "cabinets" / "mortree.yaml"
+
+
+def make_fleet_root(path: Path) -> Path:
+    """A fleet folder: copies of cabinets/ and backups/, links to the Ansible content."""
+    path.mkdir(parents=True, exist_ok=True)
+    for folder in ("cabinets", "backups"):
+        shutil.copytree(ROOT / folder, path / folder)
+    for item in ("ansible.cfg", "inventory", "playbooks", "roles"):
+        (path / item).symlink_to(ROOT / item)
+    return path
+
 
 POLICY = """\
 name: test

@@ -1,16 +1,22 @@
-"""Shared by the mail end-to-end test and bench/mail.py: a test cabinet (podman container
-running systemd, from the project's Debian 12 image) with the mail role applied by the
-real ansible-playbook, reached from this machine over the podman network (not loopback:
-Postfix and Dovecot treat loopback as trusted)."""
+"""A mail test cabinet, shared by the mail end-to-end test, `bench/mail.py` and the demo
+(`scripts/demo_mail.py`): a test cabinet (podman container running systemd, from the
+project's Debian 12 image) with the mail role applied twice by the real ansible-playbook,
+reached from this machine over the podman network (not loopback: Postfix and Dovecot treat
+loopback as trusted).
+
+The cabinet's accounts are managed with `kloudctl mail` over SSH by the callers (the test,
+the bench, the demo): `MailCabinet.mail_options` names the options that reach it. kloudctl
+never runs its own CLI.
+"""
 
 from __future__ import annotations
 
-import email
+import email.message
+import email.utils
 import imaplib
 import json
 import os
 import re
-import secrets
 import shutil
 import smtplib
 import ssl
@@ -23,6 +29,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from kloudctl.errors import ExternalError
+
+#: The checkout this module runs from: the example fleet, its playbooks and roles.
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Baked into the test cabinet's image so the role's apt task finds them installed (test
@@ -76,18 +85,12 @@ class MailCabinet:
     cafile: Path
     recap: list[str]
 
-    # -- kloudctl over SSH ---------------------------------------------------------------
+    # -- what reaches it -------------------------------------------------------------------
 
-    def kloudctl(
-        self, *args: str, stdin: str = "", actor: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        cmd = [
-            sys.executable,
-            "-c",
-            "from kloudctl.cli import main; main()",
-            "--fleet",
-            str(ROOT),
-            "mail",
+    def mail_options(self, actor: str | None = None) -> list[str]:
+        """The options of `kloudctl mail` that reach this cabinet's accounts over SSH (as
+        the operator, or as the domain administrator `actor`)."""
+        options = [
             "--host",
             f"root@{self.address}",
             "--ssh-key",
@@ -95,19 +98,7 @@ class MailCabinet:
             "--known-hosts",
             str(self.known_hosts),
         ]
-        if actor:
-            cmd += ["--as", actor]
-        return subprocess.run(cmd + list(args), input=stdin, capture_output=True, text=True)
-
-    def add_mailbox(self, address: str, quota: str | None = None) -> str:
-        """A mailbox with a fresh random password (returned, never printed)."""
-        password = "pw-" + secrets.token_urlsafe(12)
-        args = ["mailbox", "add", address, "--password-stdin"] + (
-            ["--quota", quota] if quota else []
-        )
-        done = self.kloudctl(*args, stdin=password + "\n")
-        assert done.returncode == 0, done.stderr
-        return password
+        return [*options, "--as", actor] if actor else options
 
     def sh(self, script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -167,10 +158,12 @@ class MailCabinet:
             try:
                 conn.select("INBOX", readonly=True)
                 _, data = conn.search(None, "SUBJECT", f'"{marker}"')
-                found = []
+                found: list[bytes] = []
                 for num in data[0].split():
                     _, parts = conn.fetch(num, "(RFC822)")
-                    found.append(parts[0][1])  # type: ignore[index]
+                    if not isinstance(parts[0], tuple):
+                        raise ExternalError(f"IMAP FETCH {num!r} answered {parts[0]!r}")
+                    found.append(parts[0][1])
             finally:
                 conn.logout()
             if found or time.monotonic() > deadline:
@@ -217,7 +210,7 @@ def run_playbook(address: str, state_dir: Path, ssh_key: Path, known_hosts: Path
         env=env,
     )
     if done.returncode != 0:
-        raise AssertionError(f"playbook failed:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}")
+        raise ExternalError(f"playbook failed:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}")
     return [ln for ln in done.stdout.splitlines() if re.match(r"^\S+\s+:\s+ok=", ln)]
 
 

@@ -1,0 +1,87 @@
+"""The replication roles' inputs, computed from the fleet for the Ansible inventory.
+
+`replication_source` on cabinets that replicate (peers, secrets as lookups, schedule),
+`replication_target` on cabinets others replicate to (rest-server users, retention). No
+secret value appears here: only `lookup('file', ...)` templates into the controller's
+replication state, which Ansible reads when a role runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kloudctl.hosts.inventory import Template
+from kloudctl.model import Cabinet, Fleet
+from kloudctl.replication.layout import sources_of
+from kloudctl.replication.restic import restic_duration
+
+REST_SERVER_PORT = 8000
+
+
+def _secret(name: str, filters: str = "") -> Template:
+    """A lookup, templated only when a role reads it: the inventory itself holds no secret.
+    `kloudctl_replication_state` is kloudctl's replication state folder on the controller."""
+    path = f"kloudctl_replication_state ~ '/secrets/{name}'"
+    return Template(f"{{{{ lookup('ansible.builtin.file', {path}){filters} }}}}")
+
+
+def role_vars(fleet: Fleet, cabinet: Cabinet) -> dict[str, Any]:
+    """The replication roles' inputs: sources send to peers, targets host their copies."""
+    me = cabinet.name
+    out: dict[str, Any] = {}
+    rep = cabinet.replication
+    policy = fleet.policy_for(cabinet)
+    if rep and policy:
+        secrets = {f"{me}.local.password": _secret(f"{me}.local.password")}
+        for peer in rep.peers:
+            for suffix in ("password", "owner.password", "rest"):
+                secrets[f"{me}@{peer}.{suffix}"] = _secret(f"{me}@{peer}.{suffix}")
+        out |= {
+            "replication_source__cabinet": me,
+            "replication_source__peers": [
+                {
+                    "name": peer,
+                    "url": Template(
+                        f"https://{{{{ hostvars['{peer}'].ansible_host }}}}:{REST_SERVER_PORT}"
+                    ),
+                    "cacert": Template(
+                        "{{ lookup('ansible.builtin.file', kloudctl_replication_state"
+                        f" ~ '/certs/{peer}.pem') }}}}"
+                    ),
+                }
+                for peer in rep.peers
+            ],
+            "replication_source__secrets": secrets,
+            "replication_source__run_on_calendar": on_calendar(policy.interval),
+        }
+    sources = sources_of(fleet, me)
+    if sources:
+        entries = []
+        for source in sources:
+            source_policy = fleet.policy_for(fleet.cabinet(source))
+            assert source_policy is not None
+            within = {
+                k: restic_duration(v)
+                for k, v in source_policy.retention.peer.model_dump().items()
+                if v is not None
+            }
+            htpasswd = _secret(f"{source}@{me}.htpasswd", " | regex_replace('^[^:]*:', '')")
+            owner = _secret(f"{source}@{me}.owner.password")
+            entry = {"name": source, "htpasswd": htpasswd, "owner_password": owner}
+            entries.append(entry | within)
+        out |= {
+            "replication_target__sources": entries,
+            "replication_target__listen": f"0.0.0.0:{REST_SERVER_PORT}",
+            "replication_target__tls_addresses": [Template("{{ ansible_host }}")],
+        }
+    return out
+
+
+def on_calendar(seconds: int) -> str:
+    """A systemd OnCalendar expression for 'every `seconds`' (minutes or hours granularity)."""
+    if seconds % 86400 == 0:
+        return "daily" if seconds == 86400 else f"*-*-1/{seconds // 86400} 00:00:00"
+    if seconds % 3600 == 0:
+        return "hourly" if seconds == 3600 else f"00/{seconds // 3600}:00:00"
+    minutes = max(1, seconds // 60)
+    return f"*:00/{minutes}:00"
