@@ -72,10 +72,16 @@ def use_simulator(fleet: Fleet, root: Path, run: dict[str, Any] | None) -> list[
 
 
 def populate_guests(
-    target: dict[str, str], fleet: Fleet, cabinet: str, per_tenant: int, stopped: int = 1
+    target: dict[str, str],
+    fleet: Fleet,
+    cabinet: str,
+    per_tenant: int,
+    stopped: int = 1,
+    total: int | None = None,
 ) -> int:
     """Give each tenant of a simulated cabinet a pool and `per_tenant` guests in its VMID
-    range (the first `stopped` of them stopped, the others running), made through the API
+    range (the first `stopped` of them stopped, the others running; `total` guests at most
+    in the cabinet), made through the API
     with the cabinet's automation token, spread over the nodes: a populated cabinet for
     status tests and benches, without a Pulumi run. Returns how many guests were made."""
     from kloudctl.capacity import plan_cabinet
@@ -89,6 +95,8 @@ def populate_guests(
         for tenant in plan_cabinet(model).tenants:
             client.post("pools", poolid=tenant.name, comment=tenant.display_name)
             for i in range(per_tenant):
+                if total is not None and made >= total:
+                    break
                 vmid = tenant.vmid_first + i
                 client.post(
                     f"nodes/{nodes[made % len(nodes)]}/qemu",
