@@ -39,6 +39,7 @@ POWER_RECORD = "/var/lib/kloudctl-power/draw.csv"
 #: Guests not in any pool (no tenant owns them).
 NO_TENANT = "(no pool)"
 NOT_SET_UP = "not set up"
+_NO_TIME = {"state": "unknown", "detail": "no time left to read the replication status"}
 
 
 @dataclass
@@ -112,8 +113,9 @@ class Probes:
 
     #: cabinet -> how to reach it over SSH (deployed cabinets); absent: power not measured.
     ssh: dict[str, ssh.SshTarget] = field(default_factory=dict)
-    #: cabinet -> replication status, or None when replication is not set up for it.
-    replication: Callable[[str], dict[str, Any] | None] | None = None
+    #: (cabinet, seconds left) -> replication status, or None when replication is not set
+    #: up for it.
+    replication: Callable[[str, float], dict[str, Any] | None] | None = None
 
 
 def gather(
@@ -177,7 +179,8 @@ def _cabinet(
     _measured_power(status, probes.ssh.get(cabinet.name), deadline)
     if probes.replication is not None and cabinet.replication is not None:
         try:
-            found = probes.replication(cabinet.name)
+            left = deadline - time.monotonic()
+            found = probes.replication(cabinet.name, left) if left > 0 else _NO_TIME
         except KloudError as exc:
             found = {"state": "unknown", "detail": _one_line(exc)}
         if found is not None:
@@ -384,18 +387,19 @@ def probes_for(fleet: Fleet, root: Path, replication_state: Path | None = None) 
                 remote.address, remote.user, options=remote.options
             )
 
-    def replication(cabinet: str) -> dict[str, Any] | None:
+    def replication(cabinet: str, timeout: float) -> dict[str, Any] | None:
         if cabinet not in targets and not layout.cabinet_dir(cabinet).is_dir():
             return None  # never run for this cabinet
-        return replication_summary(_replication_rows(replicator, cabinet))
+        return replication_summary(_replication_rows(replicator, cabinet, timeout))
 
     return Probes(ssh=targets, replication=replication)
 
 
-def _replication_rows(replicator: Any, cabinet: str) -> list[dict[str, Any]]:
+def _replication_rows(replicator: Any, cabinet: str, timeout: float) -> list[dict[str, Any]]:
     from kloudctl.replication.status import status_of
 
-    rows: list[dict[str, Any]] = status_of(replicator, cabinet)
+    # Over SSH (a deployed cabinet) within the time left; on this machine, restic's own.
+    rows: list[dict[str, Any]] = status_of(replicator, cabinet, timeout=timeout)
     return rows
 
 
