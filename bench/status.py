@@ -1,8 +1,9 @@
 """Benchmark: `kloudctl status --all` over 50 simulated cabinets of 20 guests each.
 
-All in one process, against one simulator (its own thread; every cabinet on its own
-127.0.0.x, HTTPS with a pinned certificate, API tokens), each measurement against baselines
-run in the same process on the same fleet:
+Against one simulator in its own process (`kloudctl sim`'s background process: every
+cabinet on its own 127.0.0.x and a free port, HTTPS with a pinned certificate, API tokens),
+as remote cabinets would be, so clients and servers never share an interpreter; each
+measurement against baselines run in this process on the same fleet:
 
 - floor: one raw parallel round of `GET /cluster/resources` (one thread and one new HTTPS
   connection per cabinet, `requests`, token auth): the least any status could cost;
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +43,11 @@ import requests  # noqa: E402
 import urllib3  # noqa: E402
 
 from kloudctl.cli import cli  # noqa: E402
-from kloudctl.tenants.simtargets import bootstrap_target, populate_guests  # noqa: E402
+from kloudctl.model import load_fleet  # noqa: E402
+from kloudctl.sim import runner  # noqa: E402
+from kloudctl.sim.serve import ServeOptions  # noqa: E402
+from kloudctl.tenants.simtargets import populate_guests, use_simulator  # noqa: E402
 from kloudctl.testbed.fleets import make_fleet  # noqa: E402
-from kloudctl.testbed.simfleet import SimFleet, start_sim_fleet  # noqa: E402
 
 CABINETS = int(os.environ.get("BENCH_CABINETS", "50"))
 GUESTS = 20
@@ -77,16 +81,30 @@ PLAYBOOK = """\
 """
 
 
-def fleet_texts(workdir: Path) -> dict[str, str]:
-    """50 cabinets made from Mortrée (unique names and addresses, a replication ring)."""
+@dataclass
+class SimFleet:
+    root: Path
+    targets: dict[str, dict[str, str]]
+    hosts: dict[str, tuple[str, int]]
+
+
+def serve_fleet(workdir: Path) -> SimFleet:
+    """50 cabinets made from Mortrée (unique names and addresses, a replication ring),
+    served by a simulator process, each with an automation token and 20 guests."""
     names = [f"bench{i + 1:02d}" for i in range(CABINETS)]
-    folder = make_fleet(workdir / "gen", names)
-    return {
-        n: (folder / "cabinets" / f"{n}.yaml")
-        .read_text()
-        .replace("policy: test", "policy: standard")
-        for n in names
-    }
+    root = make_fleet(workdir / "fleet", names)
+    options = ServeOptions(
+        cabinets=tuple(names), fleet_dir=root, state_dir=workdir / "sim", ephemeral=True,
+        task_seconds=0.0, port=0,
+    )  # fmt: skip
+    run = runner.start_background(options, timeout=300)
+    fleet = load_fleet(root)
+    use_simulator(fleet, root, run)
+    targets = json.loads((root / ".state" / "sim" / "targets.json").read_text())
+    hosts = {ep["name"]: (ep["host"], int(ep["port"])) for ep in run["cabinets"]}
+    for name, target in targets.items():
+        populate_guests(target, fleet, name, per_tenant=7, total=GUESTS)
+    return SimFleet(root, targets, hosts)
 
 
 def floor(sim: SimFleet) -> float:
@@ -145,13 +163,13 @@ def status_process(sim: SimFleet, workdir: Path) -> float:
 def playbook(sim: SimFleet, workdir: Path) -> float:
     hosts: dict[str, Any] = {}
     for name, target in sim.targets.items():
-        ep = sim.endpoints[name]
+        host, port = sim.hosts[name]
         user, _, token = target["token_id"].partition("!")
         hosts[name] = {
             "ansible_connection": "local",
             "ansible_python_interpreter": sys.executable,  # the venv: proxmoxer is there
-            "pve_host": ep.host,
-            "pve_port": ep.port,
+            "pve_host": host,
+            "pve_port": port,
             "pve_user": user,
             "pve_token_id": token,
             "pve_token_secret": target["secret"],
@@ -187,12 +205,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kloudctl-bench-status-") as tmp:
         workdir = Path(tmp)
         made = time.perf_counter()
-        sim = start_sim_fleet(
-            workdir, task_seconds=0.0, cabinets=fleet_texts(workdir), bootstrap=bootstrap_target
-        )
         try:
-            for name, target in sim.targets.items():
-                populate_guests(target, sim.fleet(), name, per_tenant=7, total=GUESTS)
+            sim = serve_fleet(workdir)
             print(
                 f"status bench: {CABINETS} cabinets x {GUESTS} guests "
                 f"(fleet ready in {time.perf_counter() - made:.1f} s), {ROUNDS} rounds"
@@ -206,7 +220,7 @@ def main() -> None:
                 times["status_cli"].append(status_process(sim, workdir))
                 times["playbook"].append(playbook(sim, workdir))
         finally:
-            sim.stop()
+            runner.stop(workdir / "sim")
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"  floor: one parallel round of /cluster/resources  {med['floor']:6.3f} s")
     print(f"  kloudctl status --all (in process)              {med['status']:6.3f} s")

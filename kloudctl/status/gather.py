@@ -145,7 +145,8 @@ def gather(
         rounds = -(-len(names) // size)
         wait(futures.values(), timeout=rounds * timeout + 1.0)
     finally:
-        # A worker still stuck (a tool ignoring its timeout) is left behind, not waited on.
+        # A worker still busy is not waited on here; every call it makes has its own time
+        # limit (the client's deadline, ssh's timeout), so none outlives its budget by much.
         pool.shutdown(wait=False, cancel_futures=True)
     out = []
     for name in names:
