@@ -125,7 +125,8 @@ def _show(statuses: list[CabinetStatus]) -> None:
             s.federation["state"],
         ])  # fmt: skip
     columns = ["cabinet", "API", "version", "nodes", "guests", "vCPU used/quotas/capacity",
-               "RAM · disk", "power (budget)", "replication", "mail", "federation"]  # fmt: skip
+               "RAM · disk used/quotas/capacity", "power (budget)", "replication", "mail",
+               "federation"]  # fmt: skip
     table = console.table("Fleet status", columns, rows)
     for column in table.columns:
         column.overflow = "fold"

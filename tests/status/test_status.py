@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kloudctl.capacity import plan_cabinet
+from kloudctl.proxmox.client import ApiTarget, Client, ProxmoxError, RetryPolicy
 from kloudctl.status import history
 from kloudctl.status.gather import gather
 from kloudctl.testbed.simfleet import SimFleet
@@ -109,6 +112,28 @@ def test_a_cabinet_answering_5xx_is_retried_within_its_budget_then_reported(
     assert found["brieux"].reachable and found["mortree"].reachable
     # The client's backoff alone would wait 0.1 + 0.2 + 0.4 s; bounded by the 2 s budget.
     assert bad.elapsed < 2.0 + 0.5 and took < 2.0 + 1.0
+
+
+def test_the_deadline_bounds_the_clients_retries(sims: SimFleet) -> None:
+    """A policy whose pauses alone add up to 15.5 s, against a cabinet answering 503 to
+    everything: with a 1.5 s deadline the call fails when the next pause would pass it."""
+    policy = RetryPolicy(attempts=8, first_delay=0.5, max_delay=3.0)
+    client = Client(
+        ApiTarget.from_inputs(sims.targets["saint-aubin"]),
+        policy,
+        deadline=time.monotonic() + 1.5,
+    )
+    sims.fault("saint-aubin", kind="error_rate", rate=1.0)
+    started = time.monotonic()
+    with pytest.raises(ProxmoxError, match="Service Unavailable"):
+        client.get("version")
+    assert time.monotonic() - started < 1.5
+    assert 1 <= client.retries < policy.attempts - 1
+    # Past the deadline, no request starts at all.
+    sims.fault("saint-aubin", kind="clear")
+    client.deadline = time.monotonic()
+    with pytest.raises(ProxmoxError, match=r"no answer .* in the time given"):
+        client.get("version")
 
 
 def test_latency_past_the_timeout_never_holds_the_run(sims: SimFleet, kloudctl: Any) -> None:
