@@ -37,10 +37,14 @@ def retrying(
     pauses: Backoff | Iterable[float],
     before_retry: Callable[[Exception, float], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """`action()`; when it raises an exception `retry_if` accepts, pause and try again while
     pauses remain, then let the last failure through. `before_retry(exc, pause)` runs before
-    each pause (to note the retry, or to clear what blocked the try)."""
+    each pause (to note the retry, or to clear what blocked the try). With a `deadline` (a
+    `clock()` time), no pause would end past it: the last failure goes through instead, so
+    a caller's time budget bounds the retries too."""
     remaining = iter(pauses.pauses() if isinstance(pauses, Backoff) else pauses)
     while True:
         try:
@@ -50,6 +54,8 @@ def retrying(
                 raise
             pause = next(remaining, None)
             if pause is None:
+                raise
+            if deadline is not None and clock() + pause >= deadline:
                 raise
             if before_retry is not None:
                 before_retry(exc, pause)

@@ -40,6 +40,11 @@ class PowerEstimate:
         return self.estimated_watts <= self.budget_watts
 
 
+def node_watts(idle_watts: float, peak_watts: float, utilisation: float) -> float:
+    """A node's draw at a CPU utilisation (0..1): the one linear model of plans and status."""
+    return idle_watts + (peak_watts - idle_watts) * min(1.0, max(0.0, utilisation))
+
+
 def estimate_power(cabinet: Cabinet) -> PowerEstimate:
     total_cores = sum(n.cores for n in cabinet.hardware.nodes)
     busy_cores = sum(vm.cores * vm.load for t in cabinet.tenants for vm in t.vms)
@@ -51,7 +56,7 @@ def estimate_power(cabinet: Cabinet) -> PowerEstimate:
             idle_watts=n.idle_watts,
             peak_watts=n.peak_watts,
             utilisation=utilisation,
-            estimated_watts=n.idle_watts + (n.peak_watts - n.idle_watts) * utilisation,
+            estimated_watts=node_watts(n.idle_watts, n.peak_watts, utilisation),
         )
         for n in cabinet.hardware.nodes
     ]

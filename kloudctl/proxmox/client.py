@@ -239,6 +239,7 @@ class Client:
         *,
         password_of: str | None = None,
         password: str | None = None,
+        deadline: float | None = None,
     ) -> None:
         url = urlsplit(target.endpoint)
         if url.scheme != "https" or not url.hostname:
@@ -249,6 +250,9 @@ class Client:
         self.on_retry = on_retry
         self.retries = 0
         self.timeout = timeout
+        #: A `time.monotonic()` time past which no call starts, waits or is retried: the
+        #: whole budget of a caller (one cabinet's status), retries included.
+        self.deadline = deadline
         netloc = url.netloc if url.port else f"{url.netloc}:8006"
         self.base_url = f"https://{netloc}/api2/json"
         # proxmoxer's session (uploads, agent commands...) with the certificate pinned, and no
@@ -299,6 +303,7 @@ class Client:
         where = f"{method} /{path.strip('/')}"
 
         def once() -> Any:
+            self._bound_by_deadline(where)
             resource = self.api(path.strip("/"))
             return getattr(resource, method.lower())(**params)
 
@@ -308,12 +313,28 @@ class Client:
 
         try:
             return retrying(
-                once, retry_if=_retryable, pauses=self.retry.backoff(), before_retry=note
+                once,
+                retry_if=_retryable,
+                pauses=self.retry.backoff(),
+                before_retry=note,
+                deadline=self.deadline,
             )
         except ResourceException as exc:
             raise ProxmoxError(f"{where}: {_message(exc)}", exc.status_code, exc.errors) from None
         except requests.RequestException as exc:
             raise self.unreachable(where, exc) from None
+
+    def _bound_by_deadline(self, where: str) -> None:
+        """Give the next request only the time left before the deadline (requests' timeout,
+        read from the session's auth by proxmoxer); none left is a failure now."""
+        if self.deadline is None:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise ProxmoxError(f"{where}: no answer from {self.endpoint} in the time given")
+        auth = self.session.auth
+        if isinstance(auth, ProxmoxHTTPAuthBase):
+            auth.timeout = min(self.timeout, left)
 
     def _note_retry(self, what: str) -> None:
         self.retries += 1

@@ -381,12 +381,13 @@ def cron_check(
 # status: the fuller picture, for people.
 
 
-def status_of(rep: Replicator, cabinet: str) -> list[dict[str, Any]]:
+def status_of(rep: Replicator, cabinet: str, timeout: float = 600) -> list[dict[str, Any]]:
+    """The rows of one cabinet; a deployed cabinet is asked over SSH, within `timeout`."""
     ssh = rep.layout.endpoint(cabinet).ssh
     if ssh is not None:
         tool = tool_name(cabinet, "status")
         try:
-            _code, found = on_cabinet(ssh, cabinet, "status", rep.clock_args(), timeout=600)
+            _code, found = on_cabinet(ssh, cabinet, "status", rep.clock_args(), timeout=timeout)
             checked = [_status_row(tool, row) for row in dig(tool, found, kind=list)]
             return [row for row in checked if row["cabinet"] == cabinet]
         except KloudError as exc:

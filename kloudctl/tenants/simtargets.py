@@ -69,3 +69,46 @@ def use_simulator(fleet: Fleet, root: Path, run: dict[str, Any] | None) -> list[
         raise NotFound("the running simulator serves none of the fleet's cabinets")
     write_targets(root, targets)
     return sorted(targets)
+
+
+def populate_guests(
+    target: dict[str, str],
+    fleet: Fleet,
+    cabinet: str,
+    per_tenant: int,
+    stopped: int = 1,
+    total: int | None = None,
+) -> int:
+    """Give each tenant of a simulated cabinet a pool and `per_tenant` guests in its VMID
+    range (the first `stopped` of them stopped, the others running; `total` guests at most
+    in the cabinet), made through the API
+    with the cabinet's automation token, spread over the nodes: a populated cabinet for
+    status tests and benches, without a Pulumi run. Returns how many guests were made."""
+    from kloudctl.capacity import plan_cabinet
+    from kloudctl.proxmox.client import ApiTarget, Client
+
+    model = fleet.cabinet(cabinet)
+    nodes = [n.name for n in model.hardware.nodes]
+    client = Client(ApiTarget.from_inputs(target))
+    made = 0
+    try:
+        for tenant in plan_cabinet(model).tenants:
+            client.post("pools", poolid=tenant.name, comment=tenant.display_name)
+            for i in range(per_tenant):
+                if total is not None and made >= total:
+                    break
+                vmid = tenant.vmid_first + i
+                client.post(
+                    f"nodes/{nodes[made % len(nodes)]}/qemu",
+                    vmid=vmid,
+                    name=f"{tenant.name}-{i}",
+                    pool=tenant.name,
+                    cores=1 + i % 2,
+                    memory=1024,
+                    scsi0=f"{model.hardware.storage}:4",
+                    start=0 if i < stopped else 1,
+                )
+                made += 1
+    finally:
+        client.session.close()
+    return made

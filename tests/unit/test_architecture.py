@@ -20,7 +20,7 @@ FOUNDATION = {
 }  # fmt: skip
 DECLARATION = {"model", "capacity", "power"}
 ENGINES = {"proxmox", "sim", "testbed", "hosts", "tenants", "replication", "mail"}
-COMPOSITION = {"ansible_inventory", "report"}
+COMPOSITION = {"ansible_inventory", "report", "status"}
 INTERFACE = {"cli", "__main__"}
 
 #: Within the foundation, what each module may use.

@@ -62,3 +62,29 @@ def test_a_failure_not_to_retry_goes_through_at_once() -> None:
     with pytest.raises(ValueError):
         retrying(action, retry_if=lambda e: isinstance(e, Busy), pauses=[0] * 5)
     assert calls == 1
+
+
+def test_no_pause_ends_past_the_deadline() -> None:
+    now = [100.0]
+    calls = 0
+
+    def action() -> None:
+        nonlocal calls
+        calls += 1
+        raise Busy(calls)
+
+    def sleep(pause: float) -> None:
+        now[0] += pause
+
+    # Pauses of 1, 2, 4: the third would end at 107, past the deadline of 105.
+    with pytest.raises(Busy, match="3"):
+        retrying(
+            action,
+            retry_if=lambda _e: True,
+            pauses=Backoff(attempts=8, first=1, maximum=10),
+            sleep=sleep,
+            deadline=105.0,
+            clock=lambda: now[0],
+        )
+    assert calls == 3
+    assert now[0] == 103.0
