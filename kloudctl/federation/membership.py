@@ -41,7 +41,7 @@ def peer_problems(fleet: Fleet, only: list[Path] | None, folder: Path) -> list[P
             )
             continue
         active = sorted(m.cabinet for m in registry.active().values() if m.cabinet != name)
-        for j, peer in enumerate(cab.replication.peers):
+        for j, peer in enumerate(cab.replication.declared_peers):
             member = members.get(peer)
             if member is not None and member.state == "active":
                 continue

@@ -274,16 +274,19 @@ def admit(
 def revoke(
     state: FederationState, commune: str, reason: str, now: datetime.datetime | None = None
 ) -> Registry:
-    identity, keys, registry = state.coordinator()
-    if commune not in registry.members:
-        raise NotFound(f"commune '{commune}' is not a member of '{registry.federation}'")
-    if commune not in registry.active():
-        raise InputError(f"commune '{commune}' is already revoked: nothing changed")
-    if commune == identity["commune"]:
-        raise InputError("the coordinator cannot revoke itself")
-    body = {"commune": commune, "reason": reason}
-    updated = registry.append("revoke", identity["commune"], body, keys, now)
-    state.store.accept(updated, "(revocation)")
+    identity, keys, _ = state.coordinator()
+    # The invites' lock also serialises every change of the coordinator's registry.
+    with state.book.locked():
+        registry = state.store.load()
+        if commune not in registry.members:
+            raise NotFound(f"commune '{commune}' is not a member of '{registry.federation}'")
+        if commune not in registry.active():
+            raise InputError(f"commune '{commune}' is already revoked: nothing changed")
+        if commune == identity["commune"]:
+            raise InputError("the coordinator cannot revoke itself")
+        body = {"commune": commune, "reason": reason}
+        updated = registry.append("revoke", identity["commune"], body, keys, now)
+        state.store.accept(updated, "(revocation)")
     return updated
 
 

@@ -190,3 +190,23 @@ def test_the_pinned_certificate_is_checked(coordinator: Coordinator) -> None:
 def test_invites_file_holding_secrets_is_private(coordinator: Coordinator) -> None:
     coordinator.invite()
     assert (coordinator.state.book.path.stat().st_mode & 0o777) == 0o600
+
+
+def test_revocation_refusals_change_nothing(coordinator: Coordinator) -> None:
+    _, text = coordinator.invite()
+    newcomer = coordinator.newcomer("mortree")
+    _, fingerprint = service.join(newcomer, coordinator.fleet, text, "mortree", [])
+    service.admit(coordinator.state, "mortree", fingerprint)
+    before = tree(coordinator.state.folder)
+    with pytest.raises(InputError, match="commune 'atlantis' is not a member of 'bocage'"):
+        service.revoke(coordinator.state, "atlantis", "x")
+    with pytest.raises(InputError, match="the coordinator cannot revoke itself"):
+        service.revoke(coordinator.state, "brieux", "x")
+    assert tree(coordinator.state.folder) == before
+    assert service.revoke(coordinator.state, "mortree", "left").version == 3
+    with pytest.raises(InputError, match="'mortree' is already revoked: nothing changed"):
+        service.revoke(coordinator.state, "mortree", "again")
+    # a member is not the coordinator: it cannot revoke, invite or admit
+    service.sync(newcomer)
+    with pytest.raises(InputError, match=r"this member \(mortree\) is not the coordinator"):
+        service.revoke(newcomer, "brieux", "x")
