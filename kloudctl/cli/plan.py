@@ -9,7 +9,6 @@ import click
 from kloudctl import console
 from kloudctl.capacity import admit, plan_cabinet
 from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
-from kloudctl.federation.choice import planned_peers
 from kloudctl.report.plan import render_peer_choice, render_plan
 
 
@@ -39,7 +38,13 @@ def command(ctx: FleetContext, cabinet: str, as_json: bool, federation_state: st
     rep = loaded.model.replication
     auto = rep is not None and rep.auto_peers
     folder = Path(federation_state) if federation_state else ctx.root / ".state/federation"
-    choice = planned_peers(folder, loaded.model) if auto else None
+    choice = None
+    if auto:
+        # Imported here: `plan` stays available in the trimmed kloudctl a cabinet carries,
+        # which has no `cryptography` (the registry's signatures need it).
+        from kloudctl.federation.choice import planned_peers
+
+        choice = planned_peers(folder, loaded.model)
     if as_json:
         data = plan.to_dict()
         if auto:

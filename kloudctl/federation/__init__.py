@@ -3,3 +3,6 @@ single-use invites confirmed by a short fingerprint, and the join endpoint (HTTP
 
 Each commune keeps its own Proxmox cluster; the federation runs above the clusters.
 """
+
+#: The registry's file in a member's state folder.
+REGISTRY_FILE = "registry.json"

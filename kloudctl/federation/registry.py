@@ -27,13 +27,12 @@ from typing import Any
 
 from kloudctl import files
 from kloudctl.errors import KloudError
-from kloudctl.federation import canonical
+from kloudctl.federation import REGISTRY_FILE, canonical
 from kloudctl.federation.keys import MemberKeys, verify
 
 GENESIS = "0" * 64
 KINDS = ("create", "admit", "update", "revoke")
 ENTRY_KEYS = {"version", "prev", "kind", "author", "time", "body", "signature"}
-REGISTRY_FILE = "registry.json"
 HELD_FILE = "held.json"
 #: What a member's own `update` may change; the rest is the coordinator's to admit.
 UPDATABLE = {"endpoints", "capacity"}

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 
 from kloudctl import console
 from kloudctl.capacity.plan import CabinetPlan
-from kloudctl.federation.choice import PeerChoice
 from kloudctl.model.types import format_size
+
+if TYPE_CHECKING:  # the cabinet's trimmed kloudctl has no `cryptography` for the registry
+    from kloudctl.federation.choice import PeerChoice
 
 
 def render_plan(plan: CabinetPlan) -> None:
