@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from kloudctl import console
 from kloudctl.capacity import admit, plan_cabinet
 from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
-from kloudctl.report.plan import render_plan
+from kloudctl.report.plan import render_peer_choice, render_plan
 
 
 @click.command("plan")
@@ -20,14 +22,36 @@ from kloudctl.report.plan import render_plan
     "alone (no cabinet contacted). Live planning of tenants is `kloudctl tenants plan`.",
 )
 @json_option
+@click.option(
+    "--federation-state",
+    envvar="KLOUDCTL_FEDERATION_STATE",
+    type=click.Path(file_okay=False),
+    help="Where `peers: auto` finds the federation's registry"
+    " (default: <fleet>/.state/federation).",
+)
 @pass_fleet
-def command(ctx: FleetContext, cabinet: str, as_json: bool) -> None:
+def command(ctx: FleetContext, cabinet: str, as_json: bool, federation_state: str | None) -> None:
     """Plan a cabinet from its declaration alone (no cabinet contacted): capacity and power
-    admission, VMID ranges, address plan."""
+    admission, VMID ranges, address plan, and replication peers chosen with `peers: auto`."""
     loaded = ctx.fleet().loaded(cabinet)
     plan = plan_cabinet(loaded.model, loaded.source)
+    rep = loaded.model.replication
+    auto = rep is not None and rep.auto_peers
+    folder = Path(federation_state) if federation_state else ctx.root / ".state/federation"
+    choice = None
+    if auto:
+        # Imported here: `plan` stays available in the trimmed kloudctl a cabinet carries,
+        # which has no `cryptography` (the registry's signatures need it).
+        from kloudctl.federation.choice import planned_peers
+
+        choice = planned_peers(folder, loaded.model)
     if as_json:
-        console.emit_json(plan.to_dict())
+        data = plan.to_dict()
+        if auto:
+            data["replication_peers"] = choice.to_dict() if choice else None
+        console.emit_json(data)
     else:
         render_plan(plan)
+        if auto:
+            render_peer_choice(choice, folder)
     admit(plan)

@@ -46,7 +46,7 @@ def host_vars(cabinet: Cabinet) -> dict[str, Any]:
         "kloudctl_insee": cabinet.commune.insee,
         "kloudctl_proxmox_endpoint": str(cabinet.proxmox.endpoint),
         "kloudctl_mail_domains": list(cabinet.mail.domains) if cabinet.mail else [],
-        "kloudctl_replication_peers": list(cabinet.replication.peers)
+        "kloudctl_replication_peers": cabinet.replication.declared_peers
         if cabinet.replication
         else [],
         "kloudctl_federation": cabinet.federation.name if cabinet.federation else None,
@@ -98,7 +98,7 @@ def build(
         "federation_members": {"hosts": [], "children": []},
     }
     hostvars: dict[str, dict[str, Any]] = {}
-    targets = {peer for c in fleet if c.replication for peer in c.replication.peers}
+    targets = {peer for c in fleet if c.replication for peer in c.replication.declared_peers}
 
     def add(group: str, host: str) -> None:
         groups.setdefault(group, {"hosts": [], "children": []})["hosts"].append(host)

@@ -203,7 +203,15 @@ def _check_cabinet(
                         f" '{policy.name}' interval {format_duration(policy.interval, exact=True)}",
                     )
                 )
-        for j, peer in enumerate(rep.peers):
+        if rep.auto_peers and cab.federation is None:
+            problems.append(
+                src.problem(
+                    ("replication", "peers"),
+                    "peers: auto chooses among the members of the cabinet's federation:"
+                    " declare `federation:` or name the peers",
+                )
+            )
+        for j, peer in enumerate(rep.declared_peers):
             if peer == cab.name:
                 problems.append(
                     src.problem(("replication", "peers", j), "a cabinet cannot replicate to itself")

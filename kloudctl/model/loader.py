@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from kloudctl.errors import InputError, NotFound, Problem
 from kloudctl.model.fleet import Fleet, LoadedCabinet, LoadedPolicy, cross_check
 from kloudctl.model.schema import BackupPolicy, Cabinet
-from kloudctl.model.types import Unique
+from kloudctl.model.types import VARIANT_TAGS, Unique
 from kloudctl.model.yamlsource import Located, PathKey, dotted, load_file
 
 M = TypeVar("M", bound=BaseModel)
@@ -142,7 +142,9 @@ def validate_document(
         document = model.model_validate(located.data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            loc: PathKey = tuple(p for p in error["loc"] if isinstance(p, str | int))
+            loc: PathKey = tuple(
+                p for p in error["loc"] if isinstance(p, str | int) and p not in VARIANT_TAGS
+            )
             message = _message(error, model, loc)
             if error["type"] == "extra_forbidden":
                 problems.append(located.key_problem(loc, message))

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from kloudctl.model.types import (
+    AUTO_TAG,
+    LIST_TAG,
     AbsPath,
     AutoOrInterface,
     Domain,
@@ -225,10 +227,27 @@ class MailService(Strict):
     postmaster: Email
 
 
+#: `peers: auto` (kloudctl chooses among the federation's members) or the peers' names.
+PeerChoice = Annotated[
+    Annotated[Literal["auto"], Tag(AUTO_TAG)]
+    | Annotated[list[Name], Field(min_length=1), Tag(LIST_TAG)],
+    Discriminator(lambda value: AUTO_TAG if value == "auto" else LIST_TAG),
+]
+
+
 class Replication(Strict):
     policy: Name
-    peers: Annotated[list[Name], Unique("peer")] = Field(min_length=1)
+    peers: Annotated[PeerChoice, Unique("peer")]
     rpo: Duration | None = None
+
+    @property
+    def auto_peers(self) -> bool:
+        return self.peers == "auto"
+
+    @property
+    def declared_peers(self) -> list[str]:
+        """The peers named in the file; none with `peers: auto` (chosen at plan time)."""
+        return [] if isinstance(self.peers, str) else list(self.peers)
 
 
 class WireGuard(Strict):

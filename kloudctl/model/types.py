@@ -162,6 +162,13 @@ def one_of(*choices: int) -> Any:
     return BeforeValidator(check)
 
 
+#: Names of the variants of a choice such as `peers: auto | [names]`: pydantic puts them in
+#: an error's location, the loader leaves them out (`replication.peers[0]`, not
+#: `replication.peers.<list>[0]`). Angle brackets: never a key of a declaration.
+AUTO_TAG, LIST_TAG = "<auto>", "<list>"
+VARIANT_TAGS = frozenset({AUTO_TAG, LIST_TAG})
+
+
 @dataclass(frozen=True)
 class Unique:
     """Marks a list that is a set: its items (or their field `key`) may not repeat.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from kloudctl.errors import InputError, Problem
+from kloudctl.model.fleet import Fleet
 from kloudctl.model.loader import (
     BACKUPS_DIR,
     CABINETS_DIR,
@@ -14,8 +16,15 @@ from kloudctl.model.loader import (
     load_fleet,
 )
 
+#: A check beyond the declaration (an engine's, such as the federation's registry), handed
+#: in by the CLI so the model imports no engine: the fleet and the files asked for (None:
+#: all) -> their problems.
+Check = Callable[[Fleet, list[Path] | None], list[Problem]]
 
-def validate_paths(paths: list[str], fleet_dir: str | None = None) -> dict[str, Any]:
+
+def validate_paths(
+    paths: list[str], fleet_dir: str | None = None, checks: Sequence[Check] = ()
+) -> dict[str, Any]:
     """Validate the given files/folders (or the fleet); raise InputError with all problems.
 
     A file is validated within its fleet (the folder above its `cabinets/` or `backups/`),
@@ -24,6 +33,9 @@ def validate_paths(paths: list[str], fleet_dir: str | None = None) -> dict[str, 
     if not paths:
         root = Path(fleet_dir).resolve() if fleet_dir else find_root(Path.cwd())
         fleet = load_fleet(root)
+        extra = [p for check in checks for p in check(fleet, None)]
+        if extra:
+            raise InputError(extra)
         return {
             "valid": True,
             "cabinets": len(fleet.cabinets),
@@ -80,6 +92,7 @@ def validate_paths(paths: list[str], fleet_dir: str | None = None) -> dict[str, 
         except InputError as exc:
             problems += exc.problems
             continue
+        problems += [p for check in checks for p in check(fleet, files)]
         if files is not None:
             cabinets += sum(1 for f in files if f.parent.name == CABINETS_DIR)
             policies += sum(1 for f in files if f.parent.name == BACKUPS_DIR)

@@ -253,7 +253,7 @@ class Layout:
         for cabinet in cabinets:
             names.append(self.secret(f"{cabinet}.local.password").name)
             rep = fleet.cabinet(cabinet).replication
-            for peer in rep.peers if rep else []:
+            for peer in rep.declared_peers if rep else []:
                 names.append(self.secret(f"{cabinet}@{peer}.password").name)
                 names.append(self.secret(f"{cabinet}@{peer}.owner.password").name)
                 names.append(self.rest_identity(cabinet, peer).name)
@@ -350,7 +350,7 @@ def replicated_cabinets(fleet: Fleet, name: str | None, all_: bool) -> list[str]
 
 def sources_of(fleet: Fleet, owner: str) -> list[str]:
     """Cabinets whose copies `owner` hosts."""
-    return sorted(c.name for c in fleet if c.replication and owner in c.replication.peers)
+    return sorted(c.name for c in fleet if c.replication and owner in c.replication.declared_peers)
 
 
 def probe(url: str, timeout: float = 3.0) -> None:

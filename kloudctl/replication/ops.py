@@ -96,7 +96,7 @@ class Replicator:
 
     def peers(self, cabinet: str) -> list[str]:
         rep = self.fleet.cabinet(cabinet).replication
-        return list(rep.peers) if rep else []
+        return rep.declared_peers if rep else []
 
     def rpo(self, cabinet: str) -> int:
         rep = self.fleet.cabinet(cabinet).replication

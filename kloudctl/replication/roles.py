@@ -33,7 +33,7 @@ def role_vars(fleet: Fleet, cabinet: Cabinet) -> dict[str, Any]:
     policy = fleet.policy_for(cabinet)
     if rep and policy:
         secrets = {f"{me}.local.password": _secret(f"{me}.local.password")}
-        for peer in rep.peers:
+        for peer in rep.declared_peers:
             for suffix in ("password", "owner.password", "rest"):
                 secrets[f"{me}@{peer}.{suffix}"] = _secret(f"{me}@{peer}.{suffix}")
         out |= {
@@ -49,7 +49,7 @@ def role_vars(fleet: Fleet, cabinet: Cabinet) -> dict[str, Any]:
                         f" ~ '/certs/{peer}.pem') }}}}"
                     ),
                 }
-                for peer in rep.peers
+                for peer in rep.declared_peers
             ],
             "replication_source__secrets": secrets,
             "replication_source__run_on_calendar": on_calendar(policy.interval),

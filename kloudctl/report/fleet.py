@@ -25,7 +25,9 @@ def cabinet_rows(fleet: Fleet) -> list[dict[str, Any]]:
                 "tenants": len(cab.tenants),
                 "vms": sum(len(t.vms) for t in cab.tenants),
                 "mail_domains": ", ".join(cab.mail.domains) if cab.mail else "",
-                "replicates_to": ", ".join(cab.replication.peers) if cab.replication else "",
+                "replicates_to": ", ".join(cab.replication.declared_peers or ["auto"])
+                if cab.replication
+                else "",
                 "federation": cab.federation.name if cab.federation else "",
                 "power": f"{estimate:.0f}/{cab.power.budget_watts:.0f} W",
             }

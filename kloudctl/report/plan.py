@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 
 from kloudctl import console
 from kloudctl.capacity.plan import CabinetPlan
 from kloudctl.model.types import format_size
+
+if TYPE_CHECKING:  # the cabinet's trimmed kloudctl has no `cryptography` for the registry
+    from kloudctl.federation.choice import PeerChoice
 
 
 def render_plan(plan: CabinetPlan) -> None:
@@ -97,3 +103,34 @@ def render_plan(plan: CabinetPlan) -> None:
             console.show(Text.assemble(("refused:", "bold red"), f" {reason}"))
     else:
         console.show("[green]admitted:[/] the plan fits the cabinet's capacity and power budget")
+
+
+def render_peer_choice(choice: PeerChoice | None, folder: Path) -> None:
+    """`peers: auto`: which members were chosen, and why each was taken or left."""
+    if choice is None:
+        console.line(
+            f"Replication peers (auto): none chosen: this fleet holds no federation registry"
+            f" in {folder} (`kloudctl federation init` or `join` first)"
+        )
+        return
+    chosen = ", ".join(choice.chosen) or "none: no member qualifies"
+    console.line(
+        f"Replication peers (auto, federation '{choice.federation}', registry version"
+        f" {choice.registry_version}): {chosen}"
+    )
+    console.show(
+        console.table(
+            f"Members considered (the cabinet's tenants are promised"
+            f" {format_size(choice.needed_disk)} of disk)",
+            ["member", "cabinet", "choice", "why"],
+            [
+                [
+                    c.commune,
+                    c.cabinet,
+                    "chosen" if c.chosen else ("eligible" if c.eligible else "no"),
+                    "; ".join(c.reasons),
+                ]
+                for c in choice.candidates
+            ],
+        )
+    )

@@ -19,7 +19,9 @@ FOUNDATION = {
     "errors", "answers", "files", "retry", "processes", "tls", "netloc", "console", "ssh",
 }  # fmt: skip
 DECLARATION = {"model", "capacity", "power"}
-ENGINES = {"proxmox", "sim", "testbed", "hosts", "tenants", "replication", "mail"}
+ENGINES = {
+    "proxmox", "sim", "testbed", "hosts", "tenants", "replication", "mail", "federation",
+}  # fmt: skip
 COMPOSITION = {"ansible_inventory", "report", "status"}
 INTERFACE = {"cli", "__main__"}
 
@@ -44,6 +46,7 @@ _ENGINE_USES = {
     "hosts": {"proxmox"},
     "tenants": {"proxmox"},
     "replication": {"hosts"},
+    "federation": set(),
 }
 
 ALLOWED: dict[str, set[str]] = {

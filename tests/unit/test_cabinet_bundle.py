@@ -29,7 +29,9 @@ def test_bundle_runs_the_replication_commands_alone(tmp_path: Path) -> None:
         f"import sys; sys.path.insert(0, {str(unpacked)!r}); sys.argv[0] = 'kloudctl'; "
         "from kloudctl.cli import main; main()"
     )
-    for args in (["--help"], ["replication", "check", "--help"]):
+    # validate stays available: the federation's check needs `cryptography` only with a
+    # registry to verify, and a cabinet holds none
+    for args in (["--help"], ["replication", "check", "--help"], ["validate"]):
         done = subprocess.run(
             ["/usr/bin/python3", "-I", "-S", "-c", launcher, "--fleet", str(REPO), *args],
             capture_output=True,
@@ -46,6 +48,7 @@ def test_bundle_runs_the_replication_commands_alone(tmp_path: Path) -> None:
     assert f"kloudctl/{kloudctl.CABINET_MARKER}" in names
     commands = {line.split()[0] for line in listed.split("Commands:")[1].splitlines() if line}
     assert "mail" not in commands and "tenants" not in commands and "sim" not in commands
+    assert "federation" not in commands and "validate" in commands
 
 
 #: Runs kloudctl's CLI with one library made unimportable (as if it were not installed).

@@ -259,6 +259,25 @@ CASES = [
         ["not UTF-8"],
         stdin=b"\xff\xfe long enough password\n",
     ),
+    # -- federation: read commands never make the state; a malformed invite is bad input
+    Case(
+        "federation-status-missing-state",
+        [*F, "federation", "status", "--state-dir", "{w}/nowhere"],
+        2,
+        ["federation member file {w}/nowhere/member.json does not exist", "federation init"],
+    ),
+    Case(
+        "federation-join-malformed-invite",
+        [*F, "federation", "join", "kfi1-garbage", "--cabinet", "mortree", "--state-dir", "{w}/f"],
+        2,
+        ["INVITE: not a kloudctl invite"],
+    ),
+    Case(
+        "federation-invite-bad-expiry",
+        [*F, "federation", "invite", "mortree", "--expires", "forever", "--state-dir", "{w}/f"],
+        2,
+        ["--expires: expected a duration from 1m to 30d"],
+    ),
     # -- replication: read commands never make the state; check answers UNKNOWN
     Case(
         "status-missing-state",

@@ -1,0 +1,234 @@
+"""`kloudctl federation init|invite|join|admit|pending|sync|revoke|status|serve`."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import click
+
+from kloudctl import console
+from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
+from kloudctl.federation import service
+from kloudctl.federation.endpoint import JoinServer
+from kloudctl.federation.invites import parse_ttl
+from kloudctl.model.types import format_size
+from kloudctl.netloc import split_host_port
+
+state_option = click.option(
+    "--state-dir",
+    envvar="KLOUDCTL_FEDERATION_STATE",
+    type=click.Path(file_okay=False),
+    help="This member's federation state folder (default: <fleet>/.state/federation).",
+)
+
+
+def _state(ctx: FleetContext, state_dir: str | None) -> service.FederationState:
+    return service.FederationState.for_fleet(ctx.root, state_dir)
+
+
+@click.group("federation")
+def command() -> None:
+    """Neighbouring communes' cabinets: signed registry, invites, joining."""
+
+
+@command.command("init")
+@click.argument("name")
+@click.option("--cabinet", shell_complete=cabinet_names, help="The coordinator cabinet.")
+@click.option("--endpoint", metavar="HOST:PORT", help="Where newcomers reach the join endpoint.")
+@state_option
+@pass_fleet
+def init(
+    ctx: FleetContext, name: str, cabinet: str | None, endpoint: str | None, state_dir: str | None
+) -> None:
+    """Create federation NAME, this fleet's coordinator cabinet its first member."""
+    state = _state(ctx, state_dir)
+    registry = service.init(state, ctx.fleet(), name, cabinet, endpoint)
+    me = registry.members[registry.coordinator]
+    console.line(
+        f"federation '{name}' created (registry version 1): coordinator {me.commune},"
+        f" mesh address {me.mesh_address}, pool {registry.pool}"
+    )
+    console.line(f"join endpoint certificate: {service.tls_fingerprint(state)}")
+
+
+@command.command("invite")
+@click.argument("commune")
+@click.option("--expires", default="1h", show_default=True, help="Validity, 1m to 30d.")
+@state_option
+@pass_fleet
+def invite(ctx: FleetContext, commune: str, expires: str, state_dir: str | None) -> None:
+    """Issue a single-use, expiring invite for COMMUNE (printed on stdout: a secret)."""
+    ttl = parse_ttl(expires)
+    issued, text = service.invite(_state(ctx, state_dir), commune, ttl)
+    console.info(
+        f"invite {issued.id} for '{commune}', single use, expires in {expires}; give it to"
+        " the commune over a trusted channel, then confirm the fingerprint its join shows"
+    )
+    console.text(text + "\n")
+
+
+@command.command("join")
+@click.argument("invite_text", metavar="INVITE")
+@click.option("--cabinet", required=True, shell_complete=cabinet_names, help="This cabinet.")
+@click.option(
+    "--endpoint",
+    "endpoints",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Where peers reach this cabinet's WireGuard (default: WAN address and port).",
+)
+@state_option
+@pass_fleet
+def join(
+    ctx: FleetContext,
+    invite_text: str,
+    cabinet: str,
+    endpoints: tuple[str, ...],
+    state_dir: str | None,
+) -> None:
+    """Ask to join with INVITE; show the fingerprint the coordinator must confirm."""
+    invite_, fingerprint = service.join(
+        _state(ctx, state_dir), ctx.fleet(), invite_text, cabinet, list(endpoints)
+    )
+    console.line(f"join request sent to federation '{invite_.federation}' as '{invite_.commune}'")
+    console.line(f"fingerprint: {fingerprint}")
+    console.line(
+        f"the coordinator confirms it with `kloudctl federation admit {invite_.commune}"
+        f" {fingerprint}`; then run `kloudctl federation sync`"
+    )
+
+
+@command.command("pending")
+@json_option
+@state_option
+@pass_fleet
+def pending(ctx: FleetContext, as_json: bool, state_dir: str | None) -> None:
+    """Join requests waiting for `admit` (coordinator)."""
+    state = _state(ctx, state_dir)
+    state.coordinator()
+    waiting = state.book.pending()
+    if as_json:
+        console.emit_json(waiting)
+        return
+    rows = [[w["commune"], w["cabinet"], w["fingerprint"], w["invite"]] for w in waiting]
+    console.show(
+        console.table("join requests", ["commune", "cabinet", "fingerprint", "invite"], rows)
+    )
+
+
+@command.command("admit")
+@click.argument("commune")
+@click.argument("fingerprint")
+@state_option
+@pass_fleet
+def admit(ctx: FleetContext, commune: str, fingerprint: str, state_dir: str | None) -> None:
+    """Admit COMMUNE whose join request shows FINGERPRINT (coordinator)."""
+    state = _state(ctx, state_dir)
+    member = service.admit(state, commune, fingerprint)
+    version = state.store.held()[0]
+    console.line(
+        f"admitted '{commune}' (cabinet {member.cabinet}) with mesh address"
+        f" {member.mesh_address}: registry version {version}"
+    )
+
+
+@command.command("revoke")
+@click.argument("commune")
+@click.option("--reason", default="revoked by the coordinator", help="Recorded in the entry.")
+@state_option
+@pass_fleet
+def revoke(ctx: FleetContext, commune: str, reason: str, state_dir: str | None) -> None:
+    """Revoke COMMUNE (coordinator); its mesh address is never given again."""
+    registry = service.revoke(_state(ctx, state_dir), commune, reason)
+    console.line(f"revoked '{commune}': registry version {registry.version}")
+
+
+@command.command("sync")
+@state_option
+@pass_fleet
+def sync(ctx: FleetContext, state_dir: str | None) -> None:
+    """Fetch the registry from the coordinator, verify it, keep it unless older."""
+    held, fetched = service.sync(_state(ctx, state_dir))
+    if fetched == held:
+        console.line(f"registry up to date (version {held})")
+    else:
+        console.line(f"registry version {fetched} verified and held (was {held or 'none'})")
+
+
+def _size(value: Any) -> str:
+    return "-" if value is None else format_size(value)
+
+
+@command.command("status")
+@json_option
+@state_option
+@pass_fleet
+def status(ctx: FleetContext, as_json: bool, state_dir: str | None) -> None:
+    """Members, registry version, mesh health, spare capacity and power headroom."""
+    report = service.status(_state(ctx, state_dir))
+    if as_json:
+        console.emit_json(report)
+        return
+    console.line(
+        f"federation '{report['federation']}': registry version {report['registry_version']}"
+        f" held here ({report['this_member']}, {report['role']}); mesh: {report['mesh']};"
+        f" {report['addresses_left']} mesh addresses left in {report['pool']}"
+    )
+    rows = []
+    for m in report["members"]:
+        cap = m["capacity"]
+        headroom = cap["power_headroom_measured"] or cap["power_headroom_declared"]
+        rows.append(
+            [
+                m["commune"],
+                m["cabinet"],
+                m["state"],
+                m["mesh_address"],
+                ", ".join(m["endpoints"]),
+                "-" if m["registry_version"] is None else m["registry_version"],
+                _size(cap["spare_disk_measured"] or cap["spare_disk_declared"]),
+                "-" if headroom is None else f"{headroom} W",
+            ]
+        )
+    columns = [
+        "commune",
+        "cabinet",
+        "state",
+        "mesh address",
+        "endpoints",
+        "registry version",
+        "spare disk",
+        "power headroom",
+    ]
+    console.show(console.table("members", columns, rows))
+
+
+@command.command("serve")
+@click.option("--listen", metavar="HOST:PORT", help="Default: the endpoint given to `init`.")
+@state_option
+@pass_fleet
+def serve(ctx: FleetContext, listen: str | None, state_dir: str | None) -> None:
+    """Run the join endpoint in the foreground (coordinator) until interrupted."""
+    state = _state(ctx, state_dir)
+    identity, _, _ = state.coordinator()
+    host, port = split_host_port(listen or identity["endpoint"], "--listen")
+    server = JoinServer(
+        state.folder,
+        state.folder / service.TLS_CERT,
+        state.folder / service.TLS_KEY,
+        host,
+        port or service.DEFAULT_JOIN_PORT,
+        on_event=console.info,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server.start()
+    console.info(
+        f"join endpoint on {host}:{server.port}, certificate {service.tls_fingerprint(state)}"
+    )
+    try:
+        stop.wait()
+    finally:
+        server.stop()

@@ -1,0 +1,284 @@
+"""Single-use, expiring invites, and the coordinator's book of them.
+
+An invite is an opaque string `kfi1.<payload>.<signature>`: the payload (canonical JSON,
+base64) carries the federation, the invited commune, the coordinator's join endpoint, the
+SHA-256 fingerprint of that endpoint's TLS certificate (pinned by the newcomer), the
+coordinator's ed25519 public key (the registry's version 1 must be signed by it), the
+invite's id, its secret and its expiry; the coordinator signs the payload, so a string
+altered by hand or in transit is refused before anything is sent.
+
+The secret never travels back: the newcomer proves it holds it with an HMAC-SHA256 over
+its canonical join request. The coordinator keeps its invites in `invites.json` (0600, it
+holds the secrets) and changes them only under an exclusive lock, so one invite is
+redeemed once even when several requests race.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from kloudctl import files
+from kloudctl.errors import InputError, KloudError
+from kloudctl.federation import canonical
+from kloudctl.federation.keys import MemberKeys, verify
+
+PREFIX = "kfi1"
+INVITES_FILE = "invites.json"
+LOCK_FILE = "invites.lock"
+MIN_TTL, MAX_TTL = 60, 30 * 86400
+_TTL_RE = re.compile(r"^([0-9]{1,7})([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class InviteRefused(KloudError):
+    """An invite that is reused, expired, forged or unconfirmed: nothing was changed."""
+
+
+def parse_ttl(text: str) -> int:
+    match = _TTL_RE.match(text.strip())
+    seconds = int(match.group(1)) * _UNITS[match.group(2)] if match else 0
+    if not MIN_TTL <= seconds <= MAX_TTL:
+        raise InputError(f"--expires: expected a duration from 1m to 30d such as 1h, got {text!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Invite:
+    federation: str
+    commune: str
+    endpoint: str
+    tls_fingerprint: str
+    coordinator_key: str
+    id: str
+    secret: str
+    expires: int
+
+    def encode(self, keys: MemberKeys) -> str:
+        payload = canonical.encode(asdict(self))
+        return f"{PREFIX}.{canonical.b64(payload)}.{keys.sign(payload)}"
+
+    @classmethod
+    def decode(cls, text: str) -> Invite:
+        """The invite in `text`: InputError when it is not one, InviteRefused when it was
+        altered (its signature does not match)."""
+        parts = text.strip().split(".")
+        if len(parts) != 3 or parts[0] != PREFIX:
+            raise InputError(
+                f"INVITE: not a kloudctl invite (expected {PREFIX}.<payload>.<signature>,"
+                " as `kloudctl federation invite` prints it)"
+            )
+        try:
+            payload = canonical.unb64(parts[1])
+            data = json.loads(payload)
+            invite = cls(**data)
+        except (ValueError, TypeError):
+            raise InputError("INVITE: the invite string is damaged (cut or mistyped?)") from None
+        fields_ok = all(isinstance(v, str) for k, v in asdict(invite).items() if k != "expires")
+        if not fields_ok or isinstance(invite.expires, bool) or not isinstance(invite.expires, int):
+            raise InputError("INVITE: the invite string is damaged (a field has the wrong type)")
+        if canonical.encode(data) != payload or not verify(
+            invite.coordinator_key, parts[2], payload
+        ):
+            raise InviteRefused(
+                f"invite {invite.id}: forged or altered: its signature does not match the"
+                " coordinator's key it names; ask the coordinator for a new invite"
+            )
+        return invite
+
+
+def proof(secret: str, request: dict[str, Any]) -> str:
+    """HMAC-SHA256 of the canonical request, keyed with the invite's secret."""
+    return hmac.new(canonical.unb64(secret), canonical.encode(request), hashlib.sha256).hexdigest()
+
+
+def short_fingerprint(invite_id: str, signing_key: str, wireguard_key: str) -> str:
+    """8 base32 characters both sides show and the coordinator confirms (`XXXX-XXXX`)."""
+    digest = hashlib.sha256(
+        canonical.encode({"invite": invite_id, "signing": signing_key, "wireguard": wireguard_key})
+    ).digest()
+    text = base64.b32encode(digest).decode()[:8]
+    return f"{text[:4]}-{text[4:]}"
+
+
+def normal_fingerprint(text: str) -> str:
+    return text.strip().upper().replace("-", "").replace(" ", "")
+
+
+@dataclass
+class InviteBook:
+    """The coordinator's invites: `invites.json` under `invites.lock`."""
+
+    folder: Path
+
+    @property
+    def path(self) -> Path:
+        return self.folder / INVITES_FILE
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[dict[str, Any]]:
+        """The invites, read under an exclusive lock; write them back with `self.save`."""
+        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield self.read()
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def read(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {}
+        try:
+            data = json.loads(self.path.read_bytes())
+        except ValueError as exc:
+            raise KloudError(f"invites {self.path}: unreadable ({exc})") from None
+        if not isinstance(data, dict):
+            raise KloudError(f"invites {self.path}: expected an object of invites")
+        return data
+
+    def save(self, invites: dict[str, Any]) -> None:
+        data = json.dumps(invites, indent=1, sort_keys=True) + "\n"
+        files.write_atomic(self.path, data, mode=0o600, what="invites")
+
+    def issue(
+        self,
+        *,
+        federation: str,
+        commune: str,
+        endpoint: str,
+        tls_fingerprint: str,
+        keys: MemberKeys,
+        ttl: int,
+        now: datetime.datetime,
+    ) -> Invite:
+        invite = Invite(
+            federation=federation,
+            commune=commune,
+            endpoint=endpoint,
+            tls_fingerprint=tls_fingerprint,
+            coordinator_key=keys.signing_public,
+            id=secrets.token_hex(8),
+            secret=canonical.b64(secrets.token_bytes(32)),
+            expires=int(now.timestamp()) + ttl,
+        )
+        with self.locked() as invites:
+            invites[invite.id] = {
+                "commune": commune,
+                "secret": invite.secret,
+                "expires": invite.expires,
+                "issued": int(now.timestamp()),
+                "state": "issued",
+                "join": None,
+            }
+            self.save(invites)
+        return invite
+
+    def redeem(self, request: Any, mac: Any, now: datetime.datetime) -> str:
+        """Record a join request against its invite; its short fingerprint.
+
+        Refused (InviteRefused, nothing recorded) when the invite is unknown, the proof does
+        not match its secret, it is expired, or it was already used."""
+        if not isinstance(request, dict) or not isinstance(mac, str):
+            raise InputError("join request: expected an object with request and proof")
+        invite_id = request.get("invite")
+        with self.locked() as invites:
+            record = invites.get(invite_id) if isinstance(invite_id, str) else None
+            if record is None:
+                raise InviteRefused(f"invite {invite_id!r}: unknown here (forged?)")
+            expected = proof(record["secret"], request)
+            if not hmac.compare_digest(expected, mac):
+                raise InviteRefused(
+                    f"invite {invite_id}: forged: the proof does not match the invite's secret"
+                )
+            if record["state"] != "issued":
+                raise InviteRefused(f"invite {invite_id}: already used (invites are single-use)")
+            if now.timestamp() >= record["expires"]:
+                when = datetime.datetime.fromtimestamp(record["expires"], datetime.UTC)
+                raise InviteRefused(f"invite {invite_id}: expired at {when.isoformat()}")
+            if request.get("commune") != record["commune"]:
+                raise InviteRefused(
+                    f"invite {invite_id}: issued to commune '{record['commune']}', not"
+                    f" {request.get('commune')!r}"
+                )
+            member = _member_request(request)
+            if not verify(
+                member["signing_key"], str(request.get("signature_of_keys")), _keys_blob(member)
+            ):
+                raise InviteRefused(
+                    f"invite {invite_id}: the newcomer did not prove it holds its signing key"
+                )
+            fingerprint = short_fingerprint(
+                str(invite_id), member["signing_key"], member["wireguard_key"]
+            )
+            record["state"] = "redeemed"
+            record["join"] = {"member": member, "fingerprint": fingerprint}
+            self.save(invites)
+        return fingerprint
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Redeemed invites waiting for `admit`: commune, cabinet, fingerprint."""
+        return [
+            {
+                "invite": i,
+                "commune": r["commune"],
+                "cabinet": r["join"]["member"]["cabinet"],
+                "fingerprint": r["join"]["fingerprint"],
+            }
+            for i, r in sorted(self.read().items())
+            if r["state"] == "redeemed"
+        ]
+
+
+def _keys_blob(member: dict[str, Any]) -> bytes:
+    return canonical.encode(
+        {"signing_key": member["signing_key"], "wireguard_key": member["wireguard_key"]}
+    )
+
+
+def _member_request(request: dict[str, Any]) -> dict[str, Any]:
+    """The member document a join request declares (without a mesh address yet)."""
+    member: dict[str, Any] = {}
+    for key in ("commune", "cabinet", "signing_key", "wireguard_key"):
+        if not isinstance(request.get(key), str) or not request[key]:
+            raise InputError(f"join request: {key}: expected text")
+        member[key] = request[key]
+    endpoints = request.get("endpoints")
+    if not isinstance(endpoints, list) or not all(isinstance(e, str) for e in endpoints):
+        raise InputError("join request: endpoints: expected a list of host:port")
+    capacity = request.get("capacity")
+    if not isinstance(capacity, dict):
+        raise InputError("join request: capacity: expected an object")
+    member["endpoints"] = endpoints
+    member["capacity"] = capacity
+    return member
+
+
+def join_request(
+    invite: Invite, keys: MemberKeys, cabinet: str, endpoints: list[str], capacity: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """The newcomer's request and its proof (the secret itself is never sent)."""
+    member = {"signing_key": keys.signing_public, "wireguard_key": keys.wireguard_public}
+    request = {
+        "invite": invite.id,
+        "federation": invite.federation,
+        "commune": invite.commune,
+        "cabinet": cabinet,
+        **member,
+        "signature_of_keys": keys.sign(_keys_blob(member)),
+        "endpoints": endpoints,
+        "capacity": capacity,
+        "nonce": secrets.token_hex(8),
+    }
+    return request, proof(invite.secret, request)

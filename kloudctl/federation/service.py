@@ -1,0 +1,414 @@
+"""What the federation commands do, on one member's state folder.
+
+The state folder (default `<fleet>/.state/federation`) holds this member's keys (0600),
+`member.json` (who this member is and how it reaches the coordinator), the registry and
+its high-water mark, and on the coordinator the join endpoint's certificate and the
+invites. Every operation that changes the registry appends a verified entry and stores
+it atomically; a refusal changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kloudctl import files, tls
+from kloudctl.answers import dig
+from kloudctl.capacity.plan import plan_cabinet
+from kloudctl.errors import ExternalError, InputError, KloudError, NotFound
+from kloudctl.federation import endpoint as join_endpoint
+from kloudctl.federation.invites import (
+    Invite,
+    InviteBook,
+    InviteRefused,
+    join_request,
+    normal_fingerprint,
+    short_fingerprint,
+)
+from kloudctl.federation.keys import MemberKeys, ensure_keys, key_fingerprint, load_keys
+from kloudctl.federation.registry import (
+    Member,
+    Registry,
+    RegistryStore,
+    create,
+    parse,
+)
+from kloudctl.model import Fleet
+from kloudctl.model.schema import Cabinet
+from kloudctl.netloc import split_host_port
+
+MEMBER_FILE = "member.json"
+TLS_CERT, TLS_KEY = "join-tls.crt", "join-tls.key"
+DEFAULT_JOIN_PORT = 8449
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def declared_capacity(cabinet: Cabinet) -> dict[str, int | None]:
+    """What the declaration says the cabinet can spare: disk not promised to tenants, and
+    power budget not drawn by the planned load. Measured figures come with the mesh."""
+    plan = plan_cabinet(cabinet)
+    disk = next((r for r in plan.resources if r.unit == "bytes" and "disk" in r.name), None)
+    spare_disk = int(max(disk.capacity - disk.reserved, 0)) if disk else None
+    headroom = int(max(plan.power.budget_watts - plan.power.estimated_watts, 0))
+    return {
+        "spare_disk_declared": spare_disk,
+        "spare_disk_measured": None,
+        "power_headroom_declared": headroom,
+        "power_headroom_measured": None,
+    }
+
+
+def _endpoint(text: str, field: str) -> str:
+    host, port = split_host_port(text, field)
+    if port is None:
+        raise InputError(f"{field}: expected HOST:PORT, got {text!r}")
+    return f"{host}:{port}"
+
+
+@dataclass
+class FederationState:
+    folder: Path
+
+    @classmethod
+    def for_fleet(cls, root: Path, state_dir: str | None) -> FederationState:
+        folder = files.checked_path(state_dir, "--state-dir") if state_dir else None
+        return cls(folder or root / ".state" / "federation")
+
+    @property
+    def store(self) -> RegistryStore:
+        return RegistryStore(self.folder)
+
+    @property
+    def book(self) -> InviteBook:
+        return InviteBook(self.folder)
+
+    def identity(self) -> dict[str, Any]:
+        path = files.existing_store(
+            self.folder / MEMBER_FILE,
+            "federation member file",
+            "run `kloudctl federation init` (coordinator) or `join` first",
+        )
+        try:
+            data = json.loads(path.read_bytes())
+        except ValueError as exc:
+            raise KloudError(f"{path}: unreadable ({exc})") from None
+        if not isinstance(data, dict) or "commune" not in data:
+            raise KloudError(f"{path}: not a federation member file")
+        return data
+
+    def _save_identity(self, data: dict[str, Any]) -> None:
+        files.write_atomic(
+            self.folder / MEMBER_FILE, json.dumps(data, indent=1) + "\n", what="member file"
+        )
+
+    def _make_folder(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise InputError(
+                f"--state-dir {self.folder}: cannot be created ({exc.strerror})"
+            ) from None
+
+    def coordinator(self) -> tuple[dict[str, Any], MemberKeys, Registry]:
+        identity = self.identity()
+        if identity.get("role") != "coordinator":
+            raise InputError(
+                f"this member ({identity['commune']}) is not the coordinator of federation"
+                f" '{identity.get('federation')}': run this on the coordinator"
+            )
+        return identity, load_keys(self.folder), self.store.load()
+
+
+def init(
+    state: FederationState,
+    fleet: Fleet,
+    federation: str,
+    cabinet_name: str | None,
+    endpoint: str | None,
+    now: datetime.datetime | None = None,
+) -> Registry:
+    """Create the federation with this fleet's coordinator cabinet as its first member.
+
+    The cabinet must declare `federation: {name: NAME, role: coordinator}`; its WireGuard
+    address is the coordinator's mesh address and its network is the address pool."""
+    if state.store.exists() or (state.folder / MEMBER_FILE).exists():
+        raise InputError(
+            f"{state.folder} already holds a federation member: nothing changed"
+            " (choose another --state-dir to start another federation)"
+        )
+    candidates = [
+        c
+        for c in fleet
+        if c.federation is not None
+        and c.federation.name == federation
+        and c.federation.role == "coordinator"
+    ]
+    if cabinet_name is not None:
+        cabinet = fleet.cabinet(cabinet_name)
+        if cabinet not in candidates:
+            raise InputError(
+                f"cabinet '{cabinet_name}' does not declare `federation: {{name: {federation},"
+                " role: coordinator}`"
+            )
+    elif len(candidates) != 1:
+        raise InputError(
+            f"{len(candidates)} cabinets declare themselves coordinator of '{federation}':"
+            " give --cabinet (or declare `federation: {name: ..., role: coordinator}`)"
+        )
+    else:
+        cabinet = candidates[0]
+    assert cabinet.federation is not None
+    wireguard = cabinet.federation.wireguard
+    join_at = _endpoint(
+        endpoint or f"{cabinet.networks.wan.address.ip}:{DEFAULT_JOIN_PORT}", "--endpoint"
+    )
+    state._make_folder()
+    keys = ensure_keys(state.folder)
+    member = {
+        "commune": cabinet.name,
+        "cabinet": cabinet.name,
+        "endpoints": [f"{cabinet.networks.wan.address.ip}:{wireguard.port}"],
+        "wireguard_key": keys.wireguard_public,
+        "signing_key": keys.signing_public,
+        "mesh_address": str(wireguard.address.ip),
+        "capacity": declared_capacity(cabinet),
+    }
+    registry = create(federation, wireguard.address.network, member, keys, now)
+    host = split_host_port(join_at, "--endpoint")[0]
+    _ensure_tls(state.folder, host)
+    state.store.accept(registry, "(new federation)")
+    state._save_identity(
+        {
+            "federation": federation,
+            "commune": cabinet.name,
+            "cabinet": cabinet.name,
+            "role": "coordinator",
+            "endpoint": join_at,
+        }
+    )
+    return registry
+
+
+def _ensure_tls(folder: Path, host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+        address, names = host, []
+    except ValueError:
+        address, names = "127.0.0.1", [host]
+    cert, key = tls.self_signed("kloudctl federation join endpoint", address, names)
+    if files.create_once(folder / TLS_KEY, key, what="join endpoint key"):
+        files.write_atomic(folder / TLS_CERT, cert, what="join endpoint certificate")
+
+
+def tls_fingerprint(state: FederationState) -> str:
+    path = files.existing_store(
+        state.folder / TLS_CERT, "join endpoint certificate", "run `kloudctl federation init`"
+    )
+    return tls.fingerprint_of(path.read_bytes())
+
+
+def invite(
+    state: FederationState, commune: str, ttl: int, now: datetime.datetime | None = None
+) -> tuple[Invite, str]:
+    """A new invite for `commune` and its string (which holds the secret)."""
+    identity, keys, registry = state.coordinator()
+    if commune in registry.active():
+        raise InputError(f"commune '{commune}' is already a member of '{registry.federation}'")
+    registry.next_address()  # an exhausted pool is said now, not after the newcomer joined
+    issued = state.book.issue(
+        federation=registry.federation,
+        commune=commune,
+        endpoint=identity["endpoint"],
+        tls_fingerprint=tls_fingerprint(state),
+        keys=keys,
+        ttl=ttl,
+        now=now or _utcnow(),
+    )
+    return issued, issued.encode(keys)
+
+
+def admit(
+    state: FederationState, commune: str, fingerprint: str, now: datetime.datetime | None = None
+) -> Member:
+    """Append the admission of `commune` once its fingerprint is confirmed."""
+    identity, keys, _ = state.coordinator()
+    book = state.book
+    with book.locked() as invites:
+        waiting = [
+            (i, r)
+            for i, r in invites.items()
+            if r["commune"] == commune and r["state"] == "redeemed"
+        ]
+        if not waiting:
+            raise InviteRefused(
+                f"no join request from commune '{commune}' is waiting: invite it"
+                " (`kloudctl federation invite`), then it runs `kloudctl federation join`"
+            )
+        match = [
+            (i, r)
+            for i, r in waiting
+            if normal_fingerprint(r["join"]["fingerprint"]) == normal_fingerprint(fingerprint)
+        ]
+        if not match:
+            raise InviteRefused(
+                f"fingerprint {fingerprint} does not match the join request of '{commune}':"
+                " not admitted; read the fingerprint the newcomer's `federation join` shows"
+            )
+        _, record = match[0]
+        registry = state.store.load()
+        member = dict(record["join"]["member"], mesh_address=registry.next_address())
+        updated = registry.append("admit", identity["commune"], {"member": member}, keys, now)
+        state.store.accept(updated, "(admission)")
+        record["state"] = "admitted"
+        book.save(invites)
+    return updated.members[commune]
+
+
+def revoke(
+    state: FederationState, commune: str, reason: str, now: datetime.datetime | None = None
+) -> Registry:
+    identity, keys, _ = state.coordinator()
+    # The invites' lock also serialises every change of the coordinator's registry.
+    with state.book.locked():
+        registry = state.store.load()
+        if commune not in registry.members:
+            raise NotFound(f"commune '{commune}' is not a member of '{registry.federation}'")
+        if commune not in registry.active():
+            raise InputError(f"commune '{commune}' is already revoked: nothing changed")
+        if commune == identity["commune"]:
+            raise InputError("the coordinator cannot revoke itself")
+        body = {"commune": commune, "reason": reason}
+        updated = registry.append("revoke", identity["commune"], body, keys, now)
+        state.store.accept(updated, "(revocation)")
+    return updated
+
+
+def join(
+    state: FederationState,
+    fleet: Fleet,
+    invite_text: str,
+    cabinet_name: str,
+    endpoints: list[str],
+    now: datetime.datetime | None = None,
+) -> tuple[Invite, str]:
+    """Send this cabinet's join request; (the invite, the short fingerprint to confirm)."""
+    invite_ = Invite.decode(invite_text)
+    cabinet = fleet.cabinet(cabinet_name)
+    moment = now or _utcnow()
+    if moment.timestamp() >= invite_.expires:
+        when = datetime.datetime.fromtimestamp(invite_.expires, datetime.UTC).isoformat()
+        raise InviteRefused(f"invite {invite_.id}: expired at {when}; ask for a new one")
+    if (state.folder / MEMBER_FILE).exists():
+        raise InputError(f"{state.folder} already holds a federation member: nothing sent")
+    checked = [_endpoint(e, "--endpoint") for e in endpoints]
+    if not checked and cabinet.federation is not None:
+        checked = [f"{cabinet.networks.wan.address.ip}:{cabinet.federation.wireguard.port}"]
+    keys = MemberKeys.generate()
+    request, mac = join_request(invite_, keys, cabinet.name, checked, declared_capacity(cabinet))
+    status, answer = join_endpoint.call(
+        invite_.endpoint,
+        invite_.tls_fingerprint,
+        "POST",
+        "/v1/join",
+        {"request": request, "proof": mac},
+    )
+    if status == 403:
+        raise InviteRefused(f"the coordinator refused the join: {answer}")
+    if status != 200:
+        raise ExternalError(f"the coordinator's join endpoint failed (HTTP {status}): {answer}")
+    tool = f"the federation's join endpoint at {invite_.endpoint}"
+    answered = dig(tool, answer, "fingerprint", kind=str)
+    fingerprint = short_fingerprint(invite_.id, keys.signing_public, keys.wireguard_public)
+    if normal_fingerprint(answered) != normal_fingerprint(fingerprint):
+        raise KloudError(
+            f"the coordinator answered fingerprint {answered!r}, this side"
+            f" computed {fingerprint}: the request was changed on the way; do not admit it"
+        )
+    # Accepted: only now does anything land on this side.
+    state._make_folder()
+    keys.save(state.folder)
+    state._save_identity(
+        {
+            "federation": invite_.federation,
+            "commune": invite_.commune,
+            "cabinet": cabinet.name,
+            "role": "member",
+            "coordinator": {
+                "endpoint": invite_.endpoint,
+                "tls_fingerprint": invite_.tls_fingerprint,
+                "key_fingerprint": key_fingerprint(invite_.coordinator_key),
+            },
+        }
+    )
+    return invite_, fingerprint
+
+
+def sync(state: FederationState) -> tuple[int, int]:
+    """Fetch the coordinator's registry, verify it, hold it unless older: (held, fetched)."""
+    identity = state.identity()
+    if identity.get("role") == "coordinator":
+        raise InputError("the coordinator holds the registry: nothing to fetch")
+    coordinator = identity["coordinator"]
+    source = f"from the coordinator at {coordinator['endpoint']}"
+    status, answer = join_endpoint.call(
+        coordinator["endpoint"], coordinator["tls_fingerprint"], "GET", "/v1/registry"
+    )
+    if status != 200:
+        raise KloudError(f"registry {source}: {answer}")
+    registry = parse(json.dumps(answer).encode(), source)
+    anchor = registry.members[registry.coordinator].signing_key
+    if key_fingerprint(anchor) != coordinator["key_fingerprint"]:
+        raise KloudError(
+            f"registry {source}: entry version 1 is signed by a key other than the"
+            " coordinator's named in the invite: refused"
+        )
+    if registry.federation != identity["federation"]:
+        raise KloudError(
+            f"registry {source} is federation '{registry.federation}', not"
+            f" '{identity['federation']}'"
+        )
+    member = registry.members.get(identity["commune"])
+    if member is None or member.signing_key != load_keys(state.folder).signing_public:
+        raise InviteRefused(
+            f"commune '{identity['commune']}' is not admitted yet (registry version"
+            f" {registry.version}): the coordinator must confirm the fingerprint with"
+            " `kloudctl federation admit`"
+        )
+    held = state.store.held()[0]
+    state.store.accept(registry, source)
+    return held, registry.version
+
+
+def status(state: FederationState) -> dict[str, Any]:
+    identity = state.identity()
+    registry = state.store.load()
+    return {
+        "federation": registry.federation,
+        "this_member": identity["commune"],
+        "role": identity.get("role"),
+        "coordinator": registry.coordinator,
+        "registry_version": registry.version,
+        "registry_head": registry.head,
+        "mesh": "not set up",
+        "pool": str(registry.pool),
+        "addresses_left": sum(1 for a in registry.pool.hosts() if a not in registry.used_addresses)
+        if registry.pool
+        else 0,
+        "members": [
+            {
+                **m.to_dict(),
+                "state": m.state,
+                "admitted_in_version": m.since_version,
+                # Known for this member only until the mesh syncs every member's version.
+                "registry_version": registry.version if c == identity["commune"] else None,
+            }
+            for c, m in sorted(registry.members.items())
+        ],
+    }
