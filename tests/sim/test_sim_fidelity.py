@@ -313,3 +313,45 @@ def test_guest_disk_on_a_new_storage(root):
     root.storage.post(storage="backups", type="pbs", server="10.0.0.90", datastore="b")
     exc = error_of(node.qemu(105).config.put, scsi1="backups:1")
     assert "does not support vm images" in str(exc)
+
+
+# --- found by the community.proxmox conformance playbook ----------------------------------
+
+
+def test_sdn_changes_under_the_global_lock_need_its_token(root):
+    token = root.cluster.sdn.lock.post()
+    assert error_of(root.cluster.sdn.lock.post).status_code == 500  # held already
+    exc = error_of(root.cluster.sdn.zones.post, zone="lockz", type="simple")
+    assert "invalid lock token provided!" in str(exc)
+    root.cluster.sdn.zones.post(zone="lockz", type="simple", **{"lock-token": token})
+    ok(root, root.cluster.sdn.put(**{"lock-token": token, "release-lock": 1}))
+    assert root.cluster.sdn.zones("lockz").get()["type"] == "simple"
+    root.cluster.sdn.zones.post(zone="lockz2", type="simple")  # no lock held: no token needed
+    exc = error_of(root.cluster.sdn.lock.post)
+    assert "cannot acquire lock, there are pending changes" in str(exc)
+    token = root.cluster.sdn.lock.post(**{"allow-pending": 1})
+    root.cluster.sdn.rollback.post(**{"lock-token": token, "release-lock": 1})
+    assert "lockz2" not in [z["zone"] for z in root.cluster.sdn.zones.get()]
+
+
+def test_repeated_list_parameters_and_volume_ids_with_slashes(root):
+    # proxmoxer sends a Python list as a repeated parameter, as community.proxmox does
+    root.storage.post(storage="rep", type="nfs", server="10.0.0.5", export="/r",
+                      content=["iso", "images"], nodes=["pve1", "pve2"])  # fmt: skip
+    assert root.storage("rep").get()["content"] == "images,iso"
+    exc = error_of(root.access.users.post, userid=["a@pve", "b@pve"])
+    assert exc.status_code == 400  # not a list format: refused
+    root.storage("rep").delete()
+    # a volume ID sent unencoded in the path (local:iso/x.iso), as proxmoxer sends it
+    content = root.nodes("pve1").storage("local").content
+    ok(root, content.delete("local:iso/debian-12.8.0-amd64-netinst.iso"))
+    assert "local:iso/debian-12.8.0-amd64-netinst.iso" not in [v["volid"] for v in content.get()]
+
+
+def test_node_dns_and_cluster_join_information(root, pve_sim):
+    root.nodes("pve1").dns.put(search="brieux.example.org", dns1="10.0.0.254")
+    assert root.nodes("pve1").dns.get() == {"search": "brieux.example.org", "dns1": "10.0.0.254"}
+    join = root.cluster.config.join.get()
+    assert [n["name"] for n in join["nodelist"]] == ["pve1", "pve2"]
+    assert {n["pve_fp"] for n in join["nodelist"]} == {pve_sim["brieux"].fingerprint}
+    assert join["preferred_node"] == "pve1" and join["totem"]["cluster_name"] == "brieux"
