@@ -102,6 +102,15 @@ class Schema:
         """Match a request path (below /api2/json) to a schema path and its path variables."""
         segs = [s for s in path.strip("/").split("/")] if path.strip("/") else []
         found = self._match(self._root, segs, 0, {})
+        # A volume ID holds slashes (`local:iso/debian.iso`) and clients send it as is: the
+        # `{volume}` at the end of a path takes the rest of it, as PVE's router lets it.
+        cut = len(segs) - 1
+        while found is None and cut >= 1:
+            joined = [*segs[: cut - 1], "/".join(segs[cut - 1 :])]
+            candidate = self._match(self._root, joined, 0, {})
+            if candidate is not None and candidate[0].path.endswith("{volume}"):
+                found = candidate
+            cut -= 1
         if found is None:
             return None
         node, params = found

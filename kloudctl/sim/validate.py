@@ -277,9 +277,14 @@ def coerce(value: Any, schema: dict[str, Any], name: str = "") -> Any:
     """Check one value against a (sub)schema; return it in its typed form."""
     kind = schema.get("type", "string")
     if isinstance(value, list) and kind != "array":
-        if len(value) != 1:
+        if len(value) == 1:
+            value = value[0]
+        elif str(schema.get("format", "")).endswith("-list"):
+            # A repeated parameter (`content=images&content=iso`): PVE's HTTP server joins
+            # the values with NUL, which PVE::Tools::split_list splits like commas.
+            value = ",".join(str(v) for v in value)
+        else:
             raise FormatError("type check ('string') failed - got ARRAY")
-        value = value[0]
     if kind == "boolean":
         s = str(value).lower() if not isinstance(value, bool) else ("1" if value else "0")
         if s in _TRUE:

@@ -40,6 +40,7 @@ CTX = {
     "volume": "local-lvm:vm-500-disk-9",
     "snapname": "s1",
     "realm": "pve",
+    "ipam": "pve",
 }
 
 
@@ -168,6 +169,11 @@ def scenario(root: Any) -> None:
         )
         c("POST", base + "/rules", action="cgroup", type="group")
         c("PUT", base + "/rules/{pos}", comment="first", moveto=1)
+    fw_vnet = "/cluster/sdn/vnets/{vnet}/firewall"
+    c("PUT", fw_vnet + "/options", enable=1, policy_forward="DROP")
+    c("POST", fw_vnet + "/rules", action="ACCEPT", type="forward", proto="tcp", dport="22")
+    c("PUT", fw_vnet + "/rules/{pos}", comment="ssh between tenants")
+    c("PUT", "/nodes/{node}/dns", search="brieux.lan", dns1="10.0.0.254", dns2="10.0.0.253")
     for base in (fw_cl, fw_vm):
         c("POST", base + "/aliases", name="cnet", cidr="10.9.0.0/24")
         c("PUT", base + "/aliases/{name}", cidr="10.9.0.0/16")
@@ -208,7 +214,12 @@ def scenario(root: Any) -> None:
     ok(root, c("POST", vm + "/status/stop"))
     ok(root, c("PUT", "/nodes/{node}/network"))
     c("DELETE", "/nodes/{node}/network")
-    ok(root, c("PUT", "/cluster/sdn"))
+    # the global SDN lock: changes and their application carry its token
+    token = c("POST", "/cluster/sdn/lock", **{"allow-pending": 1})
+    ok(root, c("PUT", "/cluster/sdn", **{"lock-token": token, "release-lock": 1}))
+    token = c("POST", "/cluster/sdn/lock")
+    c("POST", "/cluster/sdn/rollback", **{"lock-token": token})
+    c("DELETE", "/cluster/sdn/lock", **{"lock-token": token})
 
     # and tear everything down again
     for base in (fw_cl, fw_vm):
@@ -220,6 +231,7 @@ def scenario(root: Any) -> None:
         c("DELETE", base + "/rules/{pos}")
     c("DELETE", fw_cl + "/groups/{group}/{pos}")
     c("DELETE", fw_cl + "/groups/{group}")
+    c("DELETE", "/cluster/sdn/vnets/{vnet}/firewall/rules/{pos}")
     c("DELETE", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}")
     c("DELETE", "/cluster/sdn/vnets/{vnet}")
     c("DELETE", "/cluster/sdn/zones/{zone}")

@@ -119,6 +119,41 @@ def resources(call: Call) -> Raw:
     return answer
 
 
+@routes("GET", "/cluster/config/join")
+def cluster_join_info(call: Call) -> dict[str, Any]:
+    """What a node joining the cluster needs (the web UI's "Join Information")."""
+    nodes = call.state["nodes"]
+    preferred = call.p("node") or next(iter(nodes))
+    call.cab.node(preferred)
+    fp = call.cab.endpoint.fingerprint if call.cab.endpoint else ":".join(["00"] * 32)
+    nodelist = [
+        {
+            "name": name,
+            "nodeid": n["nodeid"],
+            "pve_addr": n["ip"],
+            "pve_fp": fp,
+            "quorum_votes": 1,
+            "ring0_addr": n["ip"],
+        }
+        for name, n in nodes.items()
+    ]
+    totem = {
+        "cluster_name": call.state["cluster"],
+        "config_version": str(len(nodes)),
+        "interface": {"0": {"linknumber": "0"}},
+        "ip_version": "ipv4-6",
+        "link_mode": "passive",
+        "secauth": "on",
+        "version": "2",
+    }
+    return {
+        "config_digest": c.digest_of({"config": {"n": nodelist, "t": totem}, "pending": {}}),
+        "nodelist": nodelist,
+        "preferred_node": preferred,
+        "totem": totem,
+    }
+
+
 @routes("GET", "/cluster/status")
 def cluster_status(call: Call) -> list[dict[str, Any]]:
     nodes = call.state["nodes"]

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from kloudctl.sim.api import ApiError, Call, bad_request
+from kloudctl.sim.handlers import drives
 from kloudctl.sim.state import GiB, MiB, add_volume, config_digest
 
 DISK_KEYS = re.compile(r"^(scsi|virtio|sata|ide|efidisk|tpmstate|unused)\d+$")
@@ -154,45 +155,61 @@ def disk_volume(value: str) -> tuple[str, dict[str, str]]:
 
 
 def disk_string(volid: str, opts: dict[str, str]) -> str:
-    return ",".join([volid, *(f"{k}={v}" for k, v in opts.items())])
+    """A drive line in PVE's order: the volume, then the options sorted by name."""
+    return ",".join([volid, *(f"{k}={opts[k]}" for k in sorted(opts))])
 
 
-def allocate_disk(call: Call, node: str, vmid: int, key: str, value: str) -> str:
-    """`local-lvm:32` → a new volume `local-lvm:vm-101-disk-0,size=32G`; cloudinit drives too."""
-    vol, opts = disk_volume(value)
+def _volume_entry(call: Call, node: str, volid: str) -> dict[str, Any] | None:
+    storage = volid.split(":", 1)[0]
+    entry: dict[str, Any] | None = call.state["volumes"].get(f"{node}/{storage}", {}).get(volid)
+    return entry
+
+
+def allocate_disk(call: Call, node: str, vmid: int, key: str, value: str, current: Any) -> str:
+    """The drive line PVE stores for `value` (create_disks, then print_drive).
+
+    `local-lvm:32` allocates `local-lvm:vm-101-disk-0` and records `size=32G`;
+    `local-lvm:cloudinit` allocates the cloud-init volume (`media=cdrom`); an existing
+    volume gets `size=` from the volume itself when it is new to this key, or when the
+    client left it out (a client updating a disk's options sends no size, and a later
+    resize must still find it); `none`/`cdrom` carry no size. `current` is the key's
+    present line, if any."""
+    data = drives.parse(key, value)
+    vol = str(data.get("file", ""))
     m = re.match(r"^([a-z][a-z0-9\-_.]*[a-z0-9]):(\d+(?:\.\d+)?|cloudinit)$", vol, re.I)
-    if not m:
-        if vol not in ("none", "cdrom") and not vol.startswith("/"):
-            storage = vol.split(":", 1)[0]
-            vols = call.state["volumes"].get(f"{node}/{storage}", {})
-            if vol not in vols:
-                raise bad_request(key, f"volume '{vol}' does not exist")
-        return value
-    storage, size = m.group(1), m.group(2)
-    storage_for_images(call, node, storage)
-    if size == "cloudinit":
-        volid = f"{storage}:vm-{vmid}-cloudinit"
-        add_volume(call.state, node, storage, volid, 4 * MiB, vmid)
-        opts["media"] = "cdrom"
-        return disk_string(volid, opts)
-    volid = next_disk_name(call, node, storage, vmid)
-    nbytes = int(float(size) * GiB)
-    add_volume(call.state, node, storage, volid, nbytes, vmid)
-    opts["size"] = fmt_size(nbytes)
-    return disk_string(volid, opts)
+    if m:
+        storage, amount = m.group(1), m.group(2)
+        storage_for_images(call, node, storage)
+        data.pop("format", None)
+        if amount == "cloudinit":
+            volid = f"{storage}:vm-{vmid}-cloudinit"
+            add_volume(call.state, node, storage, volid, 4 * MiB, vmid)
+            data.update(file=volid, media="cdrom")
+            return drives.canonical(key, data)
+        volid = next_disk_name(call, node, storage, vmid)
+        nbytes = int(float(amount) * GiB)
+        add_volume(call.state, node, storage, volid, nbytes, vmid)
+        data.update(file=volid, size=nbytes)
+        return drives.canonical(key, data)
+    if vol in ("", "none", "cdrom"):
+        data.pop("size", None)
+    elif not vol.startswith("/"):
+        entry = _volume_entry(call, node, vol)
+        if entry is None:
+            raise bad_request(key, f"volume '{vol}' does not exist")
+        same = current is not None and disk_volume(str(current))[0] == vol
+        if not same or "size" not in data:
+            data["size"] = int(entry["size"])
+    return drives.canonical(key, data)
 
 
-def with_mac(value: str) -> str:
-    """Give a NIC a MAC address (BC:24:11 is Proxmox's OUI) when none was given."""
-    parts = value.split(",")
-    models = ("virtio", "e1000", "e1000e", "rtl8139", "vmxnet3")
-    first = parts[0]
-    if "=" not in first and first in models:
-        first = f"{first}={random_mac()}"
-    elif first.startswith("model="):
-        first = f"{first[6:]}={random_mac()}"
-    parts[0] = first
-    return ",".join(parts)
+def set_nic(key: str, value: str) -> str:
+    """The NIC line PVE stores (parse_net, then print_net): a MAC address is made up when
+    none was given (BC:24:11 is Proxmox's OUI), even on update, as PVE does."""
+    data = drives.parse(key, value)
+    if not data.get("macaddr"):
+        data["macaddr"] = random_mac()
+    return drives.canonical(key, data)
 
 
 def random_mac() -> str:
@@ -342,15 +359,21 @@ def storage_status(call: Call, node: str, storage: str) -> dict[str, Any]:
     st = call.state["storages"][storage]
     n = call.state["nodes"][node]
     disks = sorted(n["disks"], key=lambda d: -d["size"])
-    total = int(disks[0]["size"] * (0.1 if st["type"] == "dir" else 0.85)) if disks else 0
+    enabled = 0 if st.get("disable") else 1
+    if st["type"] in ("iscsi", "iscsidirect", "esxi"):
+        total = 0  # PVE reports no capacity for these (their status is (0, 0, 0, active))
+    elif st.get("shared"):
+        total = 4 * 1024 * GiB  # a network storage: not on the node's disks
+    else:
+        total = int(disks[0]["size"] * (0.1 if st["type"] == "dir" else 0.85)) if disks else 0
     used = sum(v["size"] for v in call.state["volumes"].get(f"{node}/{storage}", {}).values())
     return {
         "storage": storage,
         "type": st["type"],
         "content": st["content"],
         "shared": st.get("shared", 0),
-        "active": 1,
-        "enabled": 1,
+        "active": enabled,
+        "enabled": enabled,
         "total": total,
         "used": used,
         "avail": max(0, total - used),

@@ -1,5 +1,5 @@
-"""Firewall at the three scopes (cluster, node, guest): options, rules, security groups,
-aliases, IP sets, with digests on every list as PVE keeps them.
+"""Firewall at the four scopes (cluster, node, guest, SDN vnet): options, rules, security
+groups, aliases, IP sets, with digests on every list as PVE keeps them.
 
 The same handlers serve every scope; the scope is found from the call's path.
 """
@@ -16,6 +16,7 @@ from kloudctl.sim.state import config_digest, fw_scope
 routes = Routes()
 
 CL, ND, VM = "/cluster/firewall", "/nodes/{node}/firewall", "/nodes/{node}/qemu/{vmid}/firewall"
+VN = "/cluster/sdn/vnets/{vnet}/firewall"
 
 
 def _under(scopes: tuple[str, ...], sub: str) -> tuple[str, ...]:
@@ -23,7 +24,7 @@ def _under(scopes: tuple[str, ...], sub: str) -> tuple[str, ...]:
 
 
 # the schema paths each handler serves, at every scope that has them
-EVERY, DC_VM = (CL, ND, VM), (CL, VM)
+EVERY, DC_VM = (CL, ND, VM, VN), (CL, VM)
 OPTIONS = _under(EVERY, "/options")
 RULES = (*_under(EVERY, "/rules"), CL + "/groups/{group}")  # a security group's rules too
 RULE = (*_under(EVERY, "/rules/{pos}"), CL + "/groups/{group}/{pos}")
@@ -53,6 +54,10 @@ def _scope(call: Call) -> dict[str, Any]:
     if path.startswith(VM):
         g = c.guest(call)
         return fw["vms"].setdefault(str(g["vmid"]), fw_scope())
+    if path.startswith(VN):
+        if call.p("vnet") not in call.state["sdn"]["vnets"]:
+            raise ApiError(500, f"sdn vnet '{call.p('vnet')}' does not exist")
+        return fw.setdefault("vnets_sdn", {}).setdefault(call.p("vnet"), fw_scope())
     if path.startswith(ND):
         call.cab.node(call.p("node"))
         return fw["nodes"].setdefault(call.p("node"), fw_scope())

@@ -1,5 +1,6 @@
-"""The nodes themselves: `/nodes`, a node's status, version, DNS and time, and its LXC
-and replication lists (empty: the simulator runs no containers and no replication)."""
+"""The nodes themselves: `/nodes`, a node's status, version, DNS (read and written) and
+time, and its LXC and replication lists (empty: the simulator runs no containers and no
+replication)."""
 
 from __future__ import annotations
 
@@ -84,8 +85,16 @@ def node_version(call: Call) -> dict[str, Any]:
 
 @routes("GET", "/nodes/{node}/dns")
 def node_dns(call: Call) -> dict[str, Any]:
-    call.cab.node(call.p("node"))
-    return {"search": f"{call.state['name']}.lan", "dns1": "10.0.0.254"}
+    n = call.cab.node(call.p("node"))
+    return dict(n.get("dns") or {"search": f"{call.state['name']}.lan", "dns1": "10.0.0.254"})
+
+
+@routes("PUT", "/nodes/{node}/dns")
+def node_dns_update(call: Call) -> None:
+    """/etc/resolv.conf as PVE writes it: the search domain, then up to three servers; a
+    server not given is removed (PVE::INotify::update_file_resolv_conf)."""
+    n = call.cab.node(call.p("node"))
+    n["dns"] = {k: call.p(k) for k in ("search", "dns1", "dns2", "dns3") if call.p(k)}
 
 
 @routes("GET", "/nodes/{node}/time")

@@ -51,16 +51,21 @@ def list_guests(call: Call) -> list[dict[str, Any]]:
     return out
 
 
-def _config_from_params(call: Call, node: str, vmid: int) -> dict[str, Any]:
+def _config_from_params(
+    call: Call, node: str, vmid: int, current: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The config lines PVE stores for the call's parameters: drives and NICs as PVE
+    prints them (`current`: the guest's present config, pending values first)."""
     config: dict[str, Any] = {}
+    current = current or {}
     for key, value in call.params.items():
         if key in _NOT_CONFIG:
             continue
         if c.DISK_KEYS.match(key):
-            value = c.allocate_disk(call, node, vmid, key, str(value))
+            value = c.allocate_disk(call, node, vmid, key, str(value), current.get(key))
         elif c.NET_KEY.match(key):
             c.check_bridge(call, node, key, str(value))
-            value = c.with_mac(str(value))
+            value = c.set_nic(key, str(value))
         config[key] = value if isinstance(value, int | float) else str(value)
     return config
 
@@ -160,7 +165,8 @@ def _update(call: Call) -> dict[str, Any]:
     for key in deletes:
         if key in changes:
             raise bad_request("delete", f"unable to delete parameter '{key}' - it is also set")
-    config = _config_from_params(call, node, vmid)
+    present = {**g["config"], **{k: v for k, v in g["pending"].items() if v is not None}}
+    config = _config_from_params(call, node, vmid, present)
     running = g["status"] == "running"
     hot = c.OPTION_KEYS | c.CLOUDINIT_KEYS
     for key in reverts:
@@ -214,7 +220,10 @@ def resize(call: Call) -> str:
     vol, opts = c.disk_volume(str(value))
     if opts.get("media") == "cdrom":
         raise ApiError(500, "you can't resize a cdrom")
-    current = c.parse_size(opts.get("size", "0"))[1]
+    # PVE reads the current size from the volume (volume_size_info), not from the config.
+    storage = vol.split(":", 1)[0]
+    entry = call.state["volumes"].get(f"{g['node']}/{storage}", {}).get(vol)
+    current = int(entry["size"]) if entry else c.parse_size(opts.get("size", "0"))[1]
     relative, amount = c.parse_size(str(call.p("size")))
     new = current + amount if relative else amount
     if new < current:
@@ -224,8 +233,6 @@ def resize(call: Call) -> str:
     def done(task: dict[str, Any]) -> None:
         opts["size"] = c.fmt_size(new)
         g["config"][disk] = c.disk_string(vol, opts)
-        storage = vol.split(":", 1)[0]
-        entry = call.state["volumes"].get(f"{g['node']}/{storage}", {}).get(vol)
         if entry:
             entry["size"] = new
         task["log"].append(f"Size of logical volume {vol} changed to {c.fmt_size(new)}")
@@ -311,12 +318,11 @@ def clone(call: Call) -> str:
                 config.pop(key)
             continue
         vol, opts = c.disk_volume(str(value))
-        if ":" not in vol:
-            continue
+        if ":" not in vol or (opts.get("media") == "cdrom" and "cloudinit" not in vol):
+            continue  # PVE copies a CD-ROM drive's line as it is (an ISO is not cloned)
         disks.append((key, vol, opts, storage or vol.split(":", 1)[0]))
-    for _, _, opts, st in disks:
-        if opts.get("media") != "cdrom" or True:
-            c.storage_for_images(call, target, st)
+    for _, _, _, st in disks:
+        c.storage_for_images(call, target, st)
     config["lock"] = "clone"
     g = add_guest(call.state, newid, target, config)
     if pool:

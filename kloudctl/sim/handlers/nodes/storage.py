@@ -21,6 +21,9 @@ def node_storage(call: Call) -> list[dict[str, Any]]:
     for sid in sorted(call.state["storages"]):
         if call.p("storage") and call.p("storage") != sid:
             continue
+        nodes = c.split_ids(call.state["storages"][sid].get("nodes"))
+        if nodes and node not in nodes:
+            continue  # restricted to other nodes
         if not call.cab.acl.allowed(
             call.who, f"/storage/{sid}", ["Datastore.Audit", "Datastore.AllocateSpace"], any_=True
         ):
