@@ -46,11 +46,37 @@ CTX = {
 # PVE 9 answers these with an error only (HA groups became rules); checked below.
 ERROR_ONLY = {("GET", "/cluster/ha/groups")}
 # Answered only while the guest runs: called explicitly in the scenario.
-NEEDS_RUNNING = {("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces")}
+NEEDS_RUNNING = {
+    ("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces"),
+    ("GET", "/nodes/{node}/lxc/{vmid}/interfaces"),
+}
+# Parameters a GET requires, for the sweep over every simulated GET.
+GET_PARAMS: dict[str, dict[str, Any]] = {
+    "/nodes/{node}/qemu/{vmid}/cloudinit/dump": {"type": "meta"},
+    "/nodes/{node}/rrddata": {"timeframe": "hour"},
+    "/nodes/{node}/qemu/{vmid}/rrddata": {"timeframe": "day", "cf": "MAX"},
+    "/nodes/{node}/lxc/{vmid}/rrddata": {"timeframe": "hour"},
+    "/nodes/{node}/storage/{storage}/rrddata": {"timeframe": "week"},
+    "/nodes/{node}/lxc/{vmid}/feature": {"feature": "clone"},
+}
+
+
+CT_VMID = 520  # the container of the scenario
+
+
+def path_ctx(template: str) -> dict[str, Any]:
+    """What a path's placeholders name where CTX's defaults do not fit."""
+    if "/lxc/" in template:
+        return {"vmid": CT_VMID}
+    if template.startswith("/cluster/backup/"):
+        return {"id": "cjob"}
+    if template.startswith("/cluster/metrics/server/"):
+        return {"id": "cmetric"}
+    return {}
 
 
 def call(api: Any, http: str, template: str, /, **params: Any) -> Any:
-    ctx = {**CTX, **params.pop("_ctx", {})}
+    ctx = {**CTX, **path_ctx(template), **params.pop("_ctx", {})}
     path = re.sub(r"\{([^}]+)\}", lambda m: str(ctx[m.group(1)]).replace("/", "%2F"), template)
     return getattr(api(path.lstrip("/")), http.lower())(**params)
 
@@ -66,6 +92,11 @@ def scenario(root: Any) -> None:
         "/nodes/{node}/firewall",
         "/cluster/firewall",
     )
+    ct = "/nodes/{node}/lxc/{vmid}"
+    fw_ct = ct + "/firewall"
+
+    def k(http: str, template: str, /, **kw: Any) -> Any:  # on the container
+        return call(root, http, template, _ctx={"vmid": CT_VMID, **kw.pop("_ctx", {})}, **kw)
 
     # access
     c("POST", "/access/users", userid="conf@pve", password="conf-pass-1", email="conf@example.org")
@@ -151,11 +182,24 @@ def scenario(root: Any) -> None:
         gateway="10.5.0.1",
     )
     c("PUT", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}", gateway="10.5.0.254")
+    # a container (its firewall is exercised with the others)
+    tmpl = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+    ok(
+        root,
+        c(
+            "POST",
+            "/nodes/{node}/lxc",
+            vmid=CT_VMID,
+            ostemplate=tmpl,
+            rootfs="local-lvm:2",
+            net0="name=eth0,bridge=vmbr0,ip=10.0.0.60/24",
+        ),
+    )
     # firewall at every scope
     c("POST", fw_cl + "/groups", group="cgroup", comment="web")
     c("POST", fw_cl + "/groups/{group}", action="ACCEPT", type="in", proto="tcp", dport="443")
     c("PUT", fw_cl + "/groups/{group}/{pos}", comment="https")
-    for base in (fw_cl, fw_node, fw_vm):
+    for base in (fw_cl, fw_node, fw_vm, fw_ct):
         c("PUT", base + "/options", enable=1)
         c(
             "POST",
@@ -168,18 +212,52 @@ def scenario(root: Any) -> None:
         )
         c("POST", base + "/rules", action="cgroup", type="group")
         c("PUT", base + "/rules/{pos}", comment="first", moveto=1)
-    for base in (fw_cl, fw_vm):
+    for base in (fw_cl, fw_vm, fw_ct):
         c("POST", base + "/aliases", name="cnet", cidr="10.9.0.0/24")
         c("PUT", base + "/aliases/{name}", cidr="10.9.0.0/16")
         c("POST", base + "/ipset", name="cnet", comment="set")
         c("POST", base + "/ipset/{name}", cidr="10.9.0.1")
         c("PUT", base + "/ipset/{name}/{cidr}", comment="one")
 
+    # containers, backups and restores, backup jobs, metric servers
+    k("PUT", ct + "/config", memory=256, description="tenant")
+    ok(root, k("PUT", ct + "/resize", disk="rootfs", size="+1G"))
+    ok(root, k("POST", ct + "/clone", newid=521, hostname="ct-copy"))
+    for action in ("start", "suspend", "resume", "reboot"):
+        ok(root, k("POST", ct + f"/status/{action}"))
+    assert k("GET", ct + "/interfaces")[1]["inet"] == "10.0.0.60/24"
+    ok(root, k("POST", ct + "/status/shutdown"))
+    ok(root, k("POST", ct + "/status/start"))
+    ok(root, k("POST", ct + "/status/stop"))
+    ok(root, k("POST", ct + "/snapshot", snapname="s1", description="before"))
+    k("PUT", ct + "/snapshot/{snapname}/config", description="before upgrade")
+    ok(root, k("POST", ct + "/snapshot/{snapname}/rollback"))
+    ok(root, k("POST", ct + "/migrate", target="pve2"))
+    ok(root, k("POST", ct + "/migrate", _ctx={"node": "pve2"}, target="pve1"))
+    ok(root, c("POST", "/nodes/{node}/vzdump", vmid="500,520", compress="zstd"))
+    backups = c("GET", "/nodes/{node}/storage/{storage}/content", _ctx={"storage": "local"})
+    volids = {b["subtype"]: b["volid"] for b in backups if b["content"] == "backup"}
+    backup_volid = volids["qemu"]
+    ok(root, c("POST", "/nodes/{node}/qemu", vmid=530, archive=volids["qemu"], unique=1))
+    ok(root, c("POST", "/nodes/{node}/lxc", vmid=531, ostemplate=volids["lxc"], restore=1))
+    c(
+        "PUT",
+        "/nodes/{node}/storage/{storage}/content/{volume}",
+        _ctx={"storage": "local", "volume": volids["lxc"]},
+        notes="conformance",
+    )
+    c("POST", "/cluster/backup", id="cjob", schedule="daily", all=1, storage="local")
+    c("PUT", "/cluster/backup/{id}", comment="every guest")
+    c("POST", "/cluster/metrics/server/{id}", type="graphite", server="10.0.0.8", port=2003)
+    c("PUT", "/cluster/metrics/server/{id}", server="10.0.0.8", port=2004)
+
     # every simulated GET, with the objects above
     task = root.nodes("pve1").tasks.get(limit=1)[0]["upid"]
     for http, path in sorted(HANDLERS):
         if http == "GET" and (http, path) not in ERROR_ONLY | NEEDS_RUNNING:
-            extra = {"type": "meta"} if path.endswith("/cloudinit/dump") else {}
+            extra = dict(GET_PARAMS.get(path, {}))
+            if path == "/nodes/{node}/vzdump/extractconfig":
+                extra["volume"] = backup_volid
             try:
                 call(root, http, path, _ctx={"upid": task}, **extra)
             except Exception as exc:
@@ -211,13 +289,29 @@ def scenario(root: Any) -> None:
     ok(root, c("PUT", "/cluster/sdn"))
 
     # and tear everything down again
-    for base in (fw_cl, fw_vm):
+    ok(
+        root,
+        c(
+            "DELETE",
+            "/nodes/{node}/storage/{storage}/content/{volume}",
+            _ctx={"storage": "local", "volume": volids["lxc"]},
+        ),
+    )
+    c("DELETE", "/cluster/backup/{id}")
+    c("DELETE", "/cluster/metrics/server/{id}")
+    ok(root, c("DELETE", vm, _ctx={"vmid": 530}))
+    for base in (fw_cl, fw_vm, fw_ct):
         c("DELETE", base + "/ipset/{name}/{cidr}")
         c("DELETE", base + "/ipset/{name}")
         c("DELETE", base + "/aliases/{name}")
-    for base in (fw_cl, fw_node, fw_vm):
+    for base in (fw_cl, fw_node, fw_vm, fw_ct):
         c("DELETE", base + "/rules/{pos}")
         c("DELETE", base + "/rules/{pos}")
+    k("POST", ct + "/template")
+    ok(root, k("DELETE", ct + "/snapshot/{snapname}"))
+    for vmid in (531, 521):
+        ok(root, k("DELETE", ct, _ctx={"vmid": vmid}))
+    ok(root, k("DELETE", ct, purge=1))
     c("DELETE", fw_cl + "/groups/{group}/{pos}")
     c("DELETE", fw_cl + "/groups/{group}")
     c("DELETE", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}")

@@ -10,8 +10,19 @@ from __future__ import annotations
 from types import ModuleType
 
 from kloudctl.sim.api import Registry
-from kloudctl.sim.handlers import access, cluster, firewall, index, pools, sdn, storage
+from kloudctl.sim.handlers import (
+    access,
+    backup,
+    cluster,
+    firewall,
+    index,
+    metrics,
+    pools,
+    sdn,
+    storage,
+)
 from kloudctl.sim.handlers.nodes import (
+    lxc,
     network,
     node,
     qemu,
@@ -19,6 +30,7 @@ from kloudctl.sim.handlers.nodes import (
     qemu_snapshot,
     qemu_status,
     tasks,
+    vzdump,
 )
 from kloudctl.sim.handlers.nodes import storage as node_storage
 from kloudctl.sim.schema import Schema
@@ -38,6 +50,10 @@ MODULES: tuple[ModuleType, ...] = (
     qemu_status,
     qemu_snapshot,
     qemu_migrate,
+    lxc,
+    vzdump,
+    backup,
+    metrics,
 )
 
 

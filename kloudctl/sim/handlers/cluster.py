@@ -40,8 +40,8 @@ def resources(call: Call) -> Raw:
             if not admin and not acl.allowed(call.who, f"/vms/{g['vmid']}", ["VM.Audit"]):
                 continue
             entry = {
-                "id": f"qemu/{g['vmid']}",
-                "type": "qemu",
+                "id": f"{c.guest_type(g)}/{g['vmid']}",
+                "type": c.guest_type(g),
                 "node": g["node"],
                 **c.live_status(call, g),
             }
@@ -190,7 +190,6 @@ def ha_rules(call: Call) -> list[Any]:
     "GET",
     "/cluster/ha/resources",
     "/cluster/ha/status/current",
-    "/cluster/backup",
     "/cluster/replication",
 )
 def empty_cluster_list(call: Call) -> list[Any]:

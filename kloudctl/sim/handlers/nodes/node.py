@@ -95,12 +95,6 @@ def node_time(call: Call) -> dict[str, Any]:
     return {"timezone": "Europe/Paris", "time": now, "localtime": now + 3600}
 
 
-@routes("GET", "/nodes/{node}/lxc")
-def lxc_list(call: Call) -> list[Any]:
-    call.cab.node(call.p("node"))
-    return []  # the simulator runs no containers
-
-
 @routes("GET", "/nodes/{node}/replication")
 def node_replication(call: Call) -> list[Any]:
     call.cab.node(call.p("node"))
