@@ -190,3 +190,26 @@ def test_backup_jobs_and_not_backed_up(two):
     assert not {700, 701} & {g["vmid"] for g in root.cluster("backup-info")("not-backed-up").get()}
     root.cluster.backup("nightly").delete()
     assert not root.cluster.backup.get()
+
+
+def test_a_failed_backup_or_restore_leaves_nothing_behind(two):
+    sim, _ = two
+    root = root_api(sim["brieux"])
+    node = root.nodes("pve1")
+    before = {b["volid"] for b in _backups(root)}
+    sim.fault("brieux", "task_failure", count=1, message="simulated storage failure")
+    status = wait(root, node.vzdump.post(vmid=700, storage="local"))
+    assert status["exitstatus"] == "simulated storage failure"
+    assert "lock" not in node.qemu(700).config.get()  # the backup lock went with the task
+    assert {b["volid"] for b in _backups(root)} == before
+    volid = sorted(before)[0]
+    sim.fault("brieux", "task_failure", count=1, message="simulated restore failure")
+    status = wait(root, node.qemu.post(vmid=720, archive=volid))
+    assert status["exitstatus"] == "simulated restore failure"
+    assert 720 not in {r["vmid"] for r in root.cluster.resources.get(type="vm")}
+    assert not node.storage("local-lvm").content.get(vmid=720)
+    sim.fault("brieux", "task_failure", count=1, message="simulated restore failure")
+    status = wait(root, node.qemu.post(vmid=700, archive=volid, force=1))
+    config = node.qemu(700).config.get()  # a failed forced restore keeps the old guest
+    assert "lock" not in config and config["name"] == "council-web"
+    assert node.storage("local-lvm").content.get(vmid=700)

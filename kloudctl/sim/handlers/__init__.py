@@ -14,6 +14,8 @@ from kloudctl.sim.handlers import (
     access,
     backup,
     cluster,
+    cluster_config,
+    cluster_info,
     firewall,
     index,
     metrics,
@@ -26,9 +28,11 @@ from kloudctl.sim.handlers.nodes import (
     network,
     node,
     qemu,
+    qemu_agent,
     qemu_migrate,
     qemu_snapshot,
     qemu_status,
+    system,
     tasks,
     vzdump,
 )
@@ -54,6 +58,10 @@ MODULES: tuple[ModuleType, ...] = (
     vzdump,
     backup,
     metrics,
+    cluster_config,
+    cluster_info,
+    system,
+    qemu_agent,
 )
 
 

@@ -170,7 +170,15 @@ def cluster_tasks(call: Call) -> list[dict[str, Any]]:
 
 @routes("GET", "/cluster/options")
 def cluster_options(call: Call) -> dict[str, Any]:
-    return {"keyboard": "fr", "next-id": "lower=100"}
+    return {"keyboard": "fr", "next-id": "lower=100", **call.state.get("cluster_options", {})}
+
+
+@routes("PUT", "/cluster/options")
+def cluster_options_put(call: Call) -> None:
+    options = call.state.setdefault("cluster_options", {})
+    for key in c.split_ids(call.p("delete")):
+        options.pop(key, None)
+    options.update({k: v for k, v in call.params.items() if k != "delete" and v is not None})
 
 
 # --- HA, backup, replication -----------------------------------------------------------
@@ -181,16 +189,6 @@ def ha_groups(call: Call) -> None:
     raise ApiError(500, "ha groups have been migrated to rules")
 
 
-@routes("GET", "/cluster/ha/rules")
-def ha_rules(call: Call) -> list[Any]:
-    return []
-
-
-@routes(
-    "GET",
-    "/cluster/ha/resources",
-    "/cluster/ha/status/current",
-    "/cluster/replication",
-)
+@routes("GET", "/cluster/ha/status/current")
 def empty_cluster_list(call: Call) -> list[Any]:
     return []

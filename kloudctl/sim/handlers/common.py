@@ -7,6 +7,7 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from kloudctl.sim.api import ApiError, Call, bad_request
@@ -114,6 +115,17 @@ def guest(call: Call, vmid: int | None = None, node: str | None = None) -> dict[
     if g is None or (node and g["node"] != node) or (want and guest_type(g) != want):
         raise ApiError(500, f"Configuration file '{conf_path(want, node, vmid)}' does not exist")
     return g
+
+
+def start_or_undo(call: Call, undo: Callable[[], None], *args: Any, **kwargs: Any) -> str:
+    """`call.cab.start_task(*args, **kwargs)`, undoing what the call already changed in the
+    state when the task cannot even start (a lock held, no worker), so nothing is left
+    half-made."""
+    try:
+        return call.cab.start_task(*args, **kwargs)
+    except ApiError:
+        undo()
+        raise
 
 
 def task_kind(call: Call, qemu_kind: str) -> str:

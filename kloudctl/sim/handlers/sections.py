@@ -28,6 +28,7 @@ class SectionStore:
     secrets: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)
     new_id: Callable[[], str] | None = None  # an ID when the create call gives none
+    shown_too: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None  # derived fields
 
     def objects(self, call: Call) -> dict[str, dict[str, Any]]:
         sections: dict[str, dict[str, Any]] = call.state.setdefault("sections", {})
@@ -47,6 +48,8 @@ class SectionStore:
         out[self.key] = name
         if self.kind is not None:
             out.setdefault("type", self.kind)
+        if self.shown_too is not None:
+            out.update(self.shown_too(name, obj))
         return out
 
     def values(self, call: Call) -> dict[str, Any]:

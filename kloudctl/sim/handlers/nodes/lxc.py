@@ -216,8 +216,8 @@ def create(call: Call) -> str:
     def undo() -> None:
         drop(call, g, purge=True)
 
-    return call.cab.start_task(
-        call.who, "vzcreate", str(vmid), node, done, lock=vmid, on_error=undo
+    return c.start_or_undo(
+        call, undo, call.who, "vzcreate", str(vmid), node, done, lock=vmid, on_error=undo
     )
 
 
@@ -436,8 +436,8 @@ def clone(call: Call) -> str:
     def undo() -> None:
         drop(call, g, purge=True)
 
-    return call.cab.start_task(
-        call.who, "vzclone", str(src["vmid"]), node, done, lock=newid, on_error=undo
+    return c.start_or_undo(
+        call, undo, call.who, "vzclone", str(src["vmid"]), node, done, lock=newid, on_error=undo
     )
 
 
@@ -467,7 +467,7 @@ def destroy(call: Call) -> str:
     return call.cab.start_task(call.who, "vzdestroy", str(vmid), g["node"], done, lock=vmid)
 
 
-@routes("GET", CT + "/feature")
+@routes("GET", CT + "/feature", "/nodes/{node}/qemu/{vmid}/feature")
 def feature(call: Call) -> dict[str, Any]:
     g = c.guest(call)
     want = call.p("feature")
@@ -550,7 +550,7 @@ def migrate(call: Call) -> str:
             entry = call.state["volumes"].get(f"{source}/{storage}", {}).pop(vol, None)
             if entry is not None:
                 call.state["volumes"].setdefault(f"{target}/{storage}", {})[vol] = entry
-                task["log"].append(f"volume '{vol}' is '{vol}' on the target")
+                task["log"].append(f"copied volume '{vol}' to node '{target}'")
         g["node"] = target
         if g["status"] == "running":
             g["started"] = time.time()

@@ -3,7 +3,6 @@ and replication lists (empty: the simulator runs no containers and no replicatio
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from kloudctl.sim.api import Call, Routes
@@ -80,19 +79,6 @@ def node_status(call: Call) -> dict[str, Any]:
 def node_version(call: Call) -> dict[str, Any]:
     call.cab.node(call.p("node"))
     return dict(PVE_VERSION)
-
-
-@routes("GET", "/nodes/{node}/dns")
-def node_dns(call: Call) -> dict[str, Any]:
-    call.cab.node(call.p("node"))
-    return {"search": f"{call.state['name']}.lan", "dns1": "10.0.0.254"}
-
-
-@routes("GET", "/nodes/{node}/time")
-def node_time(call: Call) -> dict[str, Any]:
-    call.cab.node(call.p("node"))
-    now = int(time.time())
-    return {"timezone": "Europe/Paris", "time": now, "localtime": now + 3600}
 
 
 @routes("GET", "/nodes/{node}/replication")

@@ -218,8 +218,6 @@ def vzdump(call: Call) -> str:
     here = [g for g in here if g["node"] == node]
     for g in here:
         c.check_config_lock(g)
-    for g in here:
-        g["config"]["lock"] = "backup"
     mode = call.p("mode") or "snapshot"
     compress = call.p("compress")
     notes = call.p("notes-template")
@@ -280,7 +278,10 @@ def vzdump(call: Call) -> str:
             raise ApiError(500, "job errors")
         log.append("INFO: Backup job finished successfully")
 
-    return call.cab.start_task(call.who, "vzdump", ident, node, done, on_error=unlock)
+    upid = call.cab.start_task(call.who, "vzdump", ident, node, done, on_error=unlock)
+    for g in here:  # the guests keep the `backup` lock while the job runs, as on PVE
+        g["config"]["lock"] = "backup"
+    return upid
 
 
 @routes("GET", N + "/vzdump/defaults")
@@ -340,8 +341,8 @@ def restore(call: Call, kind: str) -> str:
             raise ApiError(
                 500, f"{emsg} {other} {vmid} already exists on node '{existing['node']}'"
             )
-        if existing["node"] != node:
-            raise ApiError(500, f"{emsg} {other_node_msg(existing, vmid)}")
+        if existing["node"] != node:  # same type (checked above): VM or CT as asked
+            raise ApiError(500, f"{emsg} {what} {vmid} already exists on node '{existing['node']}'")
         if existing["config"].get("protection"):
             raise ApiError(500, f"{emsg} protection mode enabled")
         if existing["status"] == "running":
@@ -362,24 +363,27 @@ def restore(call: Call, kind: str) -> str:
         targets[key] = st
     call.cab.lock(vmid)  # a locked guest fails the call now, before anything changes
     call.cab.unlock(vmid)
-    placeholder = {"lock": "create"}
-    if existing is not None:
-        _drop_volumes(call, existing)
-        call.state["guests"].pop(str(vmid))
-    g = add_guest(call.state, vmid, node, placeholder)
+    pool = call.p("pool")
+    if pool and pool not in call.state["access"]["pools"]:
+        raise ApiError(500, f"pool '{pool}' does not exist")
+    # a forced restore replaces the guest when the task runs; until then it stays as it was
+    g = existing if existing is not None else add_guest(call.state, vmid, node, {})
+    g["config"]["lock"] = "create"
     if kind == "lxc":
         g["type"] = "lxc"
-    pool = call.p("pool")
-    if pool:
-        if pool not in call.state["access"]["pools"]:
-            raise ApiError(500, f"pool '{pool}' does not exist")
-        call.state["access"]["pools"][pool].setdefault("vms", []).append(vmid)
+    if pool and vmid not in call.state["access"]["pools"][pool].setdefault("vms", []):
+        call.state["access"]["pools"][pool]["vms"].append(vmid)
     start = bool(call.p("start"))
     unique = bool(call.p("unique"))
 
     def done(task: dict[str, Any]) -> None:
         log = task["log"]
         log.append(f"restore vma archive: {path}" if kind == "qemu" else f"extracting {path}")
+        if existing is not None:
+            _drop_volumes(call, existing)  # the old guest's disks go, as with PVE's force
+            existing["pending"] = {}
+            existing.pop("snapshots", None)
+            existing.pop("parent_snapshot", None)
         new = dict(config)
         template = bool(new.get("template"))
         for key, size in header["disks"].items():
@@ -417,11 +421,16 @@ def restore(call: Call, kind: str) -> str:
             g["status"], g["started"] = "running", time.time()
 
     def undo() -> None:
+        if existing is not None:
+            existing["config"].pop("lock", None)
+            return
         _drop_volumes(call, g)
         call.state["guests"].pop(str(vmid), None)
         c.remove_from_pools(call, vmid)
 
-    return call.cab.start_task(
+    return c.start_or_undo(
+        call,
+        undo,
         call.who,
         "qmrestore" if kind == "qemu" else "vzrestore",
         str(vmid),
@@ -430,11 +439,6 @@ def restore(call: Call, kind: str) -> str:
         lock=vmid,
         on_error=undo,
     )
-
-
-def other_node_msg(g: dict[str, Any], vmid: int) -> str:
-    what = "CT" if c.guest_type(g) == "lxc" else "VM"
-    return f"{what} {vmid} already exists on node '{g['node']}'"
 
 
 def _drop_volumes(call: Call, g: dict[str, Any]) -> None:
