@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,6 +88,8 @@ class SimCabinet:
         self._token_ok: dict[str, tuple[str, Any]] = {}
         self.endpoint: Endpoint | None = None
         self.recorder: list[tuple[tuple[str, str], Any]] | None = None  # conformance tests
+        self._files_root: Path | None = None
+        self._files_temporary = False
         for task in state["tasks"]:  # tasks cut by a restart end as PVE shows them
             if task["status"] == "running":
                 tasks.finish(task, error="unexpected status")
@@ -111,6 +115,21 @@ class SimCabinet:
         if self._save_handle is not None:
             self._save_handle.cancel()
         self.save()
+        if self._files_temporary and self._files_root is not None:
+            shutil.rmtree(self._files_root, ignore_errors=True)
+
+    @property
+    def files_root(self) -> Path:
+        """Where the files of this cabinet's directory storages live (backup archives):
+        next to its state file, or for an ephemeral cabinet a temporary folder that
+        `close()` removes."""
+        if self._files_root is None:
+            if self.state_file is not None:
+                self._files_root = self.state_file.parent / "storage"
+            else:
+                self._files_root = Path(tempfile.mkdtemp(prefix=f"kloudsim-{self.name}-"))
+                self._files_temporary = True
+        return self._files_root
 
     def node(self, name: str) -> dict[str, Any]:
         node = self.state["nodes"].get(name)

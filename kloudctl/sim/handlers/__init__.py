@@ -10,15 +10,31 @@ from __future__ import annotations
 from types import ModuleType
 
 from kloudctl.sim.api import Registry
-from kloudctl.sim.handlers import access, cluster, firewall, index, pools, sdn, storage
+from kloudctl.sim.handlers import (
+    access,
+    backup,
+    cluster,
+    cluster_config,
+    cluster_info,
+    firewall,
+    index,
+    metrics,
+    pools,
+    sdn,
+    storage,
+)
 from kloudctl.sim.handlers.nodes import (
+    lxc,
     network,
     node,
     qemu,
+    qemu_agent,
     qemu_migrate,
     qemu_snapshot,
     qemu_status,
+    system,
     tasks,
+    vzdump,
 )
 from kloudctl.sim.handlers.nodes import storage as node_storage
 from kloudctl.sim.schema import Schema
@@ -38,6 +54,14 @@ MODULES: tuple[ModuleType, ...] = (
     qemu_status,
     qemu_snapshot,
     qemu_migrate,
+    lxc,
+    vzdump,
+    backup,
+    metrics,
+    cluster_config,
+    cluster_info,
+    system,
+    qemu_agent,
 )
 
 

@@ -40,8 +40,8 @@ def resources(call: Call) -> Raw:
             if not admin and not acl.allowed(call.who, f"/vms/{g['vmid']}", ["VM.Audit"]):
                 continue
             entry = {
-                "id": f"qemu/{g['vmid']}",
-                "type": "qemu",
+                "id": f"{c.guest_type(g)}/{g['vmid']}",
+                "type": c.guest_type(g),
                 "node": g["node"],
                 **c.live_status(call, g),
             }
@@ -119,41 +119,6 @@ def resources(call: Call) -> Raw:
     return answer
 
 
-@routes("GET", "/cluster/config/join")
-def cluster_join_info(call: Call) -> dict[str, Any]:
-    """What a node joining the cluster needs (the web UI's "Join Information")."""
-    nodes = call.state["nodes"]
-    preferred = call.p("node") or next(iter(nodes))
-    call.cab.node(preferred)
-    fp = call.cab.endpoint.fingerprint if call.cab.endpoint else ":".join(["00"] * 32)
-    nodelist = [
-        {
-            "name": name,
-            "nodeid": n["nodeid"],
-            "pve_addr": n["ip"],
-            "pve_fp": fp,
-            "quorum_votes": 1,
-            "ring0_addr": n["ip"],
-        }
-        for name, n in nodes.items()
-    ]
-    totem = {
-        "cluster_name": call.state["cluster"],
-        "config_version": str(len(nodes)),
-        "interface": {"0": {"linknumber": "0"}},
-        "ip_version": "ipv4-6",
-        "link_mode": "passive",
-        "secauth": "on",
-        "version": "2",
-    }
-    return {
-        "config_digest": c.digest_of({"config": {"n": nodelist, "t": totem}, "pending": {}}),
-        "nodelist": nodelist,
-        "preferred_node": preferred,
-        "totem": totem,
-    }
-
-
 @routes("GET", "/cluster/status")
 def cluster_status(call: Call) -> list[dict[str, Any]]:
     nodes = call.state["nodes"]
@@ -205,7 +170,15 @@ def cluster_tasks(call: Call) -> list[dict[str, Any]]:
 
 @routes("GET", "/cluster/options")
 def cluster_options(call: Call) -> dict[str, Any]:
-    return {"keyboard": "fr", "next-id": "lower=100"}
+    return {"keyboard": "fr", "next-id": "lower=100", **call.state.get("cluster_options", {})}
+
+
+@routes("PUT", "/cluster/options")
+def cluster_options_put(call: Call) -> None:
+    options = call.state.setdefault("cluster_options", {})
+    for key in c.split_ids(call.p("delete")):
+        options.pop(key, None)
+    options.update({k: v for k, v in call.params.items() if k != "delete" and v is not None})
 
 
 # --- HA, backup, replication -----------------------------------------------------------
@@ -216,17 +189,6 @@ def ha_groups(call: Call) -> None:
     raise ApiError(500, "ha groups have been migrated to rules")
 
 
-@routes("GET", "/cluster/ha/rules")
-def ha_rules(call: Call) -> list[Any]:
-    return []
-
-
-@routes(
-    "GET",
-    "/cluster/ha/resources",
-    "/cluster/ha/status/current",
-    "/cluster/backup",
-    "/cluster/replication",
-)
+@routes("GET", "/cluster/ha/status/current")
 def empty_cluster_list(call: Call) -> list[Any]:
     return []

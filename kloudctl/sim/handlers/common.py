@@ -7,13 +7,14 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from kloudctl.sim.api import ApiError, Call, bad_request
 from kloudctl.sim.handlers import drives
 from kloudctl.sim.state import GiB, MiB, add_volume, config_digest
 
-DISK_KEYS = re.compile(r"^(scsi|virtio|sata|ide|efidisk|tpmstate|unused)\d+$")
+DISK_KEYS = re.compile(r"^(?:(scsi|virtio|sata|ide|efidisk|tpmstate|unused|mp)\d+|rootfs)$")
 NET_KEY = re.compile(r"^net\d+$")
 _SIZE = re.compile(r"^(\+)?(\d+(?:\.\d+)?)([KMGT]?)$")
 _UNITS = {"": 1, "K": 1024, "M": MiB, "G": GiB, "T": 1024 * GiB}
@@ -89,15 +90,50 @@ def config_priv(key: str) -> str:
     return "VM.Config.HWType"
 
 
+def guest_type(g: dict[str, Any]) -> str:
+    """`qemu` or `lxc` (QEMU guests carry no `type`: the simulator began with them)."""
+    return str(g.get("type", "qemu"))
+
+
+def path_type(call: Call) -> str | None:
+    """The guest type a call's path names (`/nodes/{node}/lxc/...`), if any."""
+    path = call.method.path
+    return "lxc" if "/lxc/" in path else "qemu" if "/qemu/" in path else None
+
+
+def conf_path(kind: str | None, node: str, vmid: int) -> str:
+    folder = "lxc" if kind == "lxc" else "qemu-server"
+    return f"nodes/{node}/{folder}/{vmid}.conf"
+
+
 def guest(call: Call, vmid: int | None = None, node: str | None = None) -> dict[str, Any]:
+    """The guest a call names; a guest of the other type under `/qemu/` or `/lxc/` does
+    not exist there, as on PVE (each type has its own config folder)."""
     vmid = int(vmid if vmid is not None else call.p("vmid"))
     g = call.state["guests"].get(str(vmid))
     node = node or call.p("node")
-    if g is None or (node and g["node"] != node):
-        raise ApiError(
-            500, f"Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does not exist"
-        )
+    want = path_type(call)
+    if g is None or (node and g["node"] != node) or (want and guest_type(g) != want):
+        raise ApiError(500, f"Configuration file '{conf_path(want, node, vmid)}' does not exist")
     return g
+
+
+def start_or_undo(call: Call, undo: Callable[[], None], *args: Any, **kwargs: Any) -> str:
+    """`call.cab.start_task(*args, **kwargs)`, undoing what the call already changed in the
+    state when the task cannot even start (a lock held, no worker), so nothing is left
+    half-made."""
+    try:
+        return call.cab.start_task(*args, **kwargs)
+    except ApiError:
+        undo()
+        raise
+
+
+def task_kind(call: Call, qemu_kind: str) -> str:
+    """The task type of a guest action: `qmsnapshot` for QEMU is `vzsnapshot` for LXC."""
+    if path_type(call) == "lxc" and qemu_kind.startswith("qm"):
+        return "vz" + qemu_kind[2:]
+    return qemu_kind
 
 
 def check_config_lock(g: dict[str, Any], skiplock: bool = False) -> None:
@@ -259,6 +295,12 @@ def boot_disk_size(g: dict[str, Any]) -> int:
     return 0
 
 
+def guest_name(g: dict[str, Any]) -> str:
+    if guest_type(g) == "lxc":
+        return str(g["config"].get("hostname", f"CT{g['vmid']}"))
+    return str(g["config"].get("name", f"VM {g['vmid']}"))
+
+
 def memory_bytes(g: dict[str, Any]) -> int:
     mem = str(g["config"].get("memory", "512"))
     m = re.search(r"(?:current=)?(\d+)", mem)
@@ -296,7 +338,7 @@ def live_status(call: Call, g: dict[str, Any]) -> dict[str, Any]:
     mem = memory_bytes(g)
     out: dict[str, Any] = {
         "vmid": g["vmid"],
-        "name": str(g["config"].get("name", f"VM {g['vmid']}")),
+        "name": guest_name(g),
         "status": g["status"] if node_online else "unknown",
         "cpus": cpus(g),
         "maxmem": mem,

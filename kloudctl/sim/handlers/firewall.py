@@ -15,7 +15,8 @@ from kloudctl.sim.state import config_digest, fw_scope
 
 routes = Routes()
 
-CL, ND, VM = "/cluster/firewall", "/nodes/{node}/firewall", "/nodes/{node}/qemu/{vmid}/firewall"
+CL, ND = "/cluster/firewall", "/nodes/{node}/firewall"
+VM, CT = "/nodes/{node}/qemu/{vmid}/firewall", "/nodes/{node}/lxc/{vmid}/firewall"
 VN = "/cluster/sdn/vnets/{vnet}/firewall"
 
 
@@ -24,7 +25,7 @@ def _under(scopes: tuple[str, ...], sub: str) -> tuple[str, ...]:
 
 
 # the schema paths each handler serves, at every scope that has them
-EVERY, DC_VM = (CL, ND, VM, VN), (CL, VM)
+EVERY, DC_VM = (CL, ND, VM, CT, VN), (CL, VM, CT)
 OPTIONS = _under(EVERY, "/options")
 RULES = (*_under(EVERY, "/rules"), CL + "/groups/{group}")  # a security group's rules too
 RULE = (*_under(EVERY, "/rules/{pos}"), CL + "/groups/{group}/{pos}")
@@ -51,7 +52,7 @@ _RULE_KEYS = (
 def _scope(call: Call) -> dict[str, Any]:
     fw = call.state["firewall"]
     path = call.method.path
-    if path.startswith(VM):
+    if path.startswith((VM, CT)):
         g = c.guest(call)
         return fw["vms"].setdefault(str(g["vmid"]), fw_scope())
     if path.startswith(VN):
@@ -399,17 +400,17 @@ def ipset_entry_delete(call: Call) -> None:
     entries.remove(e)
 
 
-@routes("GET", ND + "/log", VM + "/log")
+@routes("GET", ND + "/log", VM + "/log", CT + "/log")
 def fw_log(call: Call) -> list[dict[str, Any]]:
     _scope(call)
     return []
 
 
-@routes("GET", CL + "/refs", VM + "/refs")
+@routes("GET", CL + "/refs", VM + "/refs", CT + "/refs")
 def fw_refs(call: Call) -> list[dict[str, Any]]:
     out = []
     scopes = [call.state["firewall"]["cluster"]]
-    if call.method.path.startswith(VM):
+    if call.method.path.startswith((VM, CT)):
         scopes.append(_scope(call))
     for scope in scopes:
         for kind, key, prefix in (("alias", "aliases", ""), ("ipset", "ipset", "+")):

@@ -25,7 +25,8 @@ def _pool_members(call: Call, poolid: str) -> list[dict[str, Any]]:
         g = call.state["guests"].get(str(vmid))
         if g is None:
             continue
-        entry = {"id": f"qemu/{vmid}", "type": "qemu", "node": g["node"], **c.live_status(call, g)}
+        kind = c.guest_type(g)
+        entry = {"id": f"{kind}/{vmid}", "type": kind, "node": g["node"], **c.live_status(call, g)}
         members.append(entry)
     for storage in sorted(pool.get("storage", [])):
         for node in call.state["nodes"]:

@@ -4,7 +4,6 @@ replication)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from kloudctl.sim.api import Call, Routes
@@ -81,33 +80,6 @@ def node_status(call: Call) -> dict[str, Any]:
 def node_version(call: Call) -> dict[str, Any]:
     call.cab.node(call.p("node"))
     return dict(PVE_VERSION)
-
-
-@routes("GET", "/nodes/{node}/dns")
-def node_dns(call: Call) -> dict[str, Any]:
-    n = call.cab.node(call.p("node"))
-    return dict(n.get("dns") or {"search": f"{call.state['name']}.lan", "dns1": "10.0.0.254"})
-
-
-@routes("PUT", "/nodes/{node}/dns")
-def node_dns_update(call: Call) -> None:
-    """/etc/resolv.conf as PVE writes it: the search domain, then up to three servers; a
-    server not given is removed (PVE::INotify::update_file_resolv_conf)."""
-    n = call.cab.node(call.p("node"))
-    n["dns"] = {k: call.p(k) for k in ("search", "dns1", "dns2", "dns3") if call.p(k)}
-
-
-@routes("GET", "/nodes/{node}/time")
-def node_time(call: Call) -> dict[str, Any]:
-    call.cab.node(call.p("node"))
-    now = int(time.time())
-    return {"timezone": "Europe/Paris", "time": now, "localtime": now + 3600}
-
-
-@routes("GET", "/nodes/{node}/lxc")
-def lxc_list(call: Call) -> list[Any]:
-    call.cab.node(call.p("node"))
-    return []  # the simulator runs no containers
 
 
 @routes("GET", "/nodes/{node}/replication")

@@ -12,6 +12,7 @@ from urllib.parse import unquote
 
 from kloudctl.sim.api import ApiError, Call, Routes, bad_request
 from kloudctl.sim.handlers import common as c
+from kloudctl.sim.handlers.nodes import vzdump
 from kloudctl.sim.state import add_guest, add_volume
 
 routes = Routes()
@@ -43,7 +44,7 @@ _NOT_CONFIG = {
 def list_guests(call: Call) -> list[dict[str, Any]]:
     out = []
     for g in call.state["guests"].values():
-        if g["node"] != call.p("node"):
+        if g["node"] != call.p("node") or c.guest_type(g) != "qemu":
             continue
         if not call.cab.acl.allowed(call.who, f"/vms/{g['vmid']}", ["VM.Audit"]):
             continue
@@ -79,6 +80,8 @@ def create(call: Call) -> str:
         if not pool:
             call.cab.acl.check(call.who, f"/vms/{vmid}", ["VM.Allocate"])
         call.cab.acl.check(call.who, f"/pool/{pool}", ["VM.Allocate"])
+    if call.p("archive"):
+        return vzdump.restore(call, "qemu")
     if str(vmid) in call.state["guests"]:
         raise bad_request("vmid", f"VM {vmid} already exists")
     if pool and pool not in call.state["access"]["pools"]:

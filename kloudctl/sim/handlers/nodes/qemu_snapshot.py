@@ -1,5 +1,5 @@
-"""A QEMU guest's snapshots: list, take (without RAM state), read and edit, roll back,
-delete."""
+"""A guest's snapshots: list, take (without RAM state), read and edit, roll back, delete.
+The same handlers serve LXC containers (`nodes/lxc.py` records them under `/lxc/`)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def snapshot_create(call: Call) -> str:
         g["parent_snapshot"] = name
 
     return call.cab.start_task(
-        call.who, "qmsnapshot", str(g["vmid"]), g["node"], done, lock=g["vmid"]
+        call.who, c.task_kind(call, "qmsnapshot"), str(g["vmid"]), g["node"], done, lock=g["vmid"]
     )
 
 
@@ -90,7 +90,12 @@ def snapshot_delete(call: Call) -> str:
         _snaps(g).pop(name, None)
 
     return call.cab.start_task(
-        call.who, "qmdelsnapshot", str(g["vmid"]), g["node"], done, lock=g["vmid"]
+        call.who,
+        c.task_kind(call, "qmdelsnapshot"),
+        str(g["vmid"]),
+        g["node"],
+        done,
+        lock=g["vmid"],
     )
 
 
@@ -119,5 +124,5 @@ def snapshot_rollback(call: Call) -> str:
         g["status"], g["started"] = ("running", time.time()) if call.p("start") else ("stopped", 0)
 
     return call.cab.start_task(
-        call.who, "qmrollback", str(g["vmid"]), g["node"], done, lock=g["vmid"]
+        call.who, c.task_kind(call, "qmrollback"), str(g["vmid"]), g["node"], done, lock=g["vmid"]
     )

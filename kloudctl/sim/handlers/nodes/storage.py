@@ -8,6 +8,7 @@ from typing import Any
 
 from kloudctl.sim.api import ApiError, Call, Routes, bad_request
 from kloudctl.sim.handlers import common as c
+from kloudctl.sim.handlers.nodes import vzdump
 
 routes = Routes()
 
@@ -77,6 +78,15 @@ def storage_content(call: Call) -> list[dict[str, Any]]:
         if "/" in volid.split(":", 1)[1]:
             entry["parent"] = volid.split(":", 1)[1].split("/")[0]
         out.append(entry)
+    for entry in vzdump.backups(call, node, sid):  # the files of the storage's dump/ folder
+        if call.p("content") not in (None, "backup"):
+            break
+        if call.p("vmid") and entry["vmid"] != call.p("vmid"):
+            continue
+        if call.cab.acl.allowed(call.who, f"/storage/{sid}", ["Datastore.Audit"]) or (
+            call.cab.acl.allowed(call.who, f"/vms/{entry['vmid']}", ["VM.Backup"])
+        ):
+            out.append(entry)
     return out
 
 
@@ -103,10 +113,14 @@ def storage_alloc(call: Call) -> str:
     return volid
 
 
+def _volid(call: Call) -> str:
+    vol = str(call.p("volume"))
+    return vol if ":" in vol else f"{call.p('storage')}:{vol}"
+
+
 def _volume(call: Call) -> tuple[dict[str, Any], str]:
     node, sid = _node_storage(call)
-    vol = str(call.p("volume"))
-    volid = vol if ":" in vol else f"{sid}:{vol}"
+    volid = _volid(call)
     vols = call.state["volumes"].get(f"{node}/{sid}", {})
     if volid not in vols:
         raise ApiError(500, f"volume '{volid}' does not exist")
@@ -115,6 +129,8 @@ def _volume(call: Call) -> tuple[dict[str, Any], str]:
 
 @routes("GET", "/nodes/{node}/storage/{storage}/content/{volume}")
 def volume_info(call: Call) -> dict[str, Any]:
+    if _volid(call).partition(":")[2].startswith("backup/"):
+        return _backup_info(call)
     vols, volid = _volume(call)
     v = vols[volid]
     return {
@@ -127,6 +143,17 @@ def volume_info(call: Call) -> dict[str, Any]:
 
 @routes("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}")
 def volume_delete(call: Call) -> str:
+    node, sid = _node_storage(call)
+    if _volid(call).partition(":")[2].startswith("backup/"):
+        path = vzdump.archive_file(call, _volid(call))
+        if path.with_name(path.name + ".protected").exists():
+            raise ApiError(500, f"volume '{_volid(call)}' is protected")
+
+        def remove(task: dict[str, Any]) -> None:
+            vzdump.delete_backup(call, node, sid, _volid(call))
+            task["log"].append(f"Removed volume '{_volid(call)}'")
+
+        return call.cab.start_task(call.who, "imgdel", "", node, remove)
     vols, volid = _volume(call)
     v = vols[volid]
     if v.get("vmid") and str(v["vmid"]) in call.state["guests"]:
@@ -160,3 +187,44 @@ def upload(call: Call) -> str:
         }
 
     return call.cab.start_task(call.who, "imgcopy", "", node, done)
+
+
+def _backup_info(call: Call) -> dict[str, Any]:
+    _node_storage(call)
+    volid = _volid(call)
+    path = vzdump.archive_file(call, volid)
+    notes = path.with_name(path.name + ".notes")
+    return {
+        "path": str(path),
+        "size": path.stat().st_size,
+        "used": path.stat().st_size,
+        "format": path.name.split(".", 1)[1],
+        "notes": notes.read_text() if notes.exists() else "",
+        "protected": path.with_name(path.name + ".protected").exists(),
+    }
+
+
+@routes("PUT", "/nodes/{node}/storage/{storage}/content/{volume}")
+def volume_attributes(call: Call) -> None:
+    """Notes and protection of a backup (PVE keeps them as `<archive>.notes` and
+    `<archive>.protected`)."""
+    _node_storage(call)
+    volid = _volid(call)
+    if not volid.partition(":")[2].startswith("backup/"):
+        if call.p("notes") is not None or call.p("protected") is not None:
+            raise ApiError(500, "volume notes are not supported for this storage type")
+        _volume(call)
+        return
+    path = vzdump.archive_file(call, volid)
+    if call.p("notes") is not None:
+        notes = path.with_name(path.name + ".notes")
+        if call.p("notes"):
+            notes.write_text(str(call.p("notes")))
+        else:
+            notes.unlink(missing_ok=True)
+    if call.p("protected") is not None:
+        marker = path.with_name(path.name + ".protected")
+        if call.p("protected"):
+            marker.write_text("")
+        else:
+            marker.unlink(missing_ok=True)
