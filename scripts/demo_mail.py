@@ -62,7 +62,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, mail_cabinet(Path(tmp), "kloudctl-mail-demo") as cab:
         print(
             f"test cabinet mail.brieux.fr at {cab.address}: mail role applied twice"
-            f" ({cab.recap[0]})"
+            f" (second run: ok={cab.recap.ok} changed={cab.recap.changed}"
+            f" failed={cab.recap.failed})"
         )
         show(
             kloudctl(

@@ -19,8 +19,9 @@ from kloudctl.answers import UnexpectedAnswer, dig, number
 from kloudctl.errors import KloudError, RepositoryMissing, ResticError
 from kloudctl.model import BackupPolicy, Fleet
 from kloudctl.replication import restic as r
+from kloudctl.replication.agent_interface import RunOptions, tool_name
 from kloudctl.replication.layout import Layout, Ssh, now, probe, sources_of
-from kloudctl.replication.remote import on_cabinet, tool_name
+from kloudctl.replication.remote import ask_agent
 from kloudctl.replication.restic import Outcome, Repo, Restic, parse_time
 
 DAY = 86400
@@ -39,7 +40,7 @@ class Step:
 
     @classmethod
     def from_dict(cls, data: Any, tool: str = "kloudctl replication run") -> Step:
-        """A step as `kloudctl replication run --json` reports it (on a cabinet: `tool`)."""
+        """A step as `kloudctl replication run --json` (or a cabinet's agent, `tool`) reports it."""
         if not isinstance(data, dict):
             raise UnexpectedAnswer(tool, "each step to be an object", data)
         known = {"step", "ok", "warning", "duration", "detail"}
@@ -290,10 +291,6 @@ class Replicator:
             steps.append(self.integrity(cabinet, f"peer:{peer}", repo))
         return steps
 
-    def clock_args(self) -> list[str]:
-        """The injected clock, passed on to kloudctl on a cabinet."""
-        return ["--now", self.clock] if self.clock is not None else []
-
     # ---- a whole run
     def run(self, cabinet: str, *, prune: bool = True, check: bool = True) -> RunReport:
         ssh = self.layout.endpoint(cabinet).ssh
@@ -321,19 +318,15 @@ class Replicator:
         return report
 
     def _run_on_cabinet(self, cabinet: str, ssh: Ssh, *, prune: bool, check: bool) -> RunReport:
-        """The cabinet runs itself (its files, its repository, its keys): ask it over SSH."""
-        extra = self.clock_args()
-        extra += [] if prune else ["--no-prune"]
-        extra += [] if check else ["--no-check"]
+        """The cabinet runs itself (its files, its repository, its keys): ask its agent."""
+        options = RunOptions(prune=prune, check=check, now=self.clock)
         started = time.monotonic()
-        tool = tool_name(cabinet, "run")
+        tool = tool_name(cabinet)
         try:
-            _code, doc = on_cabinet(ssh, cabinet, "run", extra)
-            reports = dig(tool, doc, kind=list)
-            mine = [d for d in reports if isinstance(d, dict) and d.get("cabinet") == cabinet]
-            if len(mine) != 1:
-                raise UnexpectedAnswer(tool, f"one report for {cabinet}", doc)
-            steps = dig(tool, mine[0], "steps", kind=list)
+            _code, report = ask_agent(ssh, cabinet, options)
+            if dig(tool, report, "cabinet", kind=str) != cabinet:
+                raise UnexpectedAnswer(tool, f"the report of {cabinet}", report)
+            steps = dig(tool, report, "steps", kind=list)
             return RunReport(cabinet, [Step.from_dict(s, tool) for s in steps])
         except KloudError as exc:
             step = Step("ssh", False, time.monotonic() - started, str(exc))

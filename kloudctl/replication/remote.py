@@ -1,56 +1,54 @@
-"""Replication commands for a cabinet where kloudctl itself is installed, run there over SSH.
+"""Replication commands for a cabinet where replication is deployed, asked of its agent.
 
-The cabinet holds its files, its local repository and its keys; the same kloudctl runs
-there (`kloudctl replication deploy` installs it, and its systemd timers use it). The
-controller runs `kloudctl replication <command> CABINET --json` on the cabinet and reads
-back the JSON and the exit code: one implementation, two places.
+The cabinet holds its files, its local repository and its keys; `kloudctl replication
+deploy` installs there the same kloudctl code and its replication agent. The controller
+sends the agent one request over SSH and reads back its answer, checked against the
+interface's schema (`agent_interface`): one implementation, two places, one versioned
+interface between them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
 from typing import Any
 
 from kloudctl import ssh
 from kloudctl.answers import parse_json
 from kloudctl.errors import ExternalError
+from kloudctl.replication.agent_interface import (
+    COMMAND,
+    Options,
+    Request,
+    read_answer,
+    request_problem,
+    tool_name,
+)
 from kloudctl.replication.layout import Ssh
 
-
-def tool_name(cabinet: str, subcommand: str) -> str:
-    """How errors name the program answering: kloudctl itself, on the cabinet."""
-    return f"kloudctl replication {subcommand} on {cabinet}"
+#: The remote shell's exit code for a command it cannot find.
+NOT_FOUND = 127
 
 
-def kloudctl_argv(remote: Ssh, cabinet: str, subcommand: str, extra: Sequence[str]) -> list[str]:
-    return [
-        "kloudctl",
-        "--fleet",
-        remote.fleet,
-        "replication",
-        subcommand,
-        cabinet,
-        "--state-dir",
-        remote.state,
-        "--json",
-        *extra,
-    ]
-
-
-def on_cabinet(
-    remote: Ssh,
-    cabinet: str,
-    subcommand: str,
-    extra: Sequence[str] = (),
-    timeout: float = 6 * 3600,
+def ask_agent(
+    remote: Ssh, cabinet: str, options: Options, timeout: float = 6 * 3600
 ) -> tuple[int, Any]:
-    """Run `kloudctl replication SUBCOMMAND CABINET --json EXTRA` on the cabinet; its exit
-    code and JSON answer. ssh.Unreachable when the cabinet does not answer."""
+    """Ask the cabinet's agent to carry out `options` (a command) for `cabinet`: its exit
+    code and result. ssh.Unreachable when the cabinet does not answer; ExternalError
+    naming the agent when it answers anything but a result of the interface."""
+    request = Request(cabinet, remote.fleet, remote.state, options)
+    document = request.as_dict()
+    problem = request_problem(document)
+    if problem:  # a bug of this side: never send what the agent must refuse
+        raise ExternalError(f"request to {tool_name(cabinet)} not sent: {problem}")
     target = ssh.SshTarget(remote.address, remote.user, options=remote.options)
-    proc = ssh.run(target, kloudctl_argv(remote, cabinet, subcommand, extra), timeout=timeout)
-    tool = tool_name(cabinet, subcommand)
+    proc = ssh.run(target, [COMMAND], stdin=json.dumps(document), timeout=timeout)
+    tool = tool_name(cabinet)
     if not proc.stdout.strip():
+        hint = ""
+        if proc.returncode == NOT_FOUND:
+            hint = f" (`kloudctl replication deploy {cabinet}` installs the agent)"
         raise ExternalError(
-            f"{tool} exited {proc.returncode} without JSON: {ssh.last_line(proc.stderr)}"
+            f"{tool} exited {proc.returncode} without an answer: {ssh.last_line(proc.stderr)}{hint}"
         )
-    return proc.returncode, parse_json(tool, proc.stdout)
+    answer = read_answer(tool, request, parse_json(tool, proc.stdout))
+    return answer.exit, answer.result

@@ -17,8 +17,10 @@ from typing import Any
 from kloudctl.answers import UnexpectedAnswer, dig
 from kloudctl.errors import KloudError
 from kloudctl.replication import restic as r
+from kloudctl.replication.agent_interface import RestoreTestOptions, tool_name
+from kloudctl.replication.layout import probe
 from kloudctl.replication.ops import Replicator
-from kloudctl.replication.remote import on_cabinet, tool_name
+from kloudctl.replication.remote import ask_agent
 from kloudctl.replication.restic import parse_time
 
 
@@ -32,6 +34,7 @@ def _sha256(path: Path) -> str:
 
 def newest_paths_snapshot(rep: Replicator, cabinet: str, peer: str) -> dict[str, Any]:
     repo = rep.layout.peer_repo(cabinet, peer)
+    probe(repo.location)  # restic would retry an unreachable server for minutes
     snaps = r.snapshot_list(rep.restic.run(repo, r.snapshots_args(tags=["paths"])))
     if not snaps:
         raise KloudError(f"no copy of {cabinet}'s files on {peer} to restore from")
@@ -72,8 +75,8 @@ def restore_from_peer(
 
 
 def _remote_report(tool: str, report: Any) -> dict[str, Any]:
-    """A report of `kloudctl replication restore-test --json` run on a cabinet, with the
-    fields the table reads checked."""
+    """A restore-test report from a cabinet's agent, with the fields the table reads
+    checked."""
     for key in ("cabinet", "peer", "snapshot"):
         dig(tool, report, key, kind=str)
     dig(tool, report, "ok", kind=bool)
@@ -93,9 +96,9 @@ def restore_test(
 ) -> list[dict[str, Any]]:
     ssh = rep.layout.endpoint(cabinet).ssh
     if ssh is not None:  # the source files to compare with are on the cabinet
-        extra = ["--sample", str(sample)] + (["--seed", str(seed)] if seed is not None else [])
-        _code, found = on_cabinet(ssh, cabinet, "restore-test", extra)
-        tool = tool_name(cabinet, "restore-test")
+        options = RestoreTestOptions(sample=sample, seed=seed)
+        _code, found = ask_agent(ssh, cabinet, options)
+        tool = tool_name(cabinet)
         reports = [_remote_report(tool, report) for report in dig(tool, found, kind=list)]
         return [report for report in reports if report["cabinet"] == cabinet]
     reports = []

@@ -34,9 +34,10 @@ from kloudctl.errors import (
 )
 from kloudctl.model.types import format_duration
 from kloudctl.replication import restic as r
+from kloudctl.replication.agent_interface import CheckOptions, StatusOptions, tool_name
 from kloudctl.replication.layout import KeyNotMade, now
 from kloudctl.replication.ops import PEER_TIMEOUT, Replicator
-from kloudctl.replication.remote import on_cabinet, tool_name
+from kloudctl.replication.remote import ask_agent
 from kloudctl.replication.restic import parse_time
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -79,7 +80,7 @@ class JobCheck:
 
     @classmethod
     def from_dict(cls, data: Any, tool: str = "kloudctl replication check") -> JobCheck:
-        """A job as `kloudctl replication check --json` reports it (on a cabinet: `tool`)."""
+        """A job as `kloudctl replication check --json` reports it (a cabinet's agent: `tool`)."""
         code = dig(tool, data, "code", kind=int)
         if code not in NAMES:
             raise UnexpectedAnswer(tool, "code to be 0, 1, 2 or 3", data)
@@ -251,10 +252,10 @@ def check_on_cabinet(rep: Replicator, cabinet: str, *, integrity: bool = False) 
     must show as a growing lag, not as silence."""
     ssh = rep.layout.endpoint(cabinet).ssh
     assert ssh is not None
-    extra = rep.clock_args() + (["--integrity"] if integrity else [])
-    tool = tool_name(cabinet, "check")
+    options = CheckOptions(integrity=integrity, now=rep.clock)
+    tool = tool_name(cabinet)
     try:
-        _code, doc = on_cabinet(ssh, cabinet, "check", extra, timeout=PEER_TIMEOUT + 600)
+        _code, doc = ask_agent(ssh, cabinet, options, timeout=PEER_TIMEOUT + 600)
         jobs = dig(tool, doc, "jobs", kind=list, default=[])
         found = [
             job for job in (JobCheck.from_dict(j, tool) for j in jobs) if job.cabinet == cabinet
@@ -385,9 +386,9 @@ def status_of(rep: Replicator, cabinet: str, timeout: float = 600) -> list[dict[
     """The rows of one cabinet; a deployed cabinet is asked over SSH, within `timeout`."""
     ssh = rep.layout.endpoint(cabinet).ssh
     if ssh is not None:
-        tool = tool_name(cabinet, "status")
+        tool = tool_name(cabinet)
         try:
-            _code, found = on_cabinet(ssh, cabinet, "status", rep.clock_args(), timeout=timeout)
+            _code, found = ask_agent(ssh, cabinet, StatusOptions(now=rep.clock), timeout=timeout)
             checked = [_status_row(tool, row) for row in dig(tool, found, kind=list)]
             return [row for row in checked if row["cabinet"] == cabinet]
         except KloudError as exc:
@@ -452,8 +453,8 @@ _ROW_COUNTS = ("local_snapshots", "unreplicated", "peer_snapshots", "local_size"
 
 
 def _status_row(tool: str, row: Any) -> dict[str, Any]:
-    """A row of `kloudctl replication status --json` run on a cabinet, checked field by field
-    (the table reads them without looking)."""
+    """A status row from a cabinet's agent, checked field by field (the table reads them
+    without looking; the schema already said most of it)."""
     checked: dict[str, Any] = {
         "cabinet": dig(tool, row, "cabinet", kind=str),
         "peer": dig(tool, row, "peer", kind=str),

@@ -1,8 +1,9 @@
 """A mail test cabinet, shared by the mail end-to-end test, `bench/mail.py` and the demo
 (`scripts/demo_mail.py`): a test cabinet (podman container running systemd, from the
-project's Debian 12 image) with the mail role applied twice by the real ansible-playbook,
-reached from this machine over the podman network (not loopback: Postfix and Dovecot treat
-loopback as trusted).
+project's Debian 12 image) with playbooks/mail.yml applied twice through kloudctl's one
+Ansible path (ansible-runner, `kloudctl.hosts.runner`, with the fleet's inventory),
+reached from this machine over the podman network (not loopback: Postfix and Dovecot
+treat loopback as trusted).
 
 The cabinet's accounts are managed with `kloudctl mail` over SSH by the callers (the test,
 the bench, the demo): `MailCabinet.mail_options` names the options that reach it. kloudctl
@@ -14,14 +15,11 @@ from __future__ import annotations
 import email.message
 import email.utils
 import imaplib
-import json
 import os
-import re
 import shutil
 import smtplib
 import ssl
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -30,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kloudctl.errors import ExternalError
+from kloudctl.hosts.runner import HostRecap, run_playbook
 
 #: The checkout this module runs from: the example fleet, its playbooks and roles.
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +48,8 @@ MAIL_PACKAGES = (
     "openssl",
 )
 
+#: The example fleet's mail cabinet, run as a test cabinet.
+CABINET = "brieux"
 HOSTNAME = "mail.brieux.fr"
 DOMAINS = ("brieux.fr", "mortree.fr")
 ROLE_VARS = {
@@ -83,7 +84,8 @@ class MailCabinet:
     ssh_key: Path
     known_hosts: Path
     cafile: Path
-    recap: list[str]
+    #: The second run's recap (a converged role changes nothing).
+    recap: HostRecap
 
     # -- what reaches it -------------------------------------------------------------------
 
@@ -180,38 +182,22 @@ def message(sender: str, to: str, subject: str, body: str = "Bonjour.\n") -> byt
     return msg.as_bytes()
 
 
-def run_playbook(address: str, state_dir: Path, ssh_key: Path, known_hosts: Path) -> list[str]:
-    """ansible-playbook playbooks/mail.yml on the cabinet; returns the recap lines."""
-    extra = {
-        **ROLE_VARS,
-        "mail_hosts": "all",
-        "ansible_user": "root",
-        "ansible_ssh_private_key_file": str(ssh_key),
-        "ansible_ssh_common_args": (
-            f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes"
-        ),
-    }
-    vars_file = state_dir / "mail-vars.json"
-    vars_file.write_text(json.dumps(extra))
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    bin_dir = Path(sys.executable).parent
-    done = subprocess.run(
-        [
-            str(bin_dir / "ansible-playbook"),
-            "-i",
-            f"{address},",
-            "-e",
-            f"@{vars_file}",
-            "playbooks/mail.yml",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    if done.returncode != 0:
-        raise ExternalError(f"playbook failed:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}")
-    return [ln for ln in done.stdout.splitlines() if re.match(r"^\S+\s+:\s+ok=", ln)]
+def apply_mail_role(state_dir: Path) -> HostRecap:
+    """playbooks/mail.yml on the running test cabinet (the testbed in `state_dir`),
+    through the fleet's inventory; the cabinet's recap, or ExternalError with what failed."""
+    from kloudctl.testbed.cabinets import STATE_FILE
+
+    result = run_playbook(
+        ROOT, "mail.yml", limit=[CABINET], testbed_state=state_dir / STATE_FILE,
+        extravars=ROLE_VARS,
+    )  # fmt: skip
+    if result.failures or result.rc != 0:
+        failures = "; ".join(f"{f.host}: {f.task}: {f.message}" for f in result.failures)
+        raise ExternalError(
+            f"{result.playbook} failed on the mail test cabinet (exit {result.rc}, status"
+            f" {result.status}): {failures or 'no task failed, see ansible-runner'}"
+        )
+    return result.recaps[CABINET]
 
 
 @contextmanager
@@ -220,15 +206,15 @@ def mail_cabinet(state_dir: Path, prefix: str = "kloudctl-mail-e2e") -> Iterator
 
     name = image.ensure_image(MAIL_PACKAGES)
     with cabinets.running(
-        ["brieux"], prefix=prefix, state_dir=state_dir, image=name, hostnames={"brieux": HOSTNAME}
+        [CABINET], prefix=prefix, state_dir=state_dir, image=name, hostnames={CABINET: HOSTNAME}
     ) as bed:
-        host = bed.hosts["brieux"]
+        host = bed.hosts[CABINET]
         # No DNS beyond the cabinet: lookups (rspamd, Postfix) fail at once, nothing leaks.
-        bed.exec("brieux", "sh", "-c", "echo 'nameserver 127.0.0.1' > /etc/resolv.conf")
-        recaps = [run_playbook(host.address, state_dir, bed.ssh_key, bed.known_hosts)]
-        recaps.append(run_playbook(host.address, state_dir, bed.ssh_key, bed.known_hosts))
+        bed.exec(CABINET, "sh", "-c", "echo 'nameserver 127.0.0.1' > /etc/resolv.conf")
+        apply_mail_role(state_dir)
+        recap = apply_mail_role(state_dir)
         cafile = state_dir / "mail-ca.pem"
-        cafile.write_text(bed.exec("brieux", "cat", "/etc/kloudctl-mail/tls/cert.pem").stdout)
+        cafile.write_text(bed.exec(CABINET, "cat", "/etc/kloudctl-mail/tls/cert.pem").stdout)
         yield MailCabinet(
             host.address,
             host.container,
@@ -236,5 +222,5 @@ def mail_cabinet(state_dir: Path, prefix: str = "kloudctl-mail-e2e") -> Iterator
             bed.ssh_key,
             bed.known_hosts,
             cafile,
-            recaps[1],
+            recap,
         )

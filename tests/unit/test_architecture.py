@@ -42,7 +42,7 @@ _ENGINE_USES = {
     "proxmox": set(),
     "sim": set(),
     "mail": set(),
-    "testbed": {"sim"},
+    "testbed": {"sim", "hosts"},
     "hosts": {"proxmox"},
     "tenants": {"proxmox"},
     "replication": {"hosts"},

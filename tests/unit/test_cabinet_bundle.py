@@ -82,3 +82,41 @@ def test_on_the_controller_a_group_that_cannot_be_imported_is_an_error(tmp_path:
         assert "cannot load the commands `mail` (No module named 'argon2')" in ran.stderr
         assert "Traceback" not in ran.stderr and "internal error" not in ran.stderr
     assert "mail" in run("--help").stdout  # listed, not silently missing
+
+
+def test_the_bundles_replication_agent_answers_alone(tmp_path: Path) -> None:
+    """The agent as its launcher runs it (roles/replication_source/templates/
+    kloudctl-replication-agent.j2): the bundle alone, isolated; its schema travels with it."""
+    import json
+
+    from kloudctl.replication import agent_interface as ai
+    from kloudctl.replication.layout import Layout
+    from kloudctl.testbed.fleets import make_fleet
+
+    unpacked = tmp_path / "opt"
+    with tarfile.open(bundle.build(tmp_path / "bundles")) as tar:
+        assert "kloudctl/replication/agent.schema.json" in tar.getnames()
+        tar.extractall(unpacked, filter="data")
+    launcher = (
+        f"import sys; sys.path.insert(0, {str(unpacked)!r}); "
+        "from kloudctl.replication.agent import main; sys.exit(main())"
+    )
+
+    def agent(request: object, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["/usr/bin/python3", "-I", "-S", "-c", launcher, *args],
+            input=json.dumps(request), capture_output=True, text=True, cwd=tmp_path,
+        )  # fmt: skip
+
+    assert json.loads(agent(None, "--schema").stdout) == ai.schema()
+    root = make_fleet(tmp_path / "fleet", ["alpha", "beta"], commands=False)
+    state = tmp_path / "state"
+    Layout(state).write_endpoints({"cabinets": {}})
+    request = ai.Request("alpha", str(root), str(state), ai.StatusOptions())
+    done = agent(request.as_dict())
+    assert done.returncode == 1, done.stderr  # nothing replicated yet: rows with errors
+    answer = ai.read_answer("agent", request, json.loads(done.stdout))
+    [row] = answer.result
+    assert row["cabinet"] == "alpha" and row["peer"] == "beta" and row["local_error"]
+    done = agent({**request.as_dict(), "command": "erase"})
+    assert done.returncode == 2 and json.loads(done.stdout)["error"]["code"] == ai.UNKNOWN_COMMAND

@@ -303,17 +303,17 @@ def cabinet_over_ssh(tmp_path: Path) -> tuple[Path, Path]:
     return root, state
 
 
+AGENT = '"interface": "kloudctl-replication-agent"'
+#: What a cabinet's replication agent might answer, whatever it was asked, all wrong.
 SSH_ANSWERS = {
     "not-json": "Welcome to alpha!\n",
-    "object-for-a-list": '{"cabinet": "alpha"}\n',
-    "two-reports": '[{"cabinet": "alpha", "steps": []}, {"cabinet": "alpha", "steps": []}]\n',
-    "step-not-an-object": '[{"cabinet": "alpha", "steps": ["backup"]}]\n',
-    "huge-duration": '[{"cabinet": "alpha", "steps": [{"step": "x", "duration": 1'
-    + "0" * 400
-    + "}]}]\n",
-    "jobs-not-a-list": '{"jobs": {"cabinet": "alpha"}}\n',
-    "job-without-code": '{"jobs": [{"cabinet": "alpha", "peer": "beta"}]}\n',
-    "row-lag-a-word": '[{"cabinet": "alpha", "peer": "beta", "lag_seconds": "long"}]\n',
+    "not-an-object": '[{"cabinet": "alpha"}]\n',
+    "another-interface": '{"interface": "kloudctl", "version": "1.0"}\n',
+    "major-version-2": "{" + AGENT + ', "version": "2.0", "command": null, "exit": 0}\n',
+    "no-result": "{" + AGENT + ', "version": "1.0", "command": null, "exit": 0}\n',
+    "huge-exit": "{" + AGENT + ', "version": "1.0", "command": null, "exit": 1e400}\n',
+    "refused": "{" + AGENT + ', "version": "1.0", "command": null, "exit": 2,'
+    ' "error": {"code": "bad-request", "message": "not a request"}}\n',
     "empty": "",
 }
 
@@ -337,25 +337,42 @@ def test_a_cabinets_answer_over_ssh_is_checked(
     _no_internal_error(err)
     if subcommand == "restore-test":  # nothing to fall back on: the error itself
         assert code == 1
-        assert "kloudctl replication restore-test on alpha" in err
+        assert "kloudctl replication agent on alpha" in err
     elif subcommand == "run":  # the run failed, and its report says why
         assert code != 0
         [report] = json.loads(out)
-        assert "kloudctl replication run on alpha" in report["steps"][0]["detail"]
+        assert "kloudctl replication agent on alpha" in report["steps"][0]["detail"]
     elif subcommand == "status":  # the row says why it knows nothing
         [row] = json.loads(out)
-        assert "kloudctl replication status on alpha" in row["local_error"]
+        assert "kloudctl replication agent on alpha" in row["local_error"]
     else:  # check: the controller looks for itself (here: no peer server known)
         assert json.loads(out)["jobs"][0]["reason"].startswith("cabinet alpha unreachable")
 
 
 def test_ssh_missing_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kloudctl.replication.agent_interface import StatusOptions
     from kloudctl.replication.layout import Ssh
-    from kloudctl.replication.remote import on_cabinet
+    from kloudctl.replication.remote import ask_agent
 
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolMissing, match="ssh is not installed"):
-        on_cabinet(Ssh("192.0.2.10"), "alpha", "status")
+        ask_agent(Ssh("192.0.2.10"), "alpha", StatusOptions())
+
+
+def test_a_cabinet_without_the_agent_is_told_to_deploy(
+    fake_tool: FakeTool, cabinet_over_ssh: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A cabinet deployed before the agent existed: its shell does not find the command.
+    root, state = cabinet_over_ssh
+    fake_tool("ssh", "", stderr="sh: 1: kloudctl-replication-agent: not found\n", code=127)
+    code, _out, err = _cli(
+        ["--fleet", str(root), "replication", "restore-test", "alpha", "--state-dir", str(state)],
+        capsys,
+    )
+    _no_internal_error(err)
+    assert code == 1
+    assert "kloudctl replication agent on alpha exited 127 without an answer" in err
+    assert "`kloudctl replication deploy alpha` installs the agent" in err
 
 
 def test_the_real_cli_in_a_subprocess(
@@ -371,7 +388,7 @@ def test_the_real_cli_in_a_subprocess(
         env={"PATH": os.environ["PATH"]},
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
-    assert "kloudctl replication restore-test on alpha answered unexpectedly" in result.stderr
+    assert "kloudctl replication agent on alpha answered unexpectedly" in result.stderr
     _no_internal_error(result.stderr)
 
 
