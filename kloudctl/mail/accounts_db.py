@@ -858,6 +858,7 @@ class Accounts:
     def dkim_new(self, domain: str, selector: str, activate: bool) -> dict[str, Any]:
         """Make a new key: published first; active (signing) at once only if asked (for a
         domain's first key, or after the new public key has been published in DNS)."""
+        self._require_operator("change DKIM keys")  # rspamd's files, and DNS work first
         domain = check_domain(domain)
         if not isinstance(selector, str) or not _SELECTOR_RE.fullmatch(selector):
             raise OpError("input", f"invalid DKIM selector {selector!r}", "selector")
@@ -879,6 +880,7 @@ class Accounts:
         return {"domain": domain, "selector": selector, "active": activate, "changed": True}
 
     def dkim_activate(self, domain: str, selector: str) -> dict[str, Any]:
+        self._require_operator("change DKIM keys")  # rspamd's files, and DNS work first
         domain = check_domain(domain)
         with self._write():
             self._may_manage(domain)
@@ -909,6 +911,7 @@ class Accounts:
         )
 
     def dkim_retire(self, domain: str, selector: str) -> dict[str, Any]:
+        self._require_operator("change DKIM keys")  # rspamd's files, and DNS work first
         domain = check_domain(domain)
         with self._write():
             self._may_manage(domain)
