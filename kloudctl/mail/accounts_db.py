@@ -9,6 +9,9 @@ already computed; plaintext passwords never reach this module.
 
 Rights: `actor=None` is the operator (Kloud'Ici); any other actor is a domain administrator
 and may act only on the domains listed for it in `admins`. Caps are the schema's triggers.
+A domain administrator's own SSH key reaches this module through the mail role's forced
+command (`domain_admin_main`), which sets the actor from the key line alone. Every change,
+and every attempt beyond one's rights, is written to the `audit` table.
 """
 
 from __future__ import annotations
@@ -1058,7 +1061,8 @@ OPERATIONS = {
 
 
 def execute(request: dict[str, Any], schema: str) -> dict[str, Any]:
-    """Run one request {op, args, actor, db, dkim_dir} -> {ok, result} or {ok: False, ...}."""
+    """Run one request {op, args, actor, db, dkim_dir, keys_file} -> {ok, result} or
+    {ok: False, kind, message, field}."""
     op = request.get("op")
     if op not in OPERATIONS:
         return {"ok": False, "kind": "input", "message": f"unknown operation {op!r}", "field": ""}
