@@ -21,6 +21,7 @@ from kloudctl.mail.store import (
     choose_transport,
     parse_quota,
     read_import,
+    read_public_key,
 )
 from kloudctl.model.types import format_size
 
@@ -46,6 +47,7 @@ class MailContext:
     actor: str | None
     ssh_key: str | None = None
     known_hosts: str | None = None
+    domain_admin: bool = False
 
     def store(self) -> MailStore:
         transport = choose_transport(
@@ -55,6 +57,7 @@ class MailContext:
             fleet=self.fleet.fleet,
             ssh_key=self.ssh_key,
             known_hosts=self.known_hosts,
+            domain_admin=self.domain_admin,
         )
         return MailStore(transport, actor=self.actor)
 
@@ -164,13 +167,21 @@ def _listing(
     "--as",
     "actor",
     envvar="KLOUDCTL_MAIL_ADMIN",
-    help="Act as this domain administrator (limited to the domains they manage).",
+    help="Operator only: act as this domain administrator, to see what they see (not a"
+    " boundary: domain administrators use --domain-admin with their own key).",
 )
 @click.option("--ssh-key", envvar="KLOUDCTL_MAIL_SSH_KEY", help="SSH private key for --host.")
 @click.option(
     "--known-hosts",
     envvar="KLOUDCTL_MAIL_KNOWN_HOSTS",
     help="Accept only the host keys in this file (default: ssh's own, ~/.ssh/known_hosts).",
+)
+@click.option(
+    "--domain-admin",
+    is_flag=True,
+    envvar="KLOUDCTL_MAIL_DOMAIN_ADMIN",
+    help="You are a domain administrator: --host is the mail host's domain administrators'"
+    " account (kloudctl-domadm@HOST) and --ssh-key your own key; the host knows who you are.",
 )
 @click.pass_context
 def command(
@@ -181,10 +192,13 @@ def command(
     actor: str | None,
     ssh_key: str | None,
     known_hosts: str | None,
+    domain_admin: bool,
 ) -> None:
     """Residents' mailboxes on the communes' domains."""
+    if domain_admin and actor:
+        raise InputError("--as and --domain-admin: with --domain-admin your key says who you are")
     fleet = ctx.find_object(FleetContext) or FleetContext(None)
-    ctx.obj = MailContext(fleet, db, host, cabinet, actor, ssh_key, known_hosts)
+    ctx.obj = MailContext(fleet, db, host, cabinet, actor, ssh_key, known_hosts, domain_admin)
 
 
 @_action(command, "init")
@@ -298,6 +312,33 @@ def admin_remove(store: MailStore, login: str, domain_name: str) -> Done:
     return result, f"{login} no longer administers {domain_name}"
 
 
+@_action(admin, "grant", "login")
+@click.option("--domain", "domain_name", required=True, help="The domain LOGIN will manage.")
+@click.option(
+    "--ssh-key",
+    "public_key",
+    required=True,
+    help="LOGIN's public key file (.pub): it will reach only kloudctl's mail commands, as LOGIN.",
+)
+def admin_grant(store: MailStore, login: str, domain_name: str, public_key: str) -> Done:
+    """Let LOGIN manage DOMAIN with their own SSH key (a forced command on the mail host)."""
+    result = store.admin_grant(login, domain_name, read_public_key(public_key, "--ssh-key"))
+    key = "; key installed" if result["key_added"] else "; key already installed"
+    return result, f"{login} administers {domain_name}{key}"
+
+
+@_action(admin, "revoke", "login")
+@click.option("--domain", "domain_name", help="Only this domain (default: every domain).")
+def admin_revoke(store: MailStore, login: str, domain_name: str | None) -> Done:
+    """Withdraw LOGIN's rights (on DOMAIN, or everywhere); with no domain left, their keys
+    are removed and the mail host refuses them."""
+    result = store.admin_revoke(login, domain_name)
+    left = result["domains_left"]
+    still = f"; still administers {', '.join(left)}" if left else ""
+    keys = f"; {result['keys_removed']} key(s) removed" if result["keys_removed"] else ""
+    return result, f"{login}: rights withdrawn{keys}{still}"
+
+
 _listing(
     admin,
     "Administrators",
@@ -305,6 +346,16 @@ _listing(
     lambda store, _: store.admin_list(),
     of_domain=False,
 )
+
+
+@command.command("audit")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--actor", help="Only what this domain administrator did or tried.")
+@json_option
+@pass_mail
+def audit(m: MailContext, limit: int, actor: str | None, as_json: bool) -> None:
+    """Who changed what, and what was refused (newest last; operators only)."""
+    _rows("Audit", m.store().audit_list(limit, actor), as_json)
 
 
 # --- mailboxes ------------------------------------------------------------------------

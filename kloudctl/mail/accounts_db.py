@@ -9,6 +9,9 @@ already computed; plaintext passwords never reach this module.
 
 Rights: `actor=None` is the operator (Kloud'Ici); any other actor is a domain administrator
 and may act only on the domains listed for it in `admins`. Caps are the schema's triggers.
+A domain administrator's own SSH key reaches this module through the mail role's forced
+command (`domain_admin_main`), which sets the actor from the key line alone. Every change,
+and every attempt beyond one's rights, is written to the `audit` table.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import base64
 import contextlib
 import datetime
 import hashlib
+import inspect
 import json
 import os
 import re
+import shlex
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -28,6 +34,14 @@ from typing import Any
 
 DEFAULT_DB = "/var/lib/kloudctl-mail/accounts.sqlite"
 DEFAULT_DKIM_DIR = "/var/lib/rspamd/dkim"
+#: The domain administrators' keys: sshd reads them for the dedicated account (the mail
+#: role's `Match User` block); root-owned, so that account cannot add a key of its own.
+DEFAULT_KEYS_FILE = "/etc/kloudctl-mail/domain-admin-keys"
+#: The forced command of every domain administrator's key (installed by the mail role).
+ENTRY = "/usr/local/sbin/kloudctl-mail-admin"
+#: The only remote command a domain administrator's client sends (ssh's SSH_ORIGINAL_COMMAND
+#: on the host): anything else (a shell, another program, no command) is refused.
+PROTOCOL = "kloudctl-mail-request/1"
 
 _DOMAIN_RE = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 # Local parts we hand out: lower-case ASCII, dots/dashes/underscores inside, no '+', which
@@ -46,7 +60,43 @@ MAX_QUOTA_TEXT = "1PiB"
 #: The largest cap on a domain's number of mailboxes.
 MAX_MAILBOXES = 1_000_000
 #: Operations that only read: they never create the database.
-READS = {"domain_list", "admin_list", "mailbox_list", "alias_list", "dkim_list"}
+READS = {"domain_list", "admin_list", "mailbox_list", "alias_list", "dkim_list", "audit_list"}
+#: What a domain administrator's key may ask for (the forced command refuses anything
+#: else before the store runs). DKIM keys stay with the operator: their files belong to
+#: rspamd, and a new key needs DNS work first.
+DOMAIN_ADMIN_OPS = {
+    "domain_list",
+    "admin_list",
+    "mailbox_add",
+    "mailbox_add_many",
+    "mailbox_passwd",
+    "mailbox_quota",
+    "mailbox_suspend",
+    "mailbox_remove",
+    "mailbox_list",
+    "alias_add",
+    "alias_remove",
+    "alias_list",
+    "dkim_list",
+}
+#: The only fields of a domain administrator's request: who acts and on which store is
+#: fixed on the host (the key line, the role's configuration), never asked.
+DOMAIN_ADMIN_FIELDS = {"op", "args"}
+#: The largest request a domain administrator may send (a commune's mailbox import).
+MAX_REQUEST = 16 * 1024**2
+#: Public key types accepted for a domain administrator (what OpenSSH 9 accepts by
+#: default), with the number of fields after the type in the key's data (RFC 4253,
+#: 5656, 8709 and OpenSSH's PROTOCOL.u2f); RSA from 2048 bits.
+KEY_TYPES = {
+    "ssh-ed25519": 1,
+    "ecdsa-sha2-nistp256": 2,
+    "ecdsa-sha2-nistp384": 2,
+    "ecdsa-sha2-nistp521": 2,
+    "sk-ssh-ed25519@openssh.com": 2,
+    "sk-ecdsa-sha2-nistp256@openssh.com": 3,
+    "ssh-rsa": 2,
+}
+MIN_RSA_BITS = 2048
 
 
 class OpError(Exception):
@@ -125,6 +175,126 @@ def check_hash(value: Any) -> str:
     return value
 
 
+def check_login(login: Any, field: str = "login") -> str:
+    """An administrator's login: no spaces, no control characters (it is written in a
+    key line and in logs)."""
+    if (
+        not isinstance(login, str)
+        or not _LOGIN_RE.fullmatch(login)
+        or any(ord(c) < 32 or ord(c) == 127 for c in login)
+    ):
+        raise OpError("input", f"invalid administrator login {login!r}", field)
+    return login
+
+
+def _ssh_string(blob: bytes, at: int) -> tuple[bytes, int]:
+    if at + 4 > len(blob):
+        raise ValueError("truncated")
+    (size,) = struct.unpack(">I", blob[at : at + 4])
+    if at + 4 + size > len(blob):
+        raise ValueError("truncated")
+    return blob[at + 4 : at + 4 + size], at + 4 + size
+
+
+def check_public_key(text: Any, field: str = "public_key") -> tuple[str, str]:
+    """One OpenSSH public key line, `TYPE BASE64 [COMMENT]`, of an accepted type ->
+    (type, base64). Blank lines and # comments aside, exactly one line; no options (the
+    key line's options are kloudctl's). Messages never repeat the text: a private key
+    given by mistake must not end up in a terminal or a log."""
+    if not isinstance(text, str):
+        raise OpError("input", "expected the text of a public key", field)
+    numbered = [
+        (n, line.strip())
+        for n, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    if any("PRIVATE KEY" in line for _, line in numbered):
+        raise OpError("input", "this is a private key: give the public one (.pub)", field)
+    if len(numbered) != 1:
+        raise OpError(
+            "input", f"expected exactly one public key line, found {len(numbered)}", field
+        )
+    n, line = numbered[0]
+    parts = line.split()
+    if parts[0] not in KEY_TYPES:
+        raise OpError(
+            "input",
+            f"line {n}: expected a public key line starting with its type"
+            f" ({', '.join(KEY_TYPES)}), without options",
+            field,
+        )
+    if len(parts) < 2:
+        raise OpError("input", f"line {n}: the key's base64 data is missing", field)
+    key_type, data = parts[0], parts[1]
+    try:
+        blob = base64.b64decode(data, validate=True)
+        name, at = _ssh_string(blob, 0)
+        if name.decode("ascii", "replace") != key_type:
+            raise OpError(
+                "input", f"line {n}: the key data is a {name[:40]!r} key, not {key_type}", field
+            )
+        fields = []
+        for _ in range(KEY_TYPES[key_type]):
+            field_value, at = _ssh_string(blob, at)
+            fields.append(field_value)
+        if at != len(blob) or (key_type.endswith("ed25519") and len(fields[0]) != 32):
+            raise ValueError("not a key of its type")
+        if key_type == "ssh-rsa":
+            bits = int.from_bytes(fields[1], "big").bit_length()
+            if bits < MIN_RSA_BITS:
+                raise OpError(
+                    "input", f"line {n}: RSA keys need {MIN_RSA_BITS} bits, this one has {bits}",
+                    field,
+                )  # fmt: skip
+    except ValueError:  # binascii.Error too
+        raise OpError(
+            "input", f"line {n}: the key data is not a valid {key_type} key", field
+        ) from None
+    return key_type, data
+
+
+def forced_command(login: str, entry: str = ENTRY) -> str:
+    """The command sshd runs, through the account's shell, for `login`'s keys: the entry
+    program with the login as its only argument, quoted for the shell."""
+    return f"{entry} {shlex.quote(check_login(login))}"
+
+
+def key_line(login: str, key_type: str, key_data: str, entry: str = ENTRY) -> str:
+    """`login`'s authorized_keys line: `restrict` (no forwarding of any kind, no pty, no
+    ~/.ssh/rc) and the forced command. Inside the option's double quotes sshd turns `\"`
+    into `"` and keeps every other character as it is (auth-options.c), so only `"` is
+    escaped."""
+    command = forced_command(login, entry).replace('"', '\\"')
+    return f'restrict,command="{command}" {key_type} {key_data} kloudctl-mail-admin'
+
+
+_KEY_LINE_START = 'restrict,command="'
+
+
+def key_line_owner(line: str, entry: str = ENTRY) -> tuple[str, str, str] | None:
+    """(login, type, data) of a line `key_line` wrote, None for any other line. The
+    command is read back the way sshd reads it: up to the first `"` not preceded by `\\`."""
+    line = line.strip()
+    if not line.startswith(_KEY_LINE_START):
+        return None
+    command, at = [], len(_KEY_LINE_START)
+    while at < len(line) and line[at] != '"':
+        if line.startswith('\\"', at):
+            at += 1
+        command.append(line[at])
+        at += 1
+    rest = line[at + 1 :].split()
+    if at >= len(line) or len(rest) < 2 or line[at + 1 : at + 2] != " ":
+        return None
+    try:
+        words = shlex.split("".join(command))
+    except ValueError:
+        return None
+    if len(words) != 2 or words[0] != entry:
+        return None
+    return words[1], rest[0], rest[1]
+
+
 # --- the store ------------------------------------------------------------------------
 
 
@@ -198,12 +368,25 @@ class Accounts:
         actor: str | None,
         dkim_dir: str,
         store_option: str = "",
+        keys_file: str = DEFAULT_KEYS_FILE,
     ) -> None:
         self.db = db
         self.actor = actor
         self.dkim_dir = dkim_dir
         #: How the command line named this store (`--db PATH`), repeated in hints.
         self.store_option = store_option
+        self.keys_file = keys_file
+        #: The operation running and what it is about, for the audit row (`execute`).
+        self.audit_entry: tuple[str, str] | None = None
+
+    @contextlib.contextmanager
+    def _write(self) -> Any:
+        """One transaction, with its audit row: a change is committed with the record of
+        who made it, or not at all."""
+        with _transaction(self.db):
+            yield
+            if self.audit_entry is not None:
+                audit(self.db, self.actor, *self.audit_entry, "done")
 
     def _cap_error(self, exc: sqlite3.IntegrityError, domain: str) -> OpError:
         """The cap the database refused, the domain's numbers, and how to raise it."""
@@ -295,7 +478,7 @@ class Accounts:
         check_quota(default_quota, "default_quota")
         if default_quota > total_quota:
             raise OpError("input", "the default quota exceeds the total quota", "default_quota")
-        with _transaction(self.db):
+        with self._write():
             if self.db.execute("SELECT 1 FROM domains WHERE name = ?", (name,)).fetchone():
                 raise OpError("refused", f"domain {name} already exists")
             self.db.execute(
@@ -326,7 +509,7 @@ class Accounts:
             check_quota(total_quota, "total_quota")
         if default_quota is not None:
             check_quota(default_quota, "default_quota")
-        with _transaction(self.db):
+        with self._write():
             row = self._domain_row(name)
             caps = {
                 "max_mailboxes": row["max_mailboxes"] if max_mailboxes is None else max_mailboxes,
@@ -380,7 +563,7 @@ class Accounts:
         if not isinstance(login, str) or not _LOGIN_RE.fullmatch(login):
             raise OpError("input", f"invalid administrator login {login!r}", "login")
         domain = check_domain(domain)
-        with _transaction(self.db):
+        with self._write():
             self._domain_row(domain)
             cur = self.db.execute(
                 "INSERT OR IGNORE INTO admins (login, domain) VALUES (?, ?)", (login, domain)
@@ -390,18 +573,90 @@ class Accounts:
     def admin_remove(self, login: str, domain: str) -> dict[str, Any]:
         self._require_operator("remove administrators")
         domain = check_domain(domain)
-        with _transaction(self.db):
+        with self._write():
             cur = self.db.execute(
                 "DELETE FROM admins WHERE login = ? AND domain = ?", (login, domain)
             )
-        if cur.rowcount == 0:
-            raise OpError("not_found", f"{login} is not an administrator of {domain}")
+            if cur.rowcount == 0:
+                raise OpError("not_found", f"{login} is not an administrator of {domain}")
         return {"login": login, "domain": domain, "changed": True}
 
     def admin_list(self) -> list[dict[str, Any]]:
         visible = set(self._visible_domains())
         rows = self.db.execute("SELECT login, domain FROM admins ORDER BY domain, login")
         return [dict(r) for r in rows if r["domain"] in visible]
+
+    def admin_grant(self, login: str, domain: str, public_key: str) -> dict[str, Any]:
+        """Let `login` manage `domain` (`admin_add`) and let their key reach the store,
+        as them only, through the forced command (`key_line`). Granting the same key
+        again changes nothing; a key is one administrator's only."""
+        self._require_operator("grant administrators")
+        login, domain = check_login(login), check_domain(domain)
+        key_type, key_data = check_public_key(public_key)
+        with self._write():
+            self._domain_row(domain)
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO admins (login, domain) VALUES (?, ?)", (login, domain)
+            )
+            lines = _read_lines(self.keys_file)
+            owners = {(o[1], o[2]): o[0] for o in map(key_line_owner, lines) if o}
+            owner = owners.get((key_type, key_data))
+            if owner is not None and owner != login:
+                raise OpError("refused", f"this key is already {owner}'s: each needs their own")
+            if owner is None:
+                lines.append(key_line(login, key_type, key_data))
+                _atomic_write(self.keys_file, "".join(f"{ln}\n" for ln in lines), 0o644)
+        return {
+            "login": login,
+            "domain": domain,
+            "key_added": owner is None,
+            "changed": cur.rowcount > 0 or owner is None,
+        }
+
+    def admin_revoke(self, login: str, domain: str | None = None) -> dict[str, Any]:
+        """Withdraw `login`'s rights on `domain` (on every domain when None); once they
+        have no domain left, their keys go too, and sshd refuses them."""
+        self._require_operator("revoke administrators")
+        login = check_login(login)
+        with self._write():
+            if domain is not None:
+                domain = check_domain(domain)
+                cur = self.db.execute(
+                    "DELETE FROM admins WHERE login = ? AND domain = ?", (login, domain)
+                )
+            else:
+                cur = self.db.execute("DELETE FROM admins WHERE login = ?", (login,))
+            left = [r[0] for r in self.db.execute(
+                "SELECT domain FROM admins WHERE login = ? ORDER BY domain", (login,)
+            )]  # fmt: skip
+            keys_removed = 0
+            if not left:
+                lines = _read_lines(self.keys_file)
+                kept = [ln for ln in lines if (key_line_owner(ln) or ("",))[0] != login]
+                keys_removed = len(lines) - len(kept)
+                if keys_removed:
+                    _atomic_write(self.keys_file, "".join(f"{ln}\n" for ln in kept), 0o644)
+        return {
+            "login": login,
+            "domain": domain,
+            "rights_removed": cur.rowcount,
+            "keys_removed": keys_removed,
+            "domains_left": left,
+            "changed": cur.rowcount > 0 or keys_removed > 0,
+        }
+
+    def audit_list(self, limit: int = 100, actor: str | None = None) -> list[dict[str, Any]]:
+        """The newest `limit` audit rows (of `actor` only, if given), oldest first."""
+        self._require_operator("read the audit log")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
+            raise OpError("input", f"expected a number from 1 to 100000, got {limit!r}", "limit")
+        where, args = ("WHERE actor = ?", (actor, limit)) if actor else ("", (limit,))
+        rows = self.db.execute(
+            f"SELECT at, actor, op, target, outcome, detail FROM audit {where}"
+            " ORDER BY id DESC LIMIT ?",
+            args,
+        ).fetchall()
+        return [{**dict(r), "actor": r["actor"] or "operator"} for r in reversed(rows)]
 
     # mailboxes ------------------------------------------------------------------------
 
@@ -410,7 +665,7 @@ class Accounts:
         check_hash(password)
         if quota is not None:
             check_quota(quota)
-        with _transaction(self.db):
+        with self._write():
             row = self._may_manage(domain)
             quota = row["default_quota"] if quota is None else quota
             if self.db.execute("SELECT 1 FROM mailboxes WHERE address = ?", (address,)).fetchone():
@@ -439,7 +694,7 @@ class Accounts:
             checked.append((address, domain, item["password"], quota))
         if len({c[0] for c in checked}) != len(checked):
             raise OpError("input", "the same address appears twice", "address")
-        with _transaction(self.db):
+        with self._write():
             defaults = {}
             for address, domain, _, _ in checked:
                 if domain not in defaults:
@@ -470,7 +725,7 @@ class Accounts:
 
     def mailbox_passwd(self, address: str, password: str) -> dict[str, Any]:
         check_hash(password)
-        with _transaction(self.db):
+        with self._write():
             row = self._mailbox(address)
             self.db.execute(
                 "UPDATE mailboxes SET password = ? WHERE address = ?", (password, row["address"])
@@ -479,7 +734,7 @@ class Accounts:
 
     def mailbox_quota(self, address: str, quota: int) -> dict[str, Any]:
         check_quota(quota)
-        with _transaction(self.db):
+        with self._write():
             row = self._mailbox(address)
             if row["quota"] == quota:
                 return {"address": row["address"], "quota": quota, "changed": False}
@@ -492,7 +747,7 @@ class Accounts:
         return {"address": row["address"], "quota": quota, "changed": True}
 
     def mailbox_suspend(self, address: str, suspended: bool) -> dict[str, Any]:
-        with _transaction(self.db):
+        with self._write():
             row = self._mailbox(address)
             changed = bool(row["suspended"]) != bool(suspended)
             self.db.execute(
@@ -502,7 +757,7 @@ class Accounts:
         return {"address": row["address"], "suspended": bool(suspended), "changed": changed}
 
     def mailbox_remove(self, address: str) -> dict[str, Any]:
-        with _transaction(self.db):
+        with self._write():
             row = self._mailbox(address)
             self.db.execute("DELETE FROM mailboxes WHERE address = ?", (row["address"],))
             cur = self.db.execute("DELETE FROM aliases WHERE destination = ?", (row["address"],))
@@ -538,7 +793,7 @@ class Accounts:
         targets = [check_any_address(d) for d in destinations]
         if address in targets:
             raise OpError("input", f"alias {address} cannot point to itself", "destination")
-        with _transaction(self.db):
+        with self._write():
             self._may_manage(domain)
             if self.db.execute("SELECT 1 FROM mailboxes WHERE address = ?", (address,)).fetchone():
                 raise OpError("refused", f"{address} is a mailbox; an alias cannot shadow it")
@@ -570,7 +825,7 @@ class Accounts:
 
     def alias_remove(self, address: str, destination: str | None) -> dict[str, Any]:
         address, domain = check_mailbox_address(address)
-        with _transaction(self.db):
+        with self._write():
             self._may_manage(domain)
             if destination:
                 cur = self.db.execute(
@@ -579,10 +834,11 @@ class Accounts:
                 )
             else:
                 cur = self.db.execute("DELETE FROM aliases WHERE address = ?", (address,))
-        if cur.rowcount == 0:
-            raise OpError(
-                "not_found", f"no alias {address}" + (f" -> {destination}" if destination else "")
-            )
+            if cur.rowcount == 0:
+                raise OpError(
+                    "not_found",
+                    f"no alias {address}" + (f" -> {destination}" if destination else ""),
+                )
         return {"address": address, "removed": cur.rowcount, "changed": True}
 
     def alias_list(self, domain: str | None) -> list[dict[str, Any]]:
@@ -605,10 +861,11 @@ class Accounts:
     def dkim_new(self, domain: str, selector: str, activate: bool) -> dict[str, Any]:
         """Make a new key: published first; active (signing) at once only if asked (for a
         domain's first key, or after the new public key has been published in DNS)."""
+        self._require_operator("change DKIM keys")  # rspamd's files, and DNS work first
         domain = check_domain(domain)
         if not isinstance(selector, str) or not _SELECTOR_RE.fullmatch(selector):
             raise OpError("input", f"invalid DKIM selector {selector!r}", "selector")
-        with _transaction(self.db):
+        with self._write():
             self._may_manage(domain)
             if self.db.execute(
                 "SELECT 1 FROM dkim_keys WHERE domain = ? AND selector = ?", (domain, selector)
@@ -626,8 +883,9 @@ class Accounts:
         return {"domain": domain, "selector": selector, "active": activate, "changed": True}
 
     def dkim_activate(self, domain: str, selector: str) -> dict[str, Any]:
+        self._require_operator("change DKIM keys")  # rspamd's files, and DNS work first
         domain = check_domain(domain)
-        with _transaction(self.db):
+        with self._write():
             self._may_manage(domain)
             row = self._dkim_key(domain, selector)
             changed = row["state"] != "active"
@@ -656,8 +914,9 @@ class Accounts:
         )
 
     def dkim_retire(self, domain: str, selector: str) -> dict[str, Any]:
+        self._require_operator("change DKIM keys")  # rspamd's files, and DNS work first
         domain = check_domain(domain)
-        with _transaction(self.db):
+        with self._write():
             self._may_manage(domain)
             row = self._dkim_key(domain, selector)
             if row["state"] == "active":
@@ -684,6 +943,41 @@ class Accounts:
         rows = self.db.execute("SELECT domain, selector FROM rspamd_selectors ORDER BY domain")
         text = "".join(f"{r[0]} {r[1]}\n" for r in rows)
         _atomic_write(os.path.join(self.dkim_dir, "selectors.map"), text, 0o644)
+
+
+def _read_lines(path: str) -> list[str]:
+    """The lines of a text file (none if it does not exist yet)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [ln.rstrip("\n") for ln in f if ln.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def audit(
+    db: sqlite3.Connection, actor: str | None, op: str, target: str, outcome: str, detail: str = ""
+) -> None:
+    """One audit row (within the caller's transaction, if any)."""
+    db.execute(
+        "INSERT INTO audit (at, actor, op, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (_now(), actor, op, target[:500], outcome, detail[:500]),
+    )
+
+
+def audit_target(args: Any) -> str:
+    """What a request is about, for the audit log: addresses, domains, logins; never a
+    password or a key."""
+    if not isinstance(args, dict):
+        return ""
+    if isinstance(args.get("mailboxes"), list):
+        addresses = [str(m.get("address")) for m in args["mailboxes"] if isinstance(m, dict)]
+        return ", ".join(addresses)
+    parts = [
+        str(args[k])
+        for k in ("address", "name", "login", "domain", "selector")
+        if args.get(k) is not None
+    ]
+    return " ".join(parts)
 
 
 def _atomic_write(path: str, text: str, mode: int) -> None:
@@ -746,6 +1040,9 @@ OPERATIONS = {
     "admin_add",
     "admin_remove",
     "admin_list",
+    "admin_grant",
+    "admin_revoke",
+    "audit_list",
     "mailbox_add",
     "mailbox_add_many",
     "mailbox_passwd",
@@ -764,7 +1061,8 @@ OPERATIONS = {
 
 
 def execute(request: dict[str, Any], schema: str) -> dict[str, Any]:
-    """Run one request {op, args, actor, db, dkim_dir} -> {ok, result} or {ok: False, ...}."""
+    """Run one request {op, args, actor, db, dkim_dir, keys_file} -> {ok, result} or
+    {ok: False, kind, message, field}."""
     op = request.get("op")
     if op not in OPERATIONS:
         return {"ok": False, "kind": "input", "message": f"unknown operation {op!r}", "field": ""}
@@ -781,18 +1079,34 @@ def execute(request: dict[str, Any], schema: str) -> dict[str, Any]:
         kind = "input" if "not a database" in str(exc) else "external"
         return {"ok": False, "kind": kind, "message": f"cannot open accounts {path}: {exc}"}
     answer: dict[str, Any]
+    actor, args = request.get("actor"), request.get("args", {})
     try:
         if op == "init":
             result: Any = {"db": path, "changed": not existed}
         else:
             dkim_dir = request.get("dkim_dir") or DEFAULT_DKIM_DIR
-            accounts = Accounts(db, request.get("actor"), dkim_dir, store_option)
-            result = getattr(accounts, op)(**request.get("args", {}))
+            keys_file = request.get("keys_file") or DEFAULT_KEYS_FILE
+            accounts = Accounts(db, actor, dkim_dir, store_option, keys_file)
+            if op not in READS:
+                accounts.audit_entry = (op, audit_target(args))
+            if not isinstance(args, dict):
+                raise OpError("input", "the request's args must be an object", "args")
+            method = getattr(accounts, op)
+            try:
+                inspect.signature(method).bind(**args)
+            except TypeError as exc:  # arguments the operation does not take
+                raise OpError("input", f"{op}: {exc}") from None
+            result = method(**args)
         if not existed and isinstance(result, dict):
             result["store_created"] = path
         answer = {"ok": True, "result": result}
     except OpError as exc:
         answer = {"ok": False, "kind": exc.kind, "message": exc.message, "field": exc.field}
+        # An attempt beyond one's rights is recorded. Invalid input is not: it is refused
+        # before anything happens, and leaves the store as it was (exit 2 promises that).
+        if existed and exc.kind == "forbidden":
+            with contextlib.suppress(sqlite3.Error):
+                audit(db, actor, op, audit_target(args), exc.kind, exc.message)
     except (sqlite3.Error, OSError, subprocess.CalledProcessError) as exc:
         answer = {"ok": False, "kind": "external", "message": f"{type(exc).__name__}: {exc}"}
     finally:
@@ -810,3 +1124,100 @@ def _remove_database(path: str) -> None:
 
 def _remote_main(request_json: str, schema: str) -> None:  # pragma: no cover - on the host
     sys.stdout.write(json.dumps(execute(json.loads(request_json), schema)) + "\n")
+
+
+# --- a domain administrator's forced command --------------------------------------------
+#
+# sshd runs `ENTRY LOGIN` (the key line's command) as the dedicated unprivileged account.
+# That first stage only checks that the client speaks the request protocol, then runs
+# itself again as root through sudo (one exact rule of the mail role), with the same
+# LOGIN: the second stage reads the request, refuses anything but {op, args} of a domain
+# administrator's operations, and runs the store as LOGIN. Who acts comes from the key
+# line alone; which store, from the role's configuration on the host.
+
+
+def check_ssh_command(original: str | None) -> None:
+    """The command the client asked for (SSH_ORIGINAL_COMMAND): only the protocol's."""
+    if original != PROTOCOL:
+        asked = "no command (a login shell)" if original is None else "another command"
+        raise OpError(
+            "protocol",
+            f"this key only answers kloudctl's mail requests; it was asked for {asked}",
+        )
+
+
+def domain_admin_request(raw: str) -> tuple[str, dict[str, Any]]:
+    """A domain administrator's request -> (op, args); OpError for anything else."""
+    if len(raw) > MAX_REQUEST:
+        raise OpError("input", f"the request exceeds {MAX_REQUEST} bytes")
+    try:
+        request = json.loads(raw)
+    except ValueError:
+        raise OpError("protocol", "the request is not JSON") from None
+    if not isinstance(request, dict):
+        raise OpError("protocol", "the request must be a JSON object")
+    extra = sorted(set(request) - DOMAIN_ADMIN_FIELDS)
+    if extra:
+        raise OpError(
+            "forbidden",
+            f"a domain administrator's request may not set {', '.join(map(str, extra))}",
+        )
+    op, args = request.get("op"), request.get("args", {})
+    if op not in OPERATIONS:
+        raise OpError("input", f"unknown operation {op!r}")
+    if op not in DOMAIN_ADMIN_OPS:
+        raise OpError("forbidden", f"{op}: operators only")
+    if not isinstance(args, dict):
+        raise OpError("input", "the request's args must be an object", "args")
+    return op, args
+
+
+def serve_domain_admin(login: str, raw: str, config: dict[str, str], schema: str) -> dict[str, Any]:
+    """The second stage (as root): `login`'s request `raw` run on the store `config`
+    names ({db, dkim_dir, keys_file}), every refusal recorded in the audit log."""
+    try:
+        op, args = domain_admin_request(raw)
+    except OpError as exc:
+        if exc.kind not in ("forbidden", "protocol"):
+            return {"ok": False, "kind": exc.kind, "message": exc.message, "field": exc.field}
+        with contextlib.suppress(OpError, sqlite3.Error, OSError):
+            db = connect(config["db"], schema, create=False)
+            try:
+                audit(db, login, "request", "", exc.kind, exc.message)
+            finally:
+                db.close()
+        return {"ok": False, "kind": exc.kind, "message": exc.message, "field": exc.field}
+    request = {"op": op, "args": args, "actor": login, **config}
+    return execute(request, schema)
+
+
+def domain_admin_main(
+    argv: list[str], config_path: str, sudo: str = "/usr/bin/sudo"
+) -> int:  # pragma: no cover - runs on the mail host; its parts are tested
+    """The entry program: `ENTRY LOGIN`, JSON request on stdin, JSON answer on stdout."""
+
+    def answer(reply: dict[str, Any], code: int) -> int:
+        sys.stdout.write(json.dumps(reply) + "\n")
+        if not reply.get("ok"):
+            sys.stderr.write(f"kloudctl-mail-admin: {reply.get('message')}\n")
+        return code
+
+    try:
+        if len(argv) != 1:
+            raise OpError("protocol", "expected one argument: the administrator's login")
+        login = check_login(argv[0])
+        if os.geteuid() != 0:
+            check_ssh_command(os.environ.get("SSH_ORIGINAL_COMMAND"))
+            os.execv(sudo, [sudo, "-n", "--", ENTRY, login])
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        with open(config.pop("schema"), encoding="utf-8") as f:
+            schema = f.read()
+    except OpError as exc:
+        subprocess.run(  # the journal keeps refused attempts that never reach the store
+            ["logger", "-p", "auth.warning", "-t", "kloudctl-mail-admin",
+             f"refused {argv[:1]!r}: {exc.message}"],
+            check=False,
+        )  # fmt: skip
+        return answer({"ok": False, "kind": exc.kind, "message": exc.message, "field": ""}, 2)
+    return answer(serve_domain_admin(login, sys.stdin.read(MAX_REQUEST + 1), config, schema), 0)

@@ -47,6 +47,19 @@ CREATE TABLE IF NOT EXISTS dkim_keys (
   PRIMARY KEY (domain, selector)
 );
 
+-- Who did what: every change and every refused attempt, with its actor (NULL: the
+-- operator), never a password. Added in place to existing stores: the schema is applied
+-- again whenever its text changes.
+CREATE TABLE IF NOT EXISTS audit (
+  id      INTEGER PRIMARY KEY,
+  at      TEXT NOT NULL,                    -- UTC, 2026-11-30T04:00:00Z
+  actor   TEXT,                             -- a domain administrator's login; NULL: operator
+  op      TEXT NOT NULL,                    -- the store's operation, e.g. mailbox_add
+  target  TEXT NOT NULL,                    -- what it was about: an address, a domain, a login
+  outcome TEXT NOT NULL,                    -- 'done', or the refusal: forbidden, refused, ...
+  detail  TEXT NOT NULL DEFAULT ''          -- the refusal's message
+);
+
 -- The caps, in one place.
 CREATE TRIGGER IF NOT EXISTS cap_max_mailboxes BEFORE INSERT ON mailboxes
 WHEN (SELECT count(*) FROM mailboxes WHERE domain = NEW.domain)

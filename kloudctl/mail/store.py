@@ -32,7 +32,7 @@ from kloudctl.errors import (
     NotFound,
 )
 from kloudctl.mail import accounts_db
-from kloudctl.mail.accounts_db import DEFAULT_DB, DEFAULT_DKIM_DIR, OpError
+from kloudctl.mail.accounts_db import DEFAULT_DB, DEFAULT_DKIM_DIR, DEFAULT_KEYS_FILE, OpError
 from kloudctl.model import Fleet
 from kloudctl.model.types import parse_size
 from kloudctl.netloc import parse_ssh_target
@@ -86,6 +86,7 @@ class LocalTransport:
     def execute(self, request: dict[str, Any]) -> dict[str, Any]:
         dkim_dir = self.dkim_dir or self.db.parent / "dkim"
         request = {**request, "db": str(self.db), "dkim_dir": str(dkim_dir)}
+        request["keys_file"] = str(self.db.parent / "domain-admin-keys")
         request["store_option"] = f"--db {shlex.quote(str(self.db))}"  # for hints
         return accounts_db.execute(request, schema_text())
 
@@ -108,6 +109,10 @@ class SshTransport:
     #: Pin host keys from this file (unknown hosts refused); default: ssh's own
     #: (~/.ssh/known_hosts, and its StrictHostKeyChecking setting).
     known_hosts: str | None = None
+    keys_file: str = DEFAULT_KEYS_FILE
+    #: A domain administrator's key: the host's forced command runs the store as the
+    #: login its key line names; only {op, args} is sent (no script, no actor, no paths).
+    domain_admin: bool = False
 
     def target(self) -> ssh.SshTarget:
         options: list[str] = []
@@ -120,7 +125,10 @@ class SshTransport:
         return ssh.SshTarget(self.host, self.user, self.port, tuple(options))
 
     def execute(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.domain_admin:
+            return self._ask_forced_command(request)
         request = {**request, "db": self.db, "dkim_dir": self.dkim_dir}
+        request["keys_file"] = self.keys_file
         request["store_option"] = f"--host {shlex.quote(self.describe())}"  # for hints
         source = resources.files("kloudctl.mail").joinpath("accounts_db.py").read_text()
         script = f"{source}\n_remote_main({json.dumps(request)!r}, {schema_text()!r})\n"
@@ -136,6 +144,21 @@ class SshTransport:
             )
         return read_answer(self.describe(), done.stdout)
 
+    def _ask_forced_command(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send {op, args} as the request protocol's one command; the forced command
+        answers a JSON line, exit 0 (done or refused by the store) or 2 (refused first)."""
+        payload = json.dumps({"op": request["op"], "args": request.get("args", {})})
+        try:
+            done = ssh.run(self.target(), accounts_db.PROTOCOL, stdin=payload, timeout=300)
+        except ssh.Unreachable as exc:
+            raise ExternalError(f"cannot reach mail host {self.describe()}: {exc}") from None
+        if done.returncode not in (0, 2) or not done.stdout.strip():
+            raise ExternalError(
+                f"the domain administrators' entry on {self.describe()} failed"
+                f" (exit {done.returncode}): {ssh.last_line(done.stderr)}"
+            )
+        return read_answer(self.describe(), done.stdout)
+
     def describe(self) -> str:
         return self.target().describe()
 
@@ -148,13 +171,20 @@ def choose_transport(
     fleet: Callable[[], Fleet],
     ssh_key: str | None = None,
     known_hosts: str | None = None,
+    domain_admin: bool = False,
 ) -> Transport:
     """Where the accounts are: the database file `db` on this machine, the mail host
     `host` ([USER@]HOST[:PORT]) over SSH, or, as root over SSH, the mail host `cabinet`
-    declares (the only case that reads the `fleet`). Exactly one of the three."""
+    declares (the only case that reads the `fleet`). Exactly one of the three.
+    `domain_admin`: `host` is reached with a domain administrator's key (forced command)."""
     given = [x for x in (db, host, cabinet) if x]
     if len(given) > 1:
         raise InputError("--db, --host and --cabinet: give only one")
+    if domain_admin and not host:
+        raise InputError(
+            "--domain-admin: give --host ACCOUNT@HOST (the mail host's domain administrators'"
+            " account) and --ssh-key YOUR_KEY"
+        )
     if db:
         return LocalTransport(files.checked_path(db, "--db"))
     if cabinet:
@@ -173,7 +203,29 @@ def choose_transport(
     for value, option in ((ssh_key, "--ssh-key"), (known_hosts, "--known-hosts")):
         if value:
             files.existing_store(value, option, remedy)
-    return SshTransport(name, user=user, port=port, key_filename=ssh_key, known_hosts=known_hosts)
+    return SshTransport(
+        name,
+        user=user,
+        port=port,
+        key_filename=ssh_key,
+        known_hosts=known_hosts,
+        domain_admin=domain_admin,
+    )
+
+
+def read_public_key(path: str, option: str) -> str:
+    """The text of the public key file `path` (given as `option`), checked here so that a
+    wrong file fails before the mail host is reached, with a message naming it."""
+    checked = files.existing_store(path, option, "give the path of a public key file (.pub)")
+    try:
+        text = checked.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{option} {checked}: cannot read it as text ({exc})") from None
+    try:
+        accounts_db.check_public_key(text, "")
+    except OpError as exc:
+        raise InputError(f"{option} {checked}: {exc.message}") from None
+    return text
 
 
 def read_answer(where: str, out: str) -> dict[str, Any]:
@@ -274,6 +326,9 @@ _FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "mailbox_remove": {"address": str},
     "alias_add": {"address": str, "destinations": list},
     "alias_remove": {"address": str, "removed": int},
+    "admin_grant": {"login": str, "domain": str, "key_added": bool},
+    "admin_revoke": {"login": str, "keys_removed": int, "domains_left": list},
+    "audit_list": {"at": str, "actor": str, "op": str, "target": str, "outcome": str},
     "dkim_new": {"domain": str, "selector": str},
     "dkim_list": {"domain": str, "selector": str, "state": str, "public_key": str},
 }
@@ -341,6 +396,15 @@ class MailStore:
 
     def admin_list(self) -> list[dict[str, Any]]:
         return self._call("admin_list")
+
+    def admin_grant(self, login: str, domain: str, public_key: str) -> dict[str, Any]:
+        return self._call("admin_grant", login=login, domain=domain, public_key=public_key)
+
+    def admin_revoke(self, login: str, domain: str | None = None) -> dict[str, Any]:
+        return self._call("admin_revoke", login=login, domain=domain)
+
+    def audit_list(self, limit: int = 100, actor: str | None = None) -> list[dict[str, Any]]:
+        return self._call("audit_list", limit=limit, actor=actor)
 
     # mailboxes
     def mailbox_add(self, address: str, password: str, quota: int | None = None) -> dict[str, Any]:

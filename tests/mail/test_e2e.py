@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import secrets
 import smtplib
+import socket
 import ssl
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -365,3 +368,208 @@ def test_bare_newline_cannot_smuggle_a_second_message(world: World) -> None:
     [raw] = cab.wait_for("jean@brieux.fr", pw["jean@brieux.fr"], s)
     assert b"RCPT TO:<marie@brieux.fr>" in raw  # the "commands" were only text
     assert cab.wait_for("marie@brieux.fr", pw["marie@brieux.fr"], "smuggled", timeout=2) == []
+
+
+# --- domain administrators with their own keys (OpenSSH forced commands) ----------------
+
+DOMADM = "kloudctl-domadm"  # the mail role's mail__domain_admin_user
+MAIRE = "maire@brieux.fr"
+#: A login that only survives the key line and the account's shell if both are quoted right.
+ODD_LOGIN = "l'adjoint\"$(id)`id`@brieux.fr"
+
+
+def keygen(folder: Path, name: str) -> Path:
+    key = folder / name
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)],
+        check=True,
+        capture_output=True,
+    )
+    return key
+
+
+def as_domain_admin(
+    cab: MailCabinet, key: Path, *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """`kloudctl mail` as a domain administrator runs it: their own key, the mail host's
+    domain administrators' account, --domain-admin (and no --as)."""
+    options = ["--host", f"{DOMADM}@{cab.address}", "--ssh-key", str(key)]
+    options += ["--known-hosts", str(cab.known_hosts), "--domain-admin"]
+    return subprocess.run(
+        [sys.executable, "-c", "from kloudctl.cli import main; main()", "mail", *options, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def raw_ssh(
+    cab: MailCabinet, key: Path, *args: str, stdin: str = "", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """OpenSSH's client with the administrator's key, asking for anything (`args`)."""
+    return subprocess.run(
+        ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+         "-o", f"UserKnownHostsFile={cab.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+         "-l", DOMADM, *args],
+        input=stdin, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def maire_key(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """brieux.fr's administrator, granted with their own key by the operator."""
+    key = keygen(tmp_path_factory.mktemp("domadm"), "maire")
+    for _ in range(2):  # the second grant changes nothing
+        done = kloudctl(
+            world.cab, "admin", "grant", MAIRE, "--domain", "brieux.fr", "--ssh-key", f"{key}.pub"
+        )
+        assert done.returncode == 0, done.stderr
+    assert "no change" in done.stderr + done.stdout
+    keys = world.cab.sh("cat /etc/kloudctl-mail/domain-admin-keys").stdout.splitlines()
+    assert len(keys) == 1 and keys[0].startswith('restrict,command="/usr/local/sbin/')
+    return key
+
+
+def test_domain_admin_key_adds_and_removes_own_domain_mailboxes(
+    world: World, maire_key: Path
+) -> None:
+    cab = world.cab
+    password = "pw-" + secrets.token_urlsafe(12)
+    added = as_domain_admin(
+        cab, maire_key, "mailbox", "add", "conseil@brieux.fr", "--password-stdin",
+        stdin=password + "\n",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    cab.imap("conseil@brieux.fr", password).logout()  # a real mailbox, at once
+    listed = as_domain_admin(cab, maire_key, "mailbox", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    addresses = [m["address"] for m in json.loads(listed.stdout)]
+    assert "conseil@brieux.fr" in addresses and all(a.endswith("@brieux.fr") for a in addresses)
+    removed = as_domain_admin(cab, maire_key, "mailbox", "remove", "conseil@brieux.fr", "--yes")
+    assert removed.returncode == 0, removed.stderr
+    with pytest.raises(Exception, match=AUTH_FAILED):
+        cab.imap("conseil@brieux.fr", password)
+    audit = kloudctl(cab, "audit", "--json", "--actor", MAIRE)
+    assert audit.returncode == 0, audit.stderr
+    done = [(r["op"], r["target"]) for r in json.loads(audit.stdout) if r["outcome"] == "done"]
+    assert done[-2:] == [
+        ("mailbox_add", "conseil@brieux.fr"),
+        ("mailbox_remove", "conseil@brieux.fr"),
+    ]
+    assert password not in audit.stdout and "ARGON2" not in audit.stdout
+
+
+def test_domain_admin_key_cannot_touch_or_list_another_domain(
+    world: World, maire_key: Path
+) -> None:
+    cab = world.cab
+    add = as_domain_admin(
+        cab, maire_key, "mailbox", "add", "intrus@mortree.fr", "--password-stdin",
+        stdin="pw-" + secrets.token_urlsafe(12) + "\n",
+    )  # fmt: skip
+    assert add.returncode == 1 and "may not manage domain mortree.fr" in add.stderr
+    listed = as_domain_admin(cab, maire_key, "mailbox", "list", "mortree.fr")
+    assert listed.returncode == 1 and "may not manage domain mortree.fr" in listed.stderr
+    suspend = as_domain_admin(cab, maire_key, "mailbox", "suspend", "paul@mortree.fr")
+    assert suspend.returncode == 1 and "may not manage domain mortree.fr" in suspend.stderr
+    dkim = as_domain_admin(cab, maire_key, "dkim", "rotate", "brieux.fr")
+    assert dkim.returncode == 1 and "dkim_new: operators only" in dkim.stderr
+    # The request protocol by hand: claiming to be the operator is refused, not obeyed.
+    claim = json.dumps({"op": "domain_add", "args": {}, "actor": None})
+    forged = raw_ssh(cab, maire_key, cab.address, "kloudctl-mail-request/1", stdin=claim)
+    answer = json.loads(forged.stdout)
+    assert answer["kind"] == "forbidden" and "may not set actor" in answer["message"]
+    operator_view = kloudctl(cab, "mailbox", "list", "mortree.fr", "--json")
+    assert "intrus@mortree.fr" not in operator_view.stdout
+    audit = json.loads(kloudctl(cab, "audit", "--json", "--actor", MAIRE).stdout)
+    refused = {(r["op"], r["target"]) for r in audit if r["outcome"] == "forbidden"}
+    assert {("mailbox_add", "intrus@mortree.fr"), ("mailbox_list", "mortree.fr"),
+            ("mailbox_suspend", "paul@mortree.fr"), ("request", "")} <= refused  # fmt: skip
+
+
+def test_domain_admin_key_gives_no_shell_no_other_command_no_pty_no_forwarding(
+    world: World, maire_key: Path
+) -> None:
+    cab = world.cab
+    for command in (["/bin/sh", "-c", "id"], ["id"], ["cat", "/etc/shadow"]):
+        shell = raw_ssh(cab, maire_key, cab.address, *command)
+        assert shell.returncode == 2, shell
+        assert json.loads(shell.stdout)["kind"] == "protocol" and "uid=" not in shell.stdout
+        assert "root:" not in shell.stdout
+    login = raw_ssh(cab, maire_key, "-T", cab.address)  # a login shell, without a tty
+    assert login.returncode == 2 and "asked for no command (a login shell)" in login.stdout
+    # With a tty forced (-tt), the host refuses the tty and the client gives up (255).
+    tty = raw_ssh(cab, maire_key, "-tt", cab.address)
+    assert tty.returncode == 255 and "PTY allocation request failed" in tty.stderr, tty
+    assert tty.stdout == ""
+    # Port forwarding: a direct channel (-W, as -L opens), and a remote listener (-R).
+    direct = raw_ssh(cab, maire_key, "-W", "127.0.0.1:25", cab.address)
+    assert direct.returncode == 255 and "administratively prohibited" in direct.stderr, direct
+    remote = raw_ssh(
+        cab, maire_key, "-N", "-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:22",
+        cab.address,
+    )  # fmt: skip
+    assert remote.returncode == 255 and "forwarding failed" in remote.stderr, remote
+    # -L: the local listener opens, but nothing comes through it (no SMTP banner).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tunnel = subprocess.Popen(
+        ["ssh", "-i", str(maire_key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+         "-o", f"UserKnownHostsFile={cab.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+         "-N", "-L", f"127.0.0.1:{port}:127.0.0.1:25", f"{DOMADM}@{cab.address}"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+                break
+            except OSError:
+                assert tunnel.poll() is None and time.monotonic() < deadline, "no -L listener"
+                time.sleep(0.2)
+        with conn:
+            assert conn.recv(100) == b""  # closed at once: the channel was refused
+    finally:
+        tunnel.terminate()
+        _, stderr = tunnel.communicate(timeout=30)
+    assert "administratively prohibited" in stderr
+    # The control: the same port answers SMTP when reached for real.
+    with socket.create_connection((cab.address, 25), timeout=10) as smtp:
+        assert smtp.recv(3) == b"220"
+
+
+def test_logins_with_quotes_and_shell_characters_reach_the_store_as_themselves(
+    world: World, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    cab = world.cab
+    key = keygen(tmp_path_factory.mktemp("odd"), "odd")
+    done = kloudctl(
+        cab, "admin", "grant", ODD_LOGIN, "--domain", "mortree.fr", "--ssh-key", f"{key}.pub"
+    )
+    assert done.returncode == 0, done.stderr
+    listed = as_domain_admin(cab, key, "mailbox", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {m["address"].split("@")[1] for m in json.loads(listed.stdout)} == {"mortree.fr"}
+    audit = json.loads(kloudctl(cab, "audit", "--json", "--limit", "5").stdout)
+    assert (ODD_LOGIN, "mailbox_list") not in [(r["actor"], r["op"]) for r in audit]  # reads
+    refused = as_domain_admin(cab, key, "mailbox", "list", "brieux.fr")
+    assert refused.returncode == 1
+    audit = json.loads(kloudctl(cab, "audit", "--json", "--limit", "1").stdout)
+    assert audit[-1]["actor"] == ODD_LOGIN and audit[-1]["outcome"] == "forbidden"
+    assert kloudctl(cab, "admin", "revoke", ODD_LOGIN).returncode == 0
+
+
+def test_after_revoke_the_key_is_refused(world: World, maire_key: Path) -> None:
+    cab = world.cab
+    revoked = kloudctl(cab, "admin", "revoke", MAIRE)
+    assert revoked.returncode == 0 and "1 key(s) removed" in revoked.stderr + revoked.stdout
+    refused = raw_ssh(cab, maire_key, cab.address, "kloudctl-mail-request/1", stdin="{}")
+    assert refused.returncode == 255 and "Permission denied (publickey)" in refused.stderr
+    listed = as_domain_admin(cab, maire_key, "mailbox", "list")
+    assert listed.returncode == 1 and "Permission denied" in listed.stderr
+    assert cab.sh("cat /etc/kloudctl-mail/domain-admin-keys").stdout == ""
+    admins = json.loads(kloudctl(cab, "admin", "list", "--json").stdout)
+    assert MAIRE not in [a["login"] for a in admins]

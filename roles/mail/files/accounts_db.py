@@ -1,0 +1,1 @@
+../../../kloudctl/mail/accounts_db.py
