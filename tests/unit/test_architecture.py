@@ -20,7 +20,7 @@ FOUNDATION = {
 }  # fmt: skip
 DECLARATION = {"model", "capacity", "power"}
 ENGINES = {"proxmox", "sim", "testbed", "hosts", "tenants", "replication", "mail"}
-COMPOSITION = {"ansible_inventory", "report", "status"}
+COMPOSITION = {"ansible_inventory", "report", "status", "council"}
 INTERFACE = {"cli", "__main__"}
 
 #: Within the foundation, what each module may use.
