@@ -64,7 +64,11 @@ def read(
             for r in db.execute(f"SELECT * FROM samples {clause} ORDER BY taken_at, id", args)
         ]
         tenants: dict[int, list[dict[str, Any]]] = {}
-        for t in db.execute("SELECT * FROM tenant_samples ORDER BY sample_id, tenant"):
+        for t in db.execute(
+            "SELECT * FROM tenant_samples WHERE sample_id IN "
+            f"(SELECT id FROM samples {clause}) ORDER BY sample_id, tenant",
+            args,
+        ):
             tenants.setdefault(t["sample_id"], []).append(dict(t))
     except sqlite3.DatabaseError as exc:
         raise HistoryReadError(f"{path}: not a readable status history ({exc})") from None
