@@ -109,3 +109,13 @@ step "Replication: one round between the example cabinets (real restic, rest-ser
   kloudctl replication status --state-dir "$repl"
   kloudctl replication check --all --state-dir "$repl" || true
 )
+
+# --- Status and the council's report (issue 14) -----------------------------------------
+# The simulated cabinets are still up (stopped on exit): status reads them for real, into a
+# history of the demo's own, and the report of Brieux is made from that history.
+demo_history=.state/demo-status/history.sqlite
+mkdir -p "$(dirname "$demo_history")"
+step "The fleet at a glance (kloudctl status --all), added to the demo's status history"
+kloudctl status --all --history "$demo_history"
+step "The council's report of Brieux (French, self-contained HTML): its path"
+kloudctl report brieux --history "$demo_history"

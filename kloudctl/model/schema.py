@@ -8,6 +8,7 @@ every list that is a set says so (`Unique`): the README's declaration table list
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -27,10 +28,12 @@ from kloudctl.model.types import (
     IPv4Address,
     IPv4Interface,
     IPv4Network,
+    Money,
     Name,
     PveUser,
     SecretRef,
     Size,
+    Timestamp,
     Unique,
     fail,
     int_between,
@@ -261,6 +264,31 @@ class Federation(Strict):
     wireguard: WireGuard
 
 
+class MaintenanceWindow(Strict):
+    # Declared in advance or afterwards: a report leaves these out of the uptime.
+    start: Timestamp
+    end: Timestamp
+    reason: str = Field(default="", max_length=200)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MaintenanceWindow:
+        if self.end <= self.start:
+            raise fail(
+                f"end ({self.end.isoformat()}) is not after start ({self.start.isoformat()})"
+            )
+        return self
+
+
+class Billing(Strict):
+    """The price list the council applies to its level-2 clients (decimal euros)."""
+
+    currency: Literal["EUR"] = "EUR"
+    vcpu_day: Money = Decimal(0)
+    ram_gib_day: Money = Decimal(0)
+    disk_gib_day: Money = Decimal(0)
+    mailbox_month: Money = Decimal(0)
+
+
 class Cabinet(Strict):
     name: Name
     commune: Commune
@@ -273,6 +301,8 @@ class Cabinet(Strict):
     mail: MailService | None = None
     replication: Replication | None = None
     federation: Federation | None = None
+    maintenance: list[MaintenanceWindow] = []
+    billing: Billing | None = None
 
 
 # --- backup policy --------------------------------------------------------------------

@@ -11,7 +11,8 @@ import ipaddress
 import math
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
@@ -306,6 +307,49 @@ def _network(value: Any) -> ipaddress.IPv4Network:
 
 IPv4Network = Annotated[ipaddress.IPv4Network, BeforeValidator(_network)]
 AbsPath = Annotated[str, _pattern(r"/[^\0]*", "/etc", "an absolute path")]
+
+
+#: The dearest unit price a price list takes (euros per vCPU-day, GiB-day, mailbox-month).
+MAX_PRICE = Decimal(10_000)
+
+
+def _money(value: Any) -> Decimal:
+    """A price in euros: a number or a string such as '0.05', kept as a Decimal (never a
+    float), at most 4 decimals (a GiB-day may cost a fraction of a cent)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise fail(f"expected a price such as 0.05, got {_as_written(value)}")
+    try:
+        price = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise fail(f"expected a price such as 0.05, got {_shown(value)}") from None
+    if not price.is_finite():
+        raise fail(f"expected a finite price, got {_as_written(value)}")
+    if price < 0 or price > MAX_PRICE:
+        raise fail(f"expected a price from 0 to {MAX_PRICE}, got {_shown(value)}")
+    if -price.as_tuple().exponent > 4:  # type: ignore[operator]
+        raise fail(f"expected at most 4 decimals, got {_shown(value)}")
+    return price
+
+
+def _timestamp(value: Any) -> datetime:
+    """A moment with its time zone: 2026-11-01T08:00:00+01:00 (YAML makes it a datetime)."""
+    moment = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            moment = None
+    if not isinstance(moment, datetime):
+        raise fail(
+            f"expected a date and time such as 2026-11-01T08:00:00+01:00, got {_shown(value)}"
+        )
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise fail(f"expected a time zone (such as +01:00 or Z) in {moment.isoformat()}")
+    return moment
+
+
+Money = Annotated[Decimal, BeforeValidator(_money)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 
 
 def _auto_or_interface(value: Any) -> Any:

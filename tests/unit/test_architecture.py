@@ -22,7 +22,7 @@ DECLARATION = {"model", "capacity", "power"}
 ENGINES = {
     "proxmox", "sim", "testbed", "hosts", "tenants", "replication", "mail", "federation",
 }  # fmt: skip
-COMPOSITION = {"ansible_inventory", "report", "status"}
+COMPOSITION = {"ansible_inventory", "report", "status", "council"}
 INTERFACE = {"cli", "__main__"}
 
 #: Within the foundation, what each module may use.
@@ -49,11 +49,17 @@ _ENGINE_USES = {
     "federation": set(),
 }
 
+#: Within the composition layer: the council's reports read the status history through its
+#: one reader.
+_COMPOSITION_USES = {"council": {"status"}}
+
 ALLOWED: dict[str, set[str]] = {
     **_FOUNDATION_USES,
     **{d: FOUNDATION | DECLARATION for d in DECLARATION},
     **{e: FOUNDATION | DECLARATION | uses for e, uses in _ENGINE_USES.items()},
-    **{c: FOUNDATION | DECLARATION | ENGINES for c in COMPOSITION},
+    **{
+        c: FOUNDATION | DECLARATION | ENGINES | _COMPOSITION_USES.get(c, set()) for c in COMPOSITION
+    },
     **{i: FOUNDATION | DECLARATION | ENGINES | COMPOSITION | INTERFACE for i in INTERFACE},
 }
 

@@ -530,6 +530,31 @@ CASES = [
         2,
         ["no simulator is running"],
     ),
+    # -- the council's report: read-only on the status history
+    Case(
+        "report-no-history",
+        [*F, "report", "brieux"],
+        2,
+        ["status history", "does not exist", "run `kloudctl status` first"],
+    ),
+    Case(
+        "report-history-not-sqlite",
+        [*F, "report", "brieux", "--history", "{w}/file.txt"],
+        1,
+        ["{w}/file.txt: not a readable status history (file is not a database)"],
+    ),
+    Case(
+        "report-output-folder",
+        [*F, "report", "brieux", "--history", "{w}/file.txt", "-o", "{w}/dir"],
+        2,
+        ["--output {w}/dir is a folder"],
+    ),
+    Case(
+        "report-period-word",
+        [*F, "report", "--all", "--period", "month"],
+        2,
+        ["--period: expected a length such as 30d, 90d, 12h or 2w, got 'month'"],
+    ),
     # -- test cabinets: nothing up, no podman needed to say so
     Case(
         "testbed-none-up",

@@ -35,7 +35,66 @@ POLICY = (
 B = "backups/broken.yaml"
 
 
+_FED = "  wireguard: {address: 10.250.0.1/24}"
+
 CASES = [
+    # Council report (issue 14): the optional price list and maintenance windows.
+    Case(
+        "billing-negative",
+        [(_FED, _FED + "\nbilling: {vcpu_day: -1}")],
+        [f"{C}:75:21 billing.vcpu_day: expected a price from 0 to 10000, got -1"],
+    ),
+    Case(
+        "billing-sub-cent-decimals",
+        [(_FED, _FED + '\nbilling: {ram_gib_day: "0.00001"}')],
+        [f"{C}:75:24 billing.ram_gib_day: expected at most 4 decimals, got '0.00001'"],
+    ),
+    Case(
+        "billing-word",
+        [(_FED, _FED + "\nbilling: {disk_gib_day: lots}")],
+        [f"{C}:75:25 billing.disk_gib_day: expected a price such as 0.05, got 'lots'"],
+    ),
+    Case(
+        "billing-currency",
+        [(_FED, _FED + "\nbilling: {currency: USD}")],
+        [f"{C}:75:21 billing.currency: expected one of 'EUR', got 'USD'"],
+    ),
+    Case(
+        "maintenance-reversed",
+        [
+            (
+                _FED,
+                _FED + "\nmaintenance:\n  - {start: 2026-11-14T09:00:00+01:00, "
+                "end: 2026-11-14T07:00:00+01:00}",
+            )
+        ],
+        [
+            f"{C}:76:5 maintenance[0]: end (2026-11-14T07:00:00+01:00) is not after start "
+            "(2026-11-14T09:00:00+01:00)"
+        ],
+    ),
+    Case(
+        "maintenance-no-time-zone",
+        [
+            (
+                _FED,
+                _FED + "\nmaintenance:\n  - {start: 2026-11-14T07:00:00, "
+                "end: 2026-11-14T09:00:00+01:00}",
+            )
+        ],
+        [
+            f"{C}:76:13 maintenance[0].start: expected a time zone (such as +01:00 or Z) in "
+            "2026-11-14T07:00:00"
+        ],
+    ),
+    Case(
+        "maintenance-word",
+        [(_FED, _FED + "\nmaintenance:\n  - {start: tomorrow, end: 2026-11-14T09:00:00+01:00}")],
+        [
+            f"{C}:76:13 maintenance[0].start: expected a date and time such as "
+            "2026-11-01T08:00:00+01:00, got 'tomorrow'"
+        ],
+    ),
     Case(
         "size-word",
         [("memory: 2GiB\n        disk: 32GiB", "memory: lots\n        disk: 32GiB")],
