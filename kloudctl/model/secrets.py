@@ -20,8 +20,10 @@ changed since is caught when the secret is read.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -103,8 +105,28 @@ def confine(ref: str, folders: SecretFolders) -> Path | None:
     raise EscapingReference(f"{ref} is outside {folders.described()}")
 
 
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The model classes an annotation may hold (`list[Vm]`, `Mail | None`...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _models_in(arg)
+
+
+@functools.cache
+def _may_hold_secrets(model: type[BaseModel]) -> bool:
+    # Found once per class: validating a fleet then walks only where references can be.
+    return any(
+        any(isinstance(m, SecretMarker) for m in field.metadata)
+        or any(_may_hold_secrets(inner) for inner in _models_in(field.annotation))
+        for field in model.model_fields.values()
+    )
+
+
 def secret_fields(model: BaseModel, path: PathKey = ()) -> Iterator[tuple[PathKey, str]]:
     """Every secret reference of `model` with its path: the fields typed `SecretRef`."""
+    if not _may_hold_secrets(type(model)):
+        return
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         here = (*path, name)
