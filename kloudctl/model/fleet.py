@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kloudctl.errors import NotFound, Problem
 from kloudctl.model.schema import BackupPolicy, Cabinet
+from kloudctl.model.secrets import SecretFolders, reference_problems
 from kloudctl.model.types import format_duration, format_size
 from kloudctl.model.yamlsource import Located
 
@@ -31,6 +32,8 @@ class Fleet:
     root: Path
     cabinets: dict[str, LoadedCabinet]
     policies: dict[str, LoadedPolicy]
+    #: where secret references may lead (`secrets/`, and `fleet.yaml`'s extra folder)
+    secret_folders: SecretFolders
 
     def cabinet(self, name: str) -> Cabinet:
         try:
@@ -68,6 +71,8 @@ def cross_check(
         problems += _check_cabinet(
             loaded, fleet, files | set(fleet.cabinets), policy_files | set(fleet.policies)
         )
+    for policy in fleet.policies.values():
+        problems += reference_problems(policy.model, policy.source, fleet.secret_folders)
     problems += _check_fleet_wide(fleet)
     return problems
 
@@ -76,7 +81,7 @@ def _check_cabinet(
     loaded: LoadedCabinet, fleet: Fleet, known: frozenset[str], known_policies: frozenset[str]
 ) -> list[Problem]:
     cab, src = loaded.model, loaded.source
-    problems: list[Problem] = []
+    problems: list[Problem] = reference_problems(cab, src, fleet.secret_folders)
     nets = cab.networks
 
     if nets.management.host_address not in nets.management.network:

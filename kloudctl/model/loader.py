@@ -19,7 +19,8 @@ from pydantic import BaseModel, ValidationError
 
 from kloudctl.errors import InputError, NotFound, Problem
 from kloudctl.model.fleet import Fleet, LoadedCabinet, LoadedPolicy, cross_check
-from kloudctl.model.schema import BackupPolicy, Cabinet
+from kloudctl.model.schema import BackupPolicy, Cabinet, FleetSettings
+from kloudctl.model.secrets import SecretFolders, extra_folder
 from kloudctl.model.types import VARIANT_TAGS, Unique
 from kloudctl.model.yamlsource import Located, PathKey, dotted, load_file
 
@@ -27,6 +28,7 @@ M = TypeVar("M", bound=BaseModel)
 
 CABINETS_DIR = "cabinets"
 BACKUPS_DIR = "backups"
+SETTINGS_FILE = "fleet.yaml"
 # Keys that, when unknown, are most likely a secret pasted in place of a reference.
 _SECRET_WORDS = ("password", "passwd", "secret", "token", "passphrase", "private_key", "apikey")
 
@@ -259,6 +261,26 @@ def _load_folder(
     return loaded
 
 
+def load_settings(root: Path) -> tuple[SecretFolders, list[Problem]]:
+    """The fleet's settings (`fleet.yaml` beside `cabinets/`, optional): where secret
+    references may lead. Its problems concern every cabinet: they are always reported."""
+    path = root / SETTINGS_FILE
+    folders = SecretFolders(root)
+    if not path.exists() and not path.is_symlink():
+        return folders, []
+    why = not_a_file(path)
+    if why is not None:
+        return folders, [Problem(SETTINGS_FILE, 0, 0, "", why)]
+    located = load_file(path, SETTINGS_FILE)
+    settings, problems = validate_document(located, FleetSettings)
+    if not isinstance(settings, FleetSettings) or settings.secrets.extra_folder is None:
+        return folders, problems
+    extra, why = extra_folder(root, settings.secrets.extra_folder)
+    if why is not None:
+        return folders, [located.problem(("secrets", "extra_folder"), why)]
+    return SecretFolders(root, extra), []
+
+
 def load_fleet(root: Path, only: list[Path] | None = None) -> Fleet:
     """Load and validate the whole fleet under `root`.
 
@@ -268,6 +290,7 @@ def load_fleet(root: Path, only: list[Path] | None = None) -> Fleet:
     root = root.resolve()
     if not (root / CABINETS_DIR).is_dir():
         raise NotFound(f"{root}: no '{CABINETS_DIR}/' folder: not a fleet")
+    folders, settings_problems = load_settings(root)
     problems: list[Problem] = []
 
     loaded_policies = _load_folder(root, BACKUPS_DIR, BackupPolicy, problems)
@@ -275,7 +298,7 @@ def load_fleet(root: Path, only: list[Path] | None = None) -> Fleet:
     policies = {name: LoadedPolicy(*pair) for name, pair in loaded_policies.items()}
     cabinets = {name: LoadedCabinet(*pair) for name, pair in loaded_cabinets.items()}
 
-    fleet = Fleet(root, cabinets, policies)
+    fleet = Fleet(root, cabinets, policies, folders)
     problems += cross_check(
         fleet,
         frozenset(p.stem for p in declaration_files(root / CABINETS_DIR)),
@@ -285,6 +308,7 @@ def load_fleet(root: Path, only: list[Path] | None = None) -> Fleet:
     if only is not None:
         wanted = {_display(p, root) for p in only}
         problems = [p for p in problems if p.file in wanted]
+    problems += settings_problems
     if problems:
         raise InputError(problems)
     return fleet

@@ -369,3 +369,16 @@ class BackupPolicy(Strict):
         if self.rpo < self.interval:
             raise fail("rpo is shorter than interval: the policy could never meet it")
         return self
+
+
+# --- fleet settings (fleet.yaml beside cabinets/, optional) ----------------------------
+
+
+class SecretsSettings(Strict):
+    # One more folder secret references may lead to (besides secrets/), relative to the
+    # fleet folder or absolute; nothing else widens where they may lead.
+    extra_folder: Annotated[str, Field(min_length=1)] | None = None
+
+
+class FleetSettings(Strict):
+    secrets: SecretsSettings = SecretsSettings()

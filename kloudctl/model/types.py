@@ -247,9 +247,15 @@ def _secret_ref(value: Any) -> str:
         return value
     raise fail(
         "expected a secret reference such as vault:secrets/brieux.vault.yml#proxmox_token "
-        "(env:NAME and file:PATH work too); inline secret values are not allowed in "
-        "cabinet files"
+        "(env:KLOUDCTL_SECRET_NAME and file:secrets/PATH work too); inline secret values "
+        "are not allowed in cabinet files"
     )
+
+
+@dataclass(frozen=True)
+class SecretMarker:
+    """Marks a field holding a secret reference: the fleet checks where each one leads
+    (`kloudctl.model.secrets`), with the code that later reads it."""
 
 
 _SECRET_REF_RE = re.compile(r"(vault:[\w./-]+#\w+|env:[A-Z_][A-Z0-9_]*|file:[\w./-]+)")
@@ -284,7 +290,7 @@ PveUser = Annotated[
 HttpsUrl = Annotated[
     str, _pattern(r"https://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?", "https://10.0.0.2:8006", "an https URL")
 ]
-SecretRef = Annotated[str, BeforeValidator(_secret_ref)]
+SecretRef = Annotated[str, BeforeValidator(_secret_ref), SecretMarker()]
 IPv4Interface = Annotated[
     ipaddress.IPv4Interface, _ip(ipaddress.IPv4Interface, "10.0.0.2/24", "an IPv4 address/prefix")
 ]

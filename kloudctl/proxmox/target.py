@@ -1,7 +1,8 @@
 """Where a cabinet's Proxmox API is, and the automation token's secret.
 
 The cabinet file declares the endpoint, the certificate fingerprint, the token id and a
-*reference* to the secret (`env:NAME`, `file:PATH`, `vault:FILE#KEY`). A test cabinet
+*reference* to the secret (`env:NAME`, `file:PATH`, `vault:FILE#KEY`, confined to the
+fleet's secrets folders by `kloudctl.model.secrets`, which alone reads them). A test cabinet
 served by `kloudctl sim` overrides all four through a targets file: JSON mapping a cabinet
 name to `{endpoint, fingerprint, token_id, secret}`, found at `$KLOUDCTL_PROXMOX_TARGETS`,
 else at `<fleet>/.state/sim/targets.json`. The file is written 0600 by whoever started the
@@ -15,9 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kloudctl import files
-from kloudctl.errors import InputError, KloudError
-from kloudctl.model.schema import Cabinet
+from kloudctl.errors import InputError
+from kloudctl.model import Fleet, secrets
 from kloudctl.proxmox.client import ApiTarget
 
 TARGETS_ENV = "KLOUDCTL_PROXMOX_TARGETS"
@@ -41,58 +41,11 @@ def _overrides(root: Path) -> dict[str, Any]:
     return data
 
 
-def resolve_secret(ref: str, root: Path) -> str:
-    """Resolve a secret reference. The value is returned, never logged."""
-    kind, _, rest = ref.partition(":")
-    if kind == "env":
-        value = os.environ.get(rest)
-        if not value:
-            raise InputError(f"secret reference {ref}: environment variable {rest} is not set")
-        return value
-    if kind == "file":
-        path = (root / rest).resolve()
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise InputError(
-                f"secret reference {ref}: cannot read {path}: {exc.strerror}"
-            ) from None
-    if kind == "vault":
-        return _vault_secret(ref, root)
-    raise InputError(f"unknown secret reference kind in {ref!r}")
-
-
-def _vault_secret(ref: str, root: Path) -> str:
-    file, _, key = ref.removeprefix("vault:").partition("#")
-    password_file = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
-    if not password_file:
-        raise InputError(
-            f"secret reference {ref}: set ANSIBLE_VAULT_PASSWORD_FILE to open the vault"
-        )
-    import yaml
-    from ansible.constants import DEFAULT_VAULT_ID_MATCH
-    from ansible.parsing.vault import VaultLib, VaultSecret
-
-    remedy = "set ANSIBLE_VAULT_PASSWORD_FILE to the file holding the vault's password"
-    path = files.existing_store(password_file, "ANSIBLE_VAULT_PASSWORD_FILE", remedy)
-    try:
-        secret = VaultSecret(path.read_bytes().strip())
-    except OSError as exc:
-        raise InputError(f"ANSIBLE_VAULT_PASSWORD_FILE {path}: {exc.strerror}: {remedy}") from None
-    vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, secret)])
-    try:
-        data = yaml.safe_load(vault.decrypt((root / file).read_bytes()))
-    except Exception as exc:
-        raise KloudError(
-            f"secret reference {ref}: cannot open the vault ({type(exc).__name__})"
-        ) from None
-    if not isinstance(data, dict) or key not in data:
-        raise InputError(f"secret reference {ref}: no key {key!r} in {file}")
-    return str(data[key])
-
-
-def cabinet_target(cabinet: Cabinet, root: Path) -> ApiTarget:
-    """The API target of a cabinet: the simulator's when one serves it, else the declared."""
+def cabinet_target(fleet: Fleet, name: str) -> ApiTarget:
+    """The API target of a cabinet: the simulator's when one serves it, else the declared,
+    its secret read by the fleet's one resolver (`kloudctl.model.secrets`)."""
+    root = fleet.root
+    cabinet = fleet.cabinet(name)
     override = _overrides(root).get(cabinet.name)
     if override is not None:
         try:
@@ -112,5 +65,9 @@ def cabinet_target(cabinet: Cabinet, root: Path) -> ApiTarget:
         api.endpoint,
         api.fingerprint,
         f"{api.token.user}!{api.token.id}",
-        resolve_secret(api.token.secret, root),
+        secrets.resolve(
+            api.token.secret,
+            fleet,
+            (fleet.loaded(name).source, ("proxmox", "token", "secret")),
+        ),
     )

@@ -138,7 +138,7 @@ def gather(
     try:
         for name in names:
             futures[name] = pool.submit(
-                _cabinet, fleet.cabinet(name), root, timeout, probes, (targets or {}).get(name)
+                _cabinet, fleet, name, timeout, probes, (targets or {}).get(name)
             )
         # A worker waits its turn in the pool: the budget runs from its own start, so the
         # whole gathering takes at most about ceil(cabinets / workers) budgets.
@@ -166,14 +166,15 @@ def gather(
 
 
 def _cabinet(
-    cabinet: Cabinet, root: Path, timeout: float, probes: Probes, target: ApiTarget | None
+    fleet: Fleet, name: str, timeout: float, probes: Probes, target: ApiTarget | None
 ) -> CabinetStatus:
+    cabinet = fleet.cabinet(name)
     t0 = time.monotonic()
     deadline = t0 + timeout
     status = CabinetStatus(cabinet.name, time.time())
     _declared(status, cabinet)
     try:
-        _api(status, cabinet, target or cabinet_target(cabinet, root), timeout, deadline)
+        _api(status, cabinet, target or cabinet_target(fleet, name), timeout, deadline)
         status.reachable = True
     except KloudError as exc:
         status.error = _one_line(exc)

@@ -269,7 +269,7 @@ class TenantsStack:
     def configure(self, stack: Any, target: ApiTarget | None = None) -> None:
         from pulumi import automation as auto
 
-        target = target or cabinet_target(self.cabinet, self.root)
+        target = target or cabinet_target(self.fleet, self.cabinet.name)
         try:
             stack.set_all_config(
                 {
@@ -315,7 +315,7 @@ class TenantsStack:
         if action in ("plan", "apply"):
             self.admit()  # before Pulumi is touched
         # A secret that cannot be read fails here, before any state or stack is made.
-        target = cabinet_target(self.cabinet, self.root)
+        target = cabinet_target(self.fleet, self.cabinet.name)
         stack = self.stack(create=action in ("plan", "apply"))
         self.configure(stack, target)
         events = _EventCollector(on_step, planned=action == "plan")

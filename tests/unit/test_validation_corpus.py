@@ -33,6 +33,8 @@ POLICY = (
     "  local: {keep_daily: 7}\ninclude: {paths: [/etc]}\n"
 )
 B = "backups/broken.yaml"
+# The secret reference of the valid cabinet, for the cases that change it
+REF = "secret: vault:secrets/case.vault.yml#proxmox_token"
 
 
 _FED = "  wireguard: {address: 10.250.0.1/24}"
@@ -189,9 +191,134 @@ CASES = [
         ],
         [
             f"{C}:35:13 proxmox.token.secret: expected a secret reference such as "
-            "vault:secrets/brieux.vault.yml#proxmox_token (env:NAME and file:PATH work too); "
-            "inline secret values are not allowed in cabinet files"
+            "vault:secrets/brieux.vault.yml#proxmox_token (env:KLOUDCTL_SECRET_NAME and "
+            "file:secrets/PATH work too); inline secret values are not allowed in cabinet files"
         ],
+    ),
+    # --- issue 16: secret references stay inside the fleet's secrets folder ---------------
+    # (tests/unit/test_secret_refs.py proves that nothing is opened while refusing them)
+    Case(
+        "secret-ref-parent",
+        [(REF, "secret: file:../../../etc/shadow")],
+        [
+            f"{C}:35:13 proxmox.token.secret: file:../../../etc/shadow: '..' is not allowed: "
+            "a secret reference names a file inside the secrets folder (secrets/)"
+        ],
+    ),
+    Case(
+        "secret-ref-parent-inside-path",
+        [(REF, "secret: vault:secrets/../../x.vault.yml#proxmox_token")],
+        [
+            f"{C}:35:13 proxmox.token.secret: vault:secrets/../../x.vault.yml#proxmox_token: "
+            "'..' is not allowed: a secret reference names a file inside the secrets folder "
+            "(secrets/)"
+        ],
+    ),
+    Case(
+        "secret-ref-absolute",
+        [(REF, "secret: file:/etc/shadow")],
+        [
+            f"{C}:35:13 proxmox.token.secret: file:/etc/shadow: an absolute path is not "
+            "allowed: a secret reference names a file inside the secrets folder (secrets/)"
+        ],
+    ),
+    Case(
+        "secret-ref-symlink-out",
+        [(REF, "secret: file:secrets/token")],
+        [
+            f"{C}:35:13 proxmox.token.secret: file:secrets/token leads through a symbolic link "
+            "to /etc/passwd, outside the secrets folder (secrets/)"
+        ],
+        folders=("secrets",),
+        links={"secrets/token": "/etc/passwd"},
+    ),
+    Case(
+        "secret-ref-secrets-folder-is-a-link",
+        [(REF, "secret: vault:secrets/passwd#proxmox_token")],
+        [
+            f"{C}:35:13 proxmox.token.secret: vault:secrets/passwd#proxmox_token leads through "
+            "a symbolic link to /etc/passwd, outside the secrets folder (secrets/)",
+            "cabinets/peer.yaml:25:55 proxmox.token.secret: vault:secrets/peer.vault.yml"
+            "#proxmox_token leads through a symbolic link to /etc/peer.vault.yml, outside the "
+            "secrets folder (secrets/)",
+        ],
+        links={"secrets": "/etc"},
+    ),
+    Case(
+        "secret-ref-outside-folder",
+        [(REF, "secret: file:cabinets/peer.yaml")],
+        [
+            f"{C}:35:13 proxmox.token.secret: file:cabinets/peer.yaml is outside the secrets "
+            "folder (secrets/)"
+        ],
+    ),
+    Case(
+        "secret-ref-other-environment-variable",
+        [(REF, "secret: env:GITHUB_TOKEN")],
+        [
+            f"{C}:35:13 proxmox.token.secret: env:GITHUB_TOKEN: only environment variables "
+            "named KLOUDCTL_SECRET_... may hold secrets"
+        ],
+    ),
+    Case(
+        "secret-ref-escape-refused-by-plan",
+        [(REF, "secret: file:/etc/shadow")],
+        [
+            f"{C}:35:13 proxmox.token.secret: file:/etc/shadow: an absolute path is not "
+            "allowed: a secret reference names a file inside the secrets folder (secrets/)"
+        ],
+        command=("plan", "case"),
+    ),
+    Case(
+        "secret-ref-escape-refused-by-tenants-plan",
+        [(REF, "secret: file:../token")],
+        [
+            f"{C}:35:13 proxmox.token.secret: file:../token: '..' is not allowed: "
+            "a secret reference names a file inside the secrets folder (secrets/)"
+        ],
+        command=("tenants", "plan", "case"),
+    ),
+    Case(
+        "fleet-settings-extra-folder-root",
+        [],
+        [
+            "fleet.yaml:2:17 secrets.extra_folder: / holds the fleet folder itself: name a "
+            "folder that holds only secrets"
+        ],
+        files={"fleet.yaml": "secrets:\n  extra_folder: /\n"},
+    ),
+    Case(
+        "fleet-settings-extra-folder-missing",
+        [],
+        [
+            "fleet.yaml:2:17 secrets.extra_folder: /nonexistent/kloudici: cannot be used as a "
+            "secrets folder (No such file or directory)"
+        ],
+        files={"fleet.yaml": "secrets:\n  extra_folder: /nonexistent/kloudici\n"},
+    ),
+    Case(
+        "fleet-settings-extra-folder-is-a-file",
+        [],
+        ["fleet.yaml:1:25 secrets.extra_folder: cabinets/peer.yaml: expected a folder"],
+        files={"fleet.yaml": "secrets: {extra_folder: cabinets/peer.yaml}\n"},
+    ),
+    Case(
+        "fleet-settings-extra-folder-nul",
+        [],
+        ["fleet.yaml:1:25 secrets.extra_folder: a path cannot hold a NUL character"],
+        files={"fleet.yaml": 'secrets: {extra_folder: "srv\\0etc"}\n'},
+    ),
+    Case(
+        "fleet-settings-typo",
+        [],
+        ["fleet.yaml:2:3 secrets.extra_folders: unknown key; did you mean 'extra_folder'?"],
+        files={"fleet.yaml": "secrets:\n  extra_folders: /srv\n"},
+    ),
+    Case(
+        "fleet-settings-folder",
+        [],
+        ["fleet.yaml expected a file, got a folder"],
+        folders=("fleet.yaml",),
     ),
     Case(
         "inline-password-key",
@@ -383,6 +510,17 @@ CASES = [
             "  peer: {keep_within: forever}\n  local: {keep_daily: 7}\n"
             "include: {paths: [/etc]}\n"
         },
+    ),
+    Case(
+        # the peer's copy is append-only: snapshots injected by its source could game a
+        # count, so the peer prunes by age only (docs/security.md, a compromised cabinet)
+        "policy-peer-retention-by-count",
+        [],
+        [
+            f"{B}:5:3 retention.peer.keep_within: required field is missing",
+            f"{B}:5:10 retention.peer.keep_last: unknown key; did you mean 'keep_within'?",
+        ],
+        files={B: POLICY.replace("peer: {keep_within: 7d}", "peer: {keep_last: 5}")},
     ),
     Case(
         "policy-empty-include",
