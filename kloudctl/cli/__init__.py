@@ -1,14 +1,17 @@
 """The kloudctl command line: thin modules over the core, one per command group.
 
-Every module in this package that defines `command` (a click command or group) is added
-to the top-level group, so a new noun is one new file.
+Every module in this package that defines `command` (a click command or group) is a
+command group, loaded only when it is run (click's lazy-loading pattern): a run imports
+the one group it needs, not all of them (the simulator's aiohttp, Pulumi, ...), so it
+starts fast. `GROUPS` names each group with its short help, so `kloudctl --help` lists them
+all without importing any; tests/unit/test_cli_lazy.py checks it against the modules.
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,14 +20,99 @@ from kloudctl.cli.boundary import run_with_boundary
 from kloudctl.cli.options import FleetContext
 from kloudctl.errors import KloudError
 
-_SKIP = {"boundary", "options"}
 #: Running from the trimmed kloudctl a cabinet carries (kloudctl.hosts.bundle marks it).
 ON_CABINET = (Path(__file__).resolve().parent.parent / CABINET_MARKER).is_file()
 #: Command groups that could not be imported on the controller: name -> why.
 UNLOADABLE: dict[str, str] = {}
+#: Every command group (its module's name) and its short help, as `--help` lists them.
+GROUPS: dict[str, str] = {
+    "cabinet": "Cabinets of the fleet.",
+    "completion": "Print the completion script (e.g.",
+    "federation": "Neighbouring communes' cabinets: signed registry, invites, joining.",
+    "mail": "Residents' mailboxes on the communes' domains.",
+    "plan": "Plan a cabinet from its declaration alone (no cabinet contacted): capacity and"
+    " power admission, VMID ranges, address plan, and replication peers chosen with"
+    " `peers: auto`.",
+    "replication": "Continuous encrypted copies of each cabinet on its peer (restic +"
+    " rest-server).",
+    "sim": "Proxmox VE 9.1 API simulator: test cabinets in seconds.",
+    "status": "Reachability, versions, guests by tenant, capacity, power, replication, mail"
+    " and federation of each cabinet, read in parallel.",
+    "tenant": "One tenant of a cabinet.",
+    "tenants": "Tenants of a cabinet (pools, identities, isolation, guests) through Pulumi.",
+    "testbed": "Test cabinets: real Debian systems in podman containers.",
+    "validate": "Validate cabinet and backup-policy files (default: the whole fleet).",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _unloadable(name: str, why: str) -> click.Command:
+    """Stands for a group that cannot be imported on the controller: named, so that
+    `kloudctl <group> ...` reaches the error rather than "no such command"."""
+
+    def refuse(**_: Any) -> None:
+        raise KloudError(
+            f"kloudctl is not installed completely: cannot load the commands `{name}` ({why})"
+            " (`make setup` installs the locked dependencies)"
+        )
+
+    return click.Command(
+        name,
+        callback=refuse,
+        help=f"Cannot be loaded: {why}.",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
+
+
+class LazyGroup(click.Group):
+    """Imports a command group's module when the group is run, never before."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        if ON_CABINET:
+            # The bundle leaves out some groups' libraries: list only what loads here.
+            return [n for n in sorted(GROUPS) if self.get_command(ctx, n) is not None]
+        return sorted(GROUPS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        if cmd_name not in GROUPS:
+            return None
+        try:
+            module = importlib.import_module(f"{__name__}.{cmd_name}")
+        except ImportError as exc:
+            # A missing piece of kloudctl itself is a bug, never hidden.
+            if isinstance(exc, ModuleNotFoundError) and (exc.name or "kloudctl").startswith(
+                "kloudctl"
+            ):
+                raise
+            # A cabinet carries a trimmed kloudctl (kloudctl.hosts.bundle): the groups whose
+            # libraries it does not carry are left out. On the controller every group must
+            # load: running one that does not is an error naming it and why.
+            if ON_CABINET and isinstance(exc, ModuleNotFoundError):
+                return None
+            UNLOADABLE[cmd_name] = str(exc)
+            command = _unloadable(cmd_name, str(exc))
+        else:
+            command = module.command
+        self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if ON_CABINET:  # what loads on this cabinet, as click lists it
+            super().format_commands(ctx, formatter)
+            return
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = [(n, click.Command(n, help=GROUPS[n]).get_short_help_str(limit)) for n in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "--version", prog_name="kloudctl")
 @click.option(
     "--fleet",
@@ -36,45 +124,7 @@ UNLOADABLE: dict[str, str] = {}
 @click.pass_context
 def cli(ctx: click.Context, fleet_dir: str | None) -> None:
     """kloudctl runs a fleet of commune-owned micro-cloud cabinets."""
-    if UNLOADABLE:
-        broken = "; ".join(f"`{name}` ({why})" for name, why in sorted(UNLOADABLE.items()))
-        raise KloudError(
-            f"kloudctl is not installed completely: cannot load the commands {broken}"
-            " (`make setup` installs the locked dependencies)"
-        )
     ctx.obj = FleetContext(fleet_dir)
-
-
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name in _SKIP:
-        continue
-    try:
-        _imported = importlib.import_module(f"{__name__}.{_module.name}")
-    except ImportError as _exc:
-        # A missing piece of kloudctl itself is a bug, never hidden.
-        if isinstance(_exc, ModuleNotFoundError) and (_exc.name or "kloudctl").startswith(
-            "kloudctl"
-        ):
-            raise
-        # A cabinet carries a trimmed kloudctl (kloudctl.hosts.bundle): the command groups
-        # whose libraries it does not carry are left out. On the controller every group
-        # must load: any command then fails, saying which group and why.
-        if not (ON_CABINET and isinstance(_exc, ModuleNotFoundError)):
-            UNLOADABLE[_module.name] = str(_exc)
-            # named, so that `kloudctl <group> ...` reaches the error rather than "no such
-            # command"; the group's callback above refuses before anything runs
-            cli.add_command(
-                click.Command(
-                    _module.name,
-                    help=f"Cannot be loaded: {_exc}.",
-                    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-                    add_help_option=False,
-                )
-            )
-        continue
-    _command = getattr(_imported, "command", None)
-    if isinstance(_command, click.Command):
-        cli.add_command(_command)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import click
 
 from kloudctl import console, files
 from kloudctl.cli.options import FleetContext, FloatRange, cabinet_names, json_option, pass_fleet
-from kloudctl.errors import InputError, failed_for
+from kloudctl.errors import InputError, PartialFailure, failed_for
 from kloudctl.model.types import format_duration, format_size
 from kloudctl.status import history, prometheus
 from kloudctl.status.gather import CabinetStatus, gather, probes_for
@@ -58,6 +58,12 @@ from kloudctl.status.gather import CabinetStatus, gather, probes_for
     envvar="KLOUDCTL_REPLICATION_STATE",
     help="Replication state folder (default: <fleet>/.state/replication).",
 )
+@click.option(
+    "--federation-state",
+    type=click.Path(file_okay=False),
+    envvar="KLOUDCTL_FEDERATION_STATE",
+    help="Federation state folder (default: <fleet>/.state/federation).",
+)
 @pass_fleet
 def command(
     ctx: FleetContext,
@@ -71,10 +77,11 @@ def command(
     no_history: bool,
     retention_days: float,
     replication_state: str | None,
+    federation_state: str | None,
 ) -> None:
     """Reachability, versions, guests by tenant, capacity, power, replication, mail and
     federation of each cabinet, read in parallel. Exit 3 when some cabinets could not be
-    read, 1 when none could."""
+    read, or the federation registry does not verify; 1 when no cabinet could be read."""
     if cabinets and all_:
         raise InputError("give cabinet names or --all, not both")
     fleet = ctx.fleet()
@@ -90,7 +97,12 @@ def command(
     store = Path(history_file) if history_file else history.default_path(ctx.root)
     if history_file and not no_history:
         files.writable_file(store, "--history")
-    probes = probes_for(fleet, ctx.root, Path(replication_state) if replication_state else None)
+    probes = probes_for(
+        fleet,
+        ctx.root,
+        Path(replication_state) if replication_state else None,
+        files.checked_path(federation_state, "--federation-state") if federation_state else None,
+    )
     statuses = gather(fleet, ctx.root, names, timeout=timeout, workers=workers, probes=probes)
     if not no_history:
         history.append(
@@ -105,6 +117,9 @@ def command(
     failed = [s.cabinet for s in statuses if not s.reachable]
     if failed:
         raise failed_for("status", failed, len(statuses))
+    if probes.federation_error is not None:
+        # Every other fact was read: the run is partial, the registry's fault is named.
+        raise PartialFailure(f"status: the federation registry: {probes.federation_error}")
 
 
 def _show(statuses: list[CabinetStatus]) -> None:
@@ -113,7 +128,7 @@ def _show(statuses: list[CabinetStatus]) -> None:
         if not s.reachable:
             rows.append([s.cabinet, console.plain("UNREACHABLE", "bold red"), s.error or "", "",
                          "", "", "", _power(s), _replication(s), s.mail["state"],
-                         s.federation["state"]])  # fmt: skip
+                         _federation(s)])  # fmt: skip
             continue
         online = sum(n.online for n in s.nodes)
         guests = ", ".join(f"{n} {state}" for state, n in sorted(s.guests.items())) or "none"
@@ -122,7 +137,7 @@ def _show(statuses: list[CabinetStatus]) -> None:
             f"{online}/{len(s.nodes)} online", guests,
             _resource(s, "vCPU"), _resource(s, "RAM", size=True) + " · disk " +
             _resource(s, "disk", size=True), _power(s), _replication(s), _mail(s),
-            s.federation["state"],
+            _federation(s),
         ])  # fmt: skip
     columns = ["cabinet", "API", "version", "nodes", "guests", "vCPU used/quotas/capacity",
                "RAM · disk used/quotas/capacity", "power (budget)", "replication", "mail",
@@ -189,3 +204,11 @@ def _mail(s: CabinetStatus) -> str:
     if m.get("domains"):
         return f"{m['state']} ({', '.join(m['domains'])})"
     return str(m["state"])
+
+
+def _federation(s: CabinetStatus) -> str:
+    f = s.federation
+    if f.get("federation"):
+        text = f"{f['state']} in {f['federation']} (registry v{f['registry_version']}"
+        return text + f", mesh {f['mesh']})"
+    return str(f.get("detail") or f["state"]) if f["state"] == "error" else str(f["state"])

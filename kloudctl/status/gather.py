@@ -10,7 +10,8 @@ is the tenant, storages), read through the one client; quotas, capacity and the 
 power from the declaration (`capacity`, `power`); the measured power from the last line of
 the `power_budget` role's record (`time,watts`) read over SSH where the cabinet is deployed
 (`replication deploy` recorded how to reach it); the replication lag and last integrity
-checks from `replication.status`; mail and federation where they exist.
+checks from `replication.status`; the federation membership from the fleet's local registry
+(`kloudctl.status.federation`); mail where it exists.
 """
 
 from __future__ import annotations
@@ -116,6 +117,10 @@ class Probes:
     #: (cabinet, seconds left) -> replication status, or None when replication is not set
     #: up for it.
     replication: Callable[[str, float], dict[str, Any] | None] | None = None
+    #: cabinet -> its federation membership (read from the local registry, once per run).
+    federation: Callable[[Cabinet], dict[str, Any]] | None = None
+    #: Why the local federation registry does not verify (None: it does, or there is none).
+    federation_error: str | None = None
 
 
 def gather(
@@ -189,8 +194,8 @@ def _cabinet(
             status.replication = found
     if cabinet.mail is not None:
         status.mail = {"state": "not probed", "domains": list(cabinet.mail.domains)}
-    if cabinet.federation is not None:
-        status.federation = {"state": NOT_SET_UP, "detail": "no federation engine yet"}
+    if probes.federation is not None:
+        status.federation = probes.federation(cabinet)
     status.elapsed = time.monotonic() - t0
     return status
 
@@ -369,16 +374,24 @@ def _one_line(exc: Exception) -> str:
     return text or type(exc).__name__
 
 
-def probes_for(fleet: Fleet, root: Path, replication_state: Path | None = None) -> Probes:
+def probes_for(
+    fleet: Fleet,
+    root: Path,
+    replication_state: Path | None = None,
+    federation_state: Path | None = None,
+) -> Probes:
     """What the fleet's state says beyond the API: how `replication deploy` reaches each
-    deployed cabinet (SSH, for the power record), and the replication status where a
-    replication state folder exists. Reading never creates that folder."""
+    deployed cabinet (SSH, for the power record), the replication status where a
+    replication state folder exists, and each cabinet's federation membership from the
+    local registry. Reading never creates those folders."""
     from kloudctl.replication.layout import STATE_ENV, Layout
     from kloudctl.replication.ops import Replicator
+    from kloudctl.status import federation
 
+    members, registry_error = federation.probe(federation_state or root / ".state" / "federation")
     state = replication_state or Path(os.environ.get(STATE_ENV) or root / ".state" / "replication")
     if not state.is_dir():
-        return Probes()
+        return Probes(federation=members, federation_error=registry_error)
     layout = Layout(state.resolve(), read_only=True)
     replicator = Replicator(fleet, layout)
     targets: dict[str, ssh.SshTarget] = {}
@@ -394,7 +407,12 @@ def probes_for(fleet: Fleet, root: Path, replication_state: Path | None = None) 
             return None  # never run for this cabinet
         return replication_summary(_replication_rows(replicator, cabinet, timeout))
 
-    return Probes(ssh=targets, replication=replication)
+    return Probes(
+        ssh=targets,
+        replication=replication,
+        federation=members,
+        federation_error=registry_error,
+    )
 
 
 def _replication_rows(replicator: Any, cabinet: str, timeout: float) -> list[dict[str, Any]]:

@@ -18,6 +18,8 @@ from kloudctl import files
 from kloudctl.status.gather import CabinetStatus
 
 Sample = tuple[dict[str, str], float]
+#: Federation states that come from a verified registry.
+_MEMBER_STATES = ("active", "revoked", "not a member")
 
 
 def _labels(labels: dict[str, str]) -> str:
@@ -159,6 +161,43 @@ def render(statuses: list[CabinetStatus]) -> str:
         "kloudctl_status_replication_lag_seconds",
         "Worst replication lag to a peer, as the last status read it.",
         each(lambda s: s.replication.get("lag_seconds")),
+    )
+    federated = [s for s in statuses if s.federation.get("state") in _MEMBER_STATES]
+    f.add(
+        "kloudctl_federation_member",
+        "1 for the cabinet's membership state in the federation, as the local registry says.",
+        [
+            (
+                {
+                    "cabinet": s.cabinet,
+                    "federation": str(s.federation["federation"]),
+                    "state": str(s.federation["state"]),
+                },
+                1.0,
+            )
+            for s in federated
+        ],
+    )
+    f.add(
+        "kloudctl_federation_registry_version",
+        "Version of the federation registry held locally.",
+        [
+            (
+                {"cabinet": s.cabinet, "federation": str(s.federation["federation"])},
+                float(s.federation["registry_version"]),
+            )
+            for s in federated
+        ],
+    )
+    f.add(
+        "kloudctl_federation_registry_verified",
+        "1 when the local federation registry verified, 0 when it did not (tampered, rolled"
+        " back); absent without a registry.",
+        [
+            ({"cabinet": s.cabinet}, 0.0 if s.federation.get("state") == "error" else 1.0)
+            for s in statuses
+            if s.federation.get("state") in (*_MEMBER_STATES, "error")
+        ],
     )
     return "\n".join(f.lines) + "\n"
 
