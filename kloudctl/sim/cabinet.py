@@ -131,6 +131,12 @@ class SimCabinet:
                 self._files_temporary = True
         return self._files_root
 
+    def storage_folder(self, node: str, storage: str) -> Path:
+        """The real folder standing for a path-based storage on `node` (its backups are
+        in `dump/`). A shared storage has one folder for every node."""
+        where = "shared" if self.state["storages"][storage].get("shared") else node
+        return self.files_root / where / storage
+
     def node(self, name: str) -> dict[str, Any]:
         node = self.state["nodes"].get(name)
         if node is None:

@@ -44,6 +44,12 @@ class RunningSim:
             self.endpoints[cabinet], self.simulator.control_token, {"kind": kind, **spec}
         )
 
+    def storage_folder(self, cabinet: str, node: str, storage: str) -> Path:
+        """The real folder standing for a directory storage of `cabinet` on `node`: its
+        backup archives are the files of `dump/` (tests copy archives in and out there)."""
+        folder: Path = self.call(lambda sim: sim.cabinets[cabinet].storage_folder(node, storage))
+        return folder
+
     def call(self, fn: Any) -> Any:
         """Run `fn(simulator)` on the simulator's loop (to peek at state in tests)."""
 

@@ -4,6 +4,8 @@ template, delete, and PVE's error texts."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from simhelpers import error_of, ok, root_api, wait
 
@@ -35,7 +37,12 @@ def test_create_from_template_and_read_back(root):
     assert config["rootfs"] == "local-lvm:vm-600-disk-0,size=8G"
     assert config["hostname"] == "ct600" and config["ostype"] == "debian"
     assert config["arch"] == "amd64" and config["cores"] == 2 and len(config["digest"]) == 40
-    assert "hwaddr=BC:24:11:" in config["net0"] and "type=veth" in config["net0"]
+    # as PVE writes it: `name` first, then the other keys sorted (regression)
+    assert re.fullmatch(
+        r"name=eth0,bridge=vmbr0,gw=10\.0\.0\.254,hwaddr=BC:24:11(:[0-9A-F]{2}){3},"
+        r"ip=10\.0\.0\.50/24,type=veth",
+        config["net0"],
+    ), config["net0"]
     listed = {c["vmid"]: c for c in root.nodes("pve1").lxc.get()}
     assert listed[600]["status"] == "stopped" and listed[600]["type"] == "lxc"
     assert listed[600]["name"] == "ct600"
@@ -127,3 +134,21 @@ def test_container_firewall_scope(root):
     fw.options.put(enable=1)
     assert fw.options.get()["enable"] == 1
     ok(root, root.nodes("pve1").lxc(604).delete(purge=1))
+
+
+def test_ha_resource_named_by_bare_vmid_gets_the_guest_type(root):
+    """Regression (community.proxmox.proxmox_cluster_ha_resources posts `sid=700` then
+    looks for `vm:700`): PVE completes a bare VMID with the guest's type."""
+    _create(root, 640)
+    ha = root.cluster.ha.resources
+    ha.post(sid="640", state="started")
+    ha.post(sid="9000", state="stopped")
+    assert {r["sid"]: r["type"] for r in ha.get()} == {"ct:640": "ct", "vm:9000": "vm"}
+    assert ha("640").get()["sid"] == "ct:640"
+    exc = error_of(ha.post, sid="ct:640")
+    assert "resource 'ct:640' already exists" in str(exc)
+    exc = error_of(ha.post, sid="649")
+    assert "unable to detect SID type for vmid 649" in str(exc)
+    ha("640").delete()
+    ha("vm:9000").delete()
+    assert ha.get() == []

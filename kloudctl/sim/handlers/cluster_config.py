@@ -91,12 +91,25 @@ for _kind in ("dir", "pci", "usb"):
         ),
     )
 
+
+def ha_sid(call: Call, sid: str) -> str:
+    """PVE names HA resources `vm:<id>`/`ct:<id>`; a bare VMID is completed with the
+    guest's type (and refused when no guest has that VMID)."""
+    if not sid.isdigit():
+        return sid
+    guest = call.state["guests"].get(sid)
+    if guest is None:
+        raise ApiError(500, f"unable to detect SID type for vmid {sid}")
+    return f"{'ct' if guest.get('type') == 'lxc' else 'vm'}:{sid}"
+
+
 HA_RESOURCES = SectionStore(
     "ha-resources",
     "sid",
     "resource",
     defaults={"state": "started"},
     shown_too=lambda sid, obj: {"type": sid.split(":", 1)[0]},
+    complete=ha_sid,
 )
 sections.register(routes, "/cluster/ha/resources", "/cluster/ha/resources/{sid}", HA_RESOURCES)
 sections.register(

@@ -29,6 +29,12 @@ class SectionStore:
     defaults: dict[str, Any] = field(default_factory=dict)
     new_id: Callable[[], str] | None = None  # an ID when the create call gives none
     shown_too: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None  # derived fields
+    # how PVE completes a given name (HA: a bare VMID becomes `vm:<id>` or `ct:<id>`)
+    complete: Callable[[Call, str], str] | None = None
+
+    def name(self, call: Call) -> str:
+        name = str(call.p(self.key))
+        return self.complete(call, name) if self.complete is not None else name
 
     def objects(self, call: Call) -> dict[str, dict[str, Any]]:
         sections: dict[str, dict[str, Any]] = call.state.setdefault("sections", {})
@@ -38,9 +44,9 @@ class SectionStore:
         return config_digest({"section": self.objects(call)})
 
     def get(self, call: Call) -> dict[str, Any]:
-        obj = self.objects(call).get(str(call.p(self.key)))
+        obj = self.objects(call).get(self.name(call))
         if obj is None:
-            raise ApiError(500, f"{self.what} '{call.p(self.key)}' does not exist")
+            raise ApiError(500, f"{self.what} '{self.name(call)}' does not exist")
         return obj
 
     def shown(self, name: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +80,7 @@ def register(
 
     def create(call: Call) -> None:
         objs = store.objects(call)
-        name = call.p(store.key)
+        name = store.name(call) if call.p(store.key) is not None else None
         if name is None and store.new_id is not None:
             name = store.new_id()
         if name in objs:
@@ -83,7 +89,7 @@ def register(
 
     def read(call: Call) -> dict[str, Any]:
         return {
-            **store.shown(str(call.p(store.key)), store.get(call)),
+            **store.shown(store.name(call), store.get(call)),
             "digest": store.digest(call),
         }
 
@@ -106,7 +112,7 @@ def register(
 
     def remove(call: Call) -> None:
         store.get(call)
-        store.objects(call).pop(str(call.p(store.key)))
+        store.objects(call).pop(store.name(call))
 
     routes("GET", base)(listing)
     routes("POST", item if create_on_item else base)(create)

@@ -112,7 +112,14 @@ def _net(call: Call, node: str, key: str, value: str) -> str:
     opts = dict(p.split("=", 1) for p in value.split(",") if "=" in p)
     opts.setdefault("hwaddr", c.random_mac())
     opts.setdefault("type", "veth")
-    return ",".join(f"{k}={v}" for k, v in opts.items())
+    return net_line(opts)
+
+
+def net_line(opts: dict[str, str]) -> str:
+    """A NIC line as PVE writes it: `name` (the one required key) first, then the others
+    in alphabetical order (`name=eth0,bridge=vmbr0,hwaddr=...,ip=dhcp,type=veth`)."""
+    keys = sorted(opts, key=lambda k: (k != "name", k))
+    return ",".join(f"{k}={opts[k]}" for k in keys)
 
 
 def config_from_params(call: Call, node: str, vmid: int) -> dict[str, Any]:
@@ -403,7 +410,7 @@ def clone(call: Call) -> str:
         if re.match(r"^net\d+$", key):
             opts = dict(p.split("=", 1) for p in str(value).split(",") if "=" in p)
             opts["hwaddr"] = c.random_mac()
-            config[key] = ",".join(f"{k}={v}" for k, v in opts.items())
+            config[key] = net_line(opts)
         elif key.startswith("unused"):
             config.pop(key)
     mounts = []

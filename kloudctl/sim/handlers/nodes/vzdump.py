@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,24 @@ _PATH_TYPES = ("dir", "nfs", "cifs", "cephfs", "glusterfs", "btrfs")
 # --- where the files are --------------------------------------------------------------------
 
 
+def renew_identity(config: dict[str, Any]) -> None:
+    """What a QEMU restore with unique=1 gives anew, as PVE's restore does: the SMBIOS
+    UUID (the other smbios1 fields stay), the VM generation id (unless disabled with 0);
+    `meta` keeps the backed-up guest's creation time. MACs: the caller."""
+    smbios = [f for f in str(config.get("smbios1", "")).split(",") if f]
+    others = [f for f in smbios if not f.startswith("uuid=")]
+    config["smbios1"] = ",".join([f"uuid={uuid.uuid4()}", *others])
+    if str(config.get("vmgenid", "1")) != "0":
+        config["vmgenid"] = str(uuid.uuid4())
+
+
 def storage_path(call: Call, node: str, sid: str) -> Path:
     """The real folder standing for a path-based storage on `node` (shared storages have
     one folder for every node)."""
     st = call.state["storages"][sid]
     if st["type"] not in _PATH_TYPES:
         raise ApiError(500, f"storage '{sid}' does not support backups")
-    where = "shared" if st.get("shared") else node
-    return call.cab.files_root / where / sid
+    return call.cab.storage_folder(node, sid)
 
 
 def backup_storage(call: Call, node: str, sid: str) -> Path:
@@ -409,7 +420,7 @@ def restore(call: Call, kind: str) -> str:
                 new.pop(key)
         if unique:
             if kind == "qemu":
-                c.new_identity_config(new)
+                renew_identity(new)
             for key, value in list(new.items()):
                 if c.NET_KEY.match(key):
                     new[key] = re.sub(
