@@ -122,20 +122,21 @@ def test_restore_from_an_archive_copied_to_another_cabinet(two):
 
 def test_unique_restore_renews_only_the_identity(two):
     """unique=1 (regression): a new SMBIOS UUID (its other fields kept), VM generation id
-    and MAC; `meta` (the creation time) and everything else as backed up."""
+    and MAC; `meta` (the creation time) and everything else as backed up. A guest of its
+    own, so that the test holds alone."""
     sim, _ = two
     root = root_api(sim["brieux"])
     node = root.nodes("pve1")
-    node.qemu(700).config.put(
+    ok(root, node.qemu(9000).clone.post(newid=704, name="unique-source"))
+    node.qemu(704).config.put(
         smbios1="uuid=11111111-2222-4333-8444-555555555555,serial=Q0xFUg==,base64=1",
     )
-    volid = _backups(root, 700)[0]["volid"]
-    ok(root, node.vzdump.post(vmid=700, storage="local"))
-    volid = next(b["volid"] for b in _backups(root, 700) if b["volid"] != volid)
-    original = node.qemu(700).config.get()
+    ok(root, node.vzdump.post(vmid=704, storage="local"))
+    (backup,) = _backups(root, 704)
+    original = node.qemu(704).config.get()
     time.sleep(1.1)  # a `meta` made anew would carry a later ctime (seconds)
-    ok(root, node.qemu.post(vmid=703, archive=volid, unique=1))
-    restored = node.qemu(703).config.get()
+    ok(root, node.qemu.post(vmid=705, archive=backup["volid"], unique=1))
+    restored = node.qemu(705).config.get()
     assert restored["meta"] == original["meta"]
     assert restored["smbios1"].startswith("uuid=") and restored["smbios1"].endswith(
         ",serial=Q0xFUg==,base64=1"
@@ -145,7 +146,9 @@ def test_unique_restore_renews_only_the_identity(two):
     assert restored["net0"] != original["net0"]
     same = set(original) - {"smbios1", "vmgenid", "net0", "digest", "scsi0", "ide2"}
     assert {k: restored[k] for k in same} == {k: original[k] for k in same}
-    ok(root, node.qemu(703).delete())
+    for vmid in (705, 704):
+        ok(root, node.qemu(vmid).delete())
+    ok(root, node.storage("local").content(backup["volid"]).delete())
 
 
 def test_container_backup_and_restore(two):
