@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,10 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from kloudctl.files import write_atomic
 from kloudctl.model import Fleet, load_fleet
-from kloudctl.sim.testing import RunningSim, running_sim
+from kloudctl.sim.testing import USAGES, RunningSim, running_sim
+from kloudctl.sim.usage import merge_reports
 
 REPO = Path(__file__).resolve().parent.parent
+
+# pytester: tests/sim/test_sim_usage.py runs the harness below in a pytest run of its own
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
@@ -94,12 +100,69 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """With KLOUDCTL_NO_SKIP=1 (CI), every collected test must run and pass: a skip, an
+    """The simulators' usage report is written. With KLOUDCTL_NO_SKIP=1 (CI), every collected test must run and pass: a skip, an
     xfail (failing or not) or a deselection (-m, -k) fails the run. Nothing the project
     claims may pass unseen because a component happened to be missing here, or because the
     run left it out."""
+    _write_usage_report()
     if os.environ.get("KLOUDCTL_NO_SKIP") != "1" or not _UNSEEN:
         return
     for line in _UNSEEN:
         sys.stderr.write(f"KLOUDCTL_NO_SKIP: {line}\n")
     session.exitstatus = 1
+
+
+# -- The simulator's usage: which methods each client used; a 501 fails the test -----------
+
+#: Where the session's usage report goes (`kloudctl sim coverage --usage FILE` reads it).
+USAGE_REPORT = Path(os.environ.get("KLOUDCTL_SIM_USAGE") or REPO / ".state" / "sim-usage.json")
+#: How many 501s of each simulator's log were already looked at (one entry per USAGES).
+_SEEN_501: list[int] = []
+#: Every 501 a test reached, with the test's name.
+_REACHED_501: list[dict[str, str]] = []
+
+
+def _new_501s(test: str) -> list[dict[str, str]]:
+    """The 501s answered since the last look, by every simulator of this process."""
+    found = []
+    for i, usage in enumerate(USAGES):
+        if i == len(_SEEN_501):
+            _SEEN_501.append(0)
+        events = usage.unimplemented[_SEEN_501[i] :]
+        _SEEN_501[i] += len(events)
+        found += [{"client": c, "method": m, "path": p, "test": test} for c, m, p in events]
+    _REACHED_501.extend(found)
+    return found
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _new_501s("(between tests)")  # what came before is not this test's
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A test (its fixtures included) that reached a 501 fails, naming the methods, unless
+    it is marked `expects_501` (it checks the 501 answer itself)."""
+    report = yield
+    if call.when == "setup" and report.passed:
+        return report  # its 501s are looked at with the call's, or at teardown
+    reached = _new_501s(item.nodeid)
+    if reached and report.passed and item.get_closest_marker("expects_501") is None:
+        methods = sorted({f"{e['method']} {e['path']} (by {e['client']})" for e in reached})
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{item.nodeid} reached methods the simulator does not simulate (501): "
+            + "; ".join(methods)
+            + " (simulate them, or mark the test expects_501 if it checks the 501 itself)"
+        )
+    return report
+
+
+def _write_usage_report() -> None:
+    if not USAGES:
+        return
+    _new_501s("(after the last test)")
+    report = merge_reports([u.to_report() for u in USAGES])
+    report["unimplemented"] = _REACHED_501
+    USAGE_REPORT.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(USAGE_REPORT, json.dumps(report, indent=1) + "\n", what="simulator usage report")

@@ -242,10 +242,16 @@ def fault(
 
 @command.command("coverage")
 @click.option("--methods", is_flag=True, help="List every method of the schema.")
+@click.option(
+    "--usage",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A usage report (.state/sim-usage.json after a test run): methods used per client.",
+)
 @json_option
-def coverage(methods: bool, as_json: bool) -> None:
-    """Which of the 649 methods of the PVE 9.1 schema the simulator answers."""
-    result = runner.coverage()
+def coverage(methods: bool, usage: Path | None, as_json: bool) -> None:
+    """Which of the 649 methods of the PVE 9.1 schema the simulator answers; with --usage,
+    which ones each client used and any 501 answered."""
+    result = runner.coverage(usage)
     if as_json:
         console.emit_json(result)
         return
@@ -260,3 +266,31 @@ def coverage(methods: bool, as_json: bool) -> None:
     share = f"{result['simulated']} of {result['total']} methods simulated ({result['share']:.1%})"
     indexes = result["directory_indexes"]
     console.show(f"{share}, of which {indexes} directory indexes; the others answer 501.")
+    if usage is not None:
+        _show_usage(result["usage"])
+
+
+def _show_usage(used: dict[str, Any]) -> None:
+    for client in used["clients"]:
+        rows = [
+            [
+                m["method"],
+                m["path"],
+                m["calls"],
+                ", ".join(f"{s}: {n}" for s, n in sorted(m["statuses"].items())),
+            ]
+            for m in client["methods"]
+        ]
+        title = f"Methods used by {client['client']} ({len(rows)})"
+        console.show(console.table(title, ["method", "path", "calls", "answers"], rows))
+    console.show(f"{used['methods_used']} methods used in {used['file']}.")
+    reached = used["unimplemented"]
+    if reached:
+        rows = [[e["method"], e["path"], e["client"], e.get("test", "")] for e in reached]
+        console.show(
+            console.table(
+                "501 answered (not simulated)", ["method", "path", "client", "test"], rows
+            )
+        )
+    else:
+        console.show("No call was answered 501.")

@@ -33,6 +33,7 @@ from proxmoxer.core import ProxmoxResource, ResourceException
 from requests.adapters import HTTPAdapter
 from requests.cookies import cookiejar_from_dict
 
+from kloudctl import __version__
 from kloudctl.answers import UnexpectedAnswer, dig, parse_json
 from kloudctl.errors import ExternalError
 from kloudctl.retry import Backoff, retrying
@@ -40,6 +41,11 @@ from kloudctl.retry import Backoff, retrying
 _UPID_RE = re.compile(r"^UPID:(?P<node>[^:]+):")
 _LOCK_TIMEOUT = re.compile(r"can't lock file .* got timeout|got timeout", re.IGNORECASE)
 _NO_WORKER = "got no worker upid"
+
+
+def user_agent(component: str) -> str:
+    """`kloudctl/<version> (<component>)`: which part of kloudctl sends a request."""
+    return f"kloudctl/{__version__} ({component})"
 
 
 class ProxmoxError(ExternalError):
@@ -240,6 +246,7 @@ class Client:
         password_of: str | None = None,
         password: str | None = None,
         deadline: float | None = None,
+        component: str = "core",
     ) -> None:
         url = urlsplit(target.endpoint)
         if url.scheme != "https" or not url.hostname:
@@ -261,6 +268,8 @@ class Client:
         self.session.trust_env = False
         self.session.mount("https://", _PinnedAdapter(target.fingerprint))
         self.session.headers["accept"] = "application/json"
+        # who calls, for Proxmox's access log and the simulator's usage log
+        self.session.headers["User-Agent"] = user_agent(component)
         if password_of is not None:
             self.session.auth = _TicketAuth(self, password_of, password or "")
         else:
@@ -282,10 +291,12 @@ class Client:
         userid: str,
         password: str,
         retry: RetryPolicy | None = None,
+        *,
+        component: str = "core",
     ) -> Client:
         """A client acting as `userid` with a ticket (the password is sent pinned, once)."""
         target = ApiTarget(endpoint, fingerprint, userid, "")
-        return cls(target, retry, password_of=userid, password=password)
+        return cls(target, retry, password_of=userid, password=password, component=component)
 
     def unreachable(self, what: str, exc: Exception) -> ProxmoxError:
         if isinstance(exc, requests.exceptions.SSLError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,7 +20,7 @@ from kloudctl.sim.auth import AuthError
 from kloudctl.sim.cabinet import SimCabinet
 from kloudctl.sim.errors import ApiError
 from kloudctl.sim.perms import Identity, PermissionDenied
-from kloudctl.sim.schema import Schema
+from kloudctl.sim.schema import Method, Schema
 from kloudctl.sim.validate import ParamError, validate_params
 
 
@@ -43,6 +43,8 @@ class Answer:
     message: str = ""  # a failure's message
     errors: dict[str, str] | None = None  # a 400's faulty parameters
     method: tuple[str, str] | None = None  # a success's (http, schema path)
+    # a routed failure's (http, schema path): what the usage log counts it under
+    route: tuple[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -72,7 +74,22 @@ class Dispatcher:
         template, path_params, methods = routed
         method = methods.get(http)
         if method is None:
-            return _fail(501, f"Method '{http} {path}' not implemented")
+            message = f"Method '{http} {path}' not implemented"
+            return Answer(501, message=message, route=(http, template))
+        answer = await self._answer_routed(cab, req, template, path_params, method)
+        if answer.ok:
+            return answer
+        return replace(answer, route=(http, template))
+
+    async def _answer_routed(
+        self,
+        cab: SimCabinet,
+        req: Request,
+        template: str,
+        path_params: dict[str, str],
+        method: Method,
+    ) -> Answer:
+        http = req.http
         handler = self.registry.get((http, template))
         try:
             raw, upload_size = await req.read_params()

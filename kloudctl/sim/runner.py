@@ -29,6 +29,7 @@ from kloudctl.errors import ExternalError, InputError, KloudError, NotFound
 from kloudctl.processes import pid_alive
 from kloudctl.sim.serve import DEFAULT_DIR, DEFAULT_PORT, ServeOptions
 from kloudctl.sim.server import CONTROL_PREFIX
+from kloudctl.sim.usage import per_client, read_report
 
 #: The simulator process's typed entry point (`python -m kloudctl.sim.serve`).
 SERVE_MODULE = "kloudctl.sim.serve"
@@ -203,8 +204,9 @@ def fault(
     raise NotFound(f"no simulated cabinet named '{cabinet}' (running: {running})")
 
 
-def coverage() -> dict[str, Any]:
-    """Which schema methods the simulator answers, per area of the API."""
+def coverage(usage: Path | None = None) -> dict[str, Any]:
+    """Which schema methods the simulator answers, per area of the API; with a usage
+    report (`kloudctl.sim.usage`), which methods each client used and which got a 501."""
     from kloudctl.sim.handlers import build_registry
     from kloudctl.sim.schema import load_schema
 
@@ -224,6 +226,21 @@ def coverage() -> dict[str, Any]:
         if (http, path) in HANDLERS:
             areas_done[area] += 1
     indexes = [k for k in simulated if getattr(HANDLERS[k], "schema_index", False)]
+    used: dict[str, Any] = {}
+    if usage is not None:
+        report = read_report(usage)
+        clients = per_client(report)
+        for client in clients:
+            for m in client["methods"]:
+                m["simulated"] = (m["method"], m["path"]) in HANDLERS
+        used = {
+            "usage": {
+                "file": str(usage),
+                "clients": clients,
+                "methods_used": len({(r["method"], r["path"]) for r in report["records"]}),
+                "unimplemented": report.get("unimplemented", []),
+            }
+        }
     return {
         "total": len(methods),
         "simulated": len(simulated),
@@ -242,4 +259,5 @@ def coverage() -> dict[str, Any]:
             }
             for h, p in methods
         ],
+        **used,
     }

@@ -3,7 +3,7 @@
 `Simulator` owns the cabinets (`kloudctl.sim.cabinet`) and their aiohttp sites. For each
 request under `/api2/json` it reads the HTTP request into a `dispatch.Request`, lets the
 `Dispatcher` answer it as pveproxy would, and renders the answer in Proxmox's shapes. The
-control endpoint `/_sim/...` (faults, health) is outside the API and needs the
+control endpoint `/_sim/...` (faults, health, usage) is outside the API and needs the
 simulator's control token. The schema is loaded, and the registry of handlers built, once,
 when the first cabinet is served.
 """
@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from kloudctl.files import write_atomic
 from kloudctl.sim import faults as faultmod
 from kloudctl.sim.api import Raw
 from kloudctl.sim.cabinet import Endpoint, SimCabinet, open_cabinet
@@ -30,6 +31,7 @@ from kloudctl.sim.dispatch import Answer, Dispatcher, Request
 from kloudctl.sim.errors import ApiError
 from kloudctl.sim.handlers import build_registry
 from kloudctl.sim.schema import load_schema
+from kloudctl.sim.usage import CLIENT_HEADER, Usage
 
 __all__ = ["API_PREFIX", "CONTROL_PREFIX", "Endpoint", "SimCabinet", "Simulator"]
 
@@ -38,7 +40,7 @@ CONTROL_PREFIX = "/_sim"
 
 
 async def handle_api(
-    dispatcher: Dispatcher, cab: SimCabinet, request: web.Request
+    dispatcher: Dispatcher, cab: SimCabinet, usage: Usage, request: web.Request
 ) -> web.StreamResponse:
     req = Request(
         http=request.method,
@@ -48,16 +50,23 @@ async def handle_api(
         csrf=request.headers.get("CSRFPreventionToken"),
         read_params=lambda: _read_params(request),
     )
-    return _render(cab, await dispatcher.answer(cab, req))
+    answer = await dispatcher.answer(cab, req)
+    http, path = answer.method or answer.route or (req.http, req.path)
+    headers = request.headers
+    client = usage.client(headers.get(CLIENT_HEADER), headers.get("User-Agent"))
+    usage.record(client, http, path, answer.status)
+    return _render(cab, answer)
 
 
-async def handle_control(cab: SimCabinet, request: web.Request) -> web.StreamResponse:
+async def handle_control(cab: SimCabinet, usage: Usage, request: web.Request) -> web.StreamResponse:
     token = request.headers.get("X-Sim-Control", "")
     if not hmac.compare_digest(token, cab.control_token):
         return web.json_response({"error": "control token required"}, status=401)
     what = request.path[len(CONTROL_PREFIX) :]
     if what == "/health":
         return web.json_response({"name": cab.name, "generation": cab.generation})
+    if what == "/usage":
+        return web.json_response(usage.to_report())
     if what != "/fault":
         return web.json_response({"error": f"unknown control path {what}"}, status=404)
     if request.method == "GET":
@@ -152,6 +161,8 @@ class Simulator:
         self.cabinets: dict[str, SimCabinet] = {}
         self._runners: list[web.AppRunner] = []
         self._dispatcher: Dispatcher | None = None
+        #: Which methods each client called, and the answers' statuses (all cabinets).
+        self.usage = Usage()
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -177,9 +188,9 @@ class Simulator:
 
         async def dispatch(request: web.Request) -> web.StreamResponse:
             if request.path.startswith(API_PREFIX + "/") or request.path == API_PREFIX:
-                return await handle_api(dispatcher, cab, request)
+                return await handle_api(dispatcher, cab, self.usage, request)
             if request.path.startswith(CONTROL_PREFIX + "/"):
-                return await handle_control(cab, request)
+                return await handle_control(cab, self.usage, request)
             return web.Response(
                 status=501, reason="Not Implemented", text="kloudctl sim: API under /api2/json\n"
             )
@@ -219,6 +230,10 @@ class Simulator:
         gc.freeze()
 
     async def stop(self) -> None:
+        if self.state_dir is not None and self.cabinets:
+            # the usage of this run, for `kloudctl sim coverage --usage`
+            report = json.dumps(self.usage.to_report(), indent=1) + "\n"
+            write_atomic(self.state_dir / "usage.json", report, what="simulator usage log")
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()

@@ -7,6 +7,10 @@
 
 `sim.fault(name, kind, **spec)` injects a fault through the control endpoint (HTTPS, like
 `kloudctl sim fault`). Everything stops when the block ends.
+
+Every simulator started here keeps its usage log (`kloudctl.sim.usage`) in `USAGES`, even
+once stopped: a test harness reads it to report which methods each client used and to
+fail a test that reached a 501 (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from typing import Any
 
 from kloudctl.sim.serve import cabinet_models
 from kloudctl.sim.server import CONTROL_PREFIX, Endpoint, Simulator
+from kloudctl.sim.usage import Usage
+
+#: The usage log of every simulator `running_sim` started in this process, in order.
+USAGES: list[Usage] = []
 
 
 @dataclass
@@ -49,6 +57,17 @@ class RunningSim:
         backup archives are the files of `dump/` (tests copy archives in and out there)."""
         folder: Path = self.call(lambda sim: sim.cabinets[cabinet].storage_folder(node, storage))
         return folder
+
+    @contextmanager
+    def clients_named(self, name: str) -> Iterator[None]:
+        """Meanwhile, count requests sent with proxmoxer's default User-Agent under `name`
+        (a program that cannot label its requests: an Ansible playbook)."""
+        usage = self.simulator.usage
+        before, usage.proxmoxer_as = usage.proxmoxer_as, name
+        try:
+            yield
+        finally:
+            usage.proxmoxer_as = before
 
     def call(self, fn: Any) -> Any:
         """Run `fn(simulator)` on the simulator's loop (to peek at state in tests)."""
@@ -98,6 +117,7 @@ def running_sim(
     thread.start()
     ready.wait()
     simulator = Simulator(state_dir=state_dir, task_seconds=task_seconds)
+    USAGES.append(simulator.usage)
     sim = RunningSim(simulator, loop)
 
     async def start() -> None:

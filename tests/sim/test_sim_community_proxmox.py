@@ -47,20 +47,22 @@ def outcomes(pve_sim, tmp_path_factory: pytest.TempPathFactory) -> dict[str, lis
     iso = work / "conformance.iso"
     iso.write_bytes(b"\0" * 64 * 1024)
     (work / "runner").mkdir()
-    run = ansible_runner.run(
-        private_data_dir=str(work / "runner"),
-        playbook=str(PLAYBOOK),
-        inventory=f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}",
-        extravars={
-            "pve_host": ep.host,
-            "pve_port": ep.port,
-            "pve_password": ep.root_password,
-            "iso_path": str(iso),
-        },
-        envvars={"ANSIBLE_CONFIG": str(PLAYBOOK.parent / "ansible.cfg")},
-        quiet=True,
-        timeout=900,
-    )
+    # its modules send proxmoxer's User-Agent: name them in the simulator's usage log
+    with pve_sim.clients_named("ansible:community.proxmox"):
+        run = ansible_runner.run(
+            private_data_dir=str(work / "runner"),
+            playbook=str(PLAYBOOK),
+            inventory=f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}",
+            extravars={
+                "pve_host": ep.host,
+                "pve_port": ep.port,
+                "pve_password": ep.root_password,
+                "iso_path": str(iso),
+            },
+            envvars={"ANSIBLE_CONFIG": str(PLAYBOOK.parent / "ansible.cfg")},
+            quiet=True,
+            timeout=900,
+        )
     results: dict[str, list[str]] = defaultdict(list)
     for event in run.events:
         data: dict[str, Any] = event.get("event_data") or {}

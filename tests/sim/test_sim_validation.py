@@ -99,6 +99,7 @@ def test_valid_property_strings_are_accepted(pve_sim):
     assert upid.startswith("UPID:pve1:")
 
 
+@pytest.mark.expects_501
 def test_not_simulated_method_answers_501_naming_it(pve_sim):
     root = root_api(pve_sim["brieux"])
     exc = error_of(root.nodes("pve1").ceph.osd.get)

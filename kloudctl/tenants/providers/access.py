@@ -12,7 +12,12 @@ from typing import Any
 
 from kloudctl.answers import UnexpectedAnswer
 from kloudctl.proxmox.client import ApiTarget, Client, ProxmoxError
-from kloudctl.tenants.providers.base import API, ProxmoxProvider, is_gone
+from kloudctl.tenants.providers.base import (
+    API,
+    PROVIDER_COMPONENT,
+    ProxmoxProvider,
+    is_gone,
+)
 
 EXISTS_WORDS = ("already exists", "already defined")
 
@@ -175,7 +180,13 @@ class TokenProvider(ProxmoxProvider):
         if any(t.get("tokenid") == tokenid for t in self._tokens(client, userid)):
             client.delete(path)  # left by an interrupted run: its secret is lost, rotate it
         api = ApiTarget.from_inputs(props[API])
-        own = Client.login(api.endpoint, api.fingerprint, userid, props["login_password"])
+        own = Client.login(
+            api.endpoint,
+            api.fingerprint,
+            userid,
+            props["login_password"],
+            component=PROVIDER_COMPONENT,
+        )
         made = own.post(path, privsep=int(props.get("privsep", True)), comment=props.get("comment"))
         full = f"{userid}!{tokenid}"
         # Checked by hand, not with `dig`: its message would quote the answer, a secret.

@@ -26,6 +26,8 @@ from pulumi.dynamic import (
 from kloudctl.proxmox.client import ApiTarget, Client, ProxmoxError
 
 API = "api"
+#: How the providers name themselves to Proxmox (User-Agent `kloudctl/<v> (pulumi-provider)`).
+PROVIDER_COMPONENT = "pulumi-provider"
 # Connection details: a change updates the stored outputs, never the Proxmox object.
 _API_KEYS = ("endpoint", "fingerprint", "token_id", "secret")
 
@@ -38,7 +40,7 @@ def is_gone(exc: ProxmoxError) -> bool:
 
 
 def client_for(props: dict[str, Any]) -> Client:
-    return Client(ApiTarget.from_inputs(props[API]))
+    return Client(ApiTarget.from_inputs(props[API]), component=PROVIDER_COMPONENT)
 
 
 def inputs_of(props: dict[str, Any]) -> dict[str, Any]:
