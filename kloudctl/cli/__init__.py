@@ -35,6 +35,7 @@ GROUPS: dict[str, str] = {
     " `peers: auto`.",
     "replication": "Continuous encrypted copies of each cabinet on its peer (restic +"
     " rest-server).",
+    "report": "A report the town council can read (French by default): HTML, Markdown or JSON.",
     "sim": "Proxmox VE 9.1 API simulator: test cabinets in seconds.",
     "status": "Reachability, versions, guests by tenant, capacity, power, replication, mail"
     " and federation of each cabinet, read in parallel.",
