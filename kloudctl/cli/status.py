@@ -8,7 +8,14 @@ from typing import Any
 import click
 
 from kloudctl import console, files
-from kloudctl.cli.options import FleetContext, FloatRange, cabinet_names, json_option, pass_fleet
+from kloudctl.cli.options import (
+    FleetContext,
+    FloatRange,
+    cabinet_names,
+    json_option,
+    pass_fleet,
+    prometheus_textfile_option,
+)
 from kloudctl.errors import InputError, failed_for
 from kloudctl.model.types import format_duration, format_size
 from kloudctl.status import history, prometheus
@@ -19,11 +26,7 @@ from kloudctl.status.gather import CabinetStatus, gather, probes_for
 @click.argument("cabinets", nargs=-1, shell_complete=cabinet_names)
 @click.option("--all", "all_", is_flag=True, help="Every cabinet of the fleet (the default).")
 @json_option
-@click.option(
-    "--prometheus-textfile",
-    metavar="PATH",
-    help="Also write metrics here (a regular file, or a new one in an existing folder).",
-)
+@prometheus_textfile_option
 @click.option(
     "--timeout",
     type=FloatRange(0.1, 600),
