@@ -234,9 +234,17 @@ def on_shared_storage(call: Call, g: dict[str, Any]) -> bool:
     )
 
 
-def check_no_linked_clones(call: Call, g: dict[str, Any], what: str) -> None:
-    """Refuse to destroy a template whose base volumes a linked clone still uses."""
+def check_destroyable(call: Call, g: dict[str, Any], what: str, skiplock: bool = False) -> None:
+    """Refuse to destroy a locked, running or protected guest (`what`: VM or CT), or a
+    template whose base volumes a linked clone still uses."""
     vmid = g["vmid"]
+    check_config_lock(g, skiplock)
+    if g["status"] == "running":
+        raise ApiError(500, f"{what} {vmid} is running - destroy failed")
+    if g["config"].get("protection"):
+        raise ApiError(500, f"can't remove {what} {vmid} - protection mode enabled")
+    if not g["config"].get("template"):
+        return
     for other in call.state["guests"].values():
         if other is not g and any(
             f"base-{vmid}-disk" in v and "/" in v for v in guest_volumes(other)

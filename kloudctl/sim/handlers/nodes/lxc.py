@@ -403,13 +403,7 @@ def clone(call: Call) -> str:
 def destroy(call: Call) -> str:
     g = c.guest(call)
     vmid = g["vmid"]
-    c.check_config_lock(g)
-    if g["status"] == "running":
-        raise ApiError(500, f"CT {vmid} is running - destroy failed")
-    if g["config"].get("protection"):
-        raise ApiError(500, f"can't remove CT {vmid} - protection mode enabled")
-    if g["config"].get("template"):
-        c.check_no_linked_clones(call, g, "CT")
+    c.check_destroyable(call, g, "CT")
     purge = bool(call.p("purge"))
 
     def done(task: dict[str, Any]) -> None:

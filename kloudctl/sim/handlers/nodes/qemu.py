@@ -339,13 +339,7 @@ def _drop_guest(call: Call, g: dict[str, Any], purge: bool) -> None:
 def destroy(call: Call) -> str:
     g = c.guest(call)
     vmid = g["vmid"]
-    c.check_config_lock(g, bool(call.p("skiplock")))
-    if g["status"] == "running":
-        raise ApiError(500, f"VM {vmid} is running - destroy failed")
-    if g["config"].get("protection"):
-        raise ApiError(500, f"can't remove VM {vmid} - protection mode enabled")
-    if g["config"].get("template"):
-        c.check_no_linked_clones(call, g, "VM")
+    c.check_destroyable(call, g, "VM", bool(call.p("skiplock")))
     purge = bool(call.p("purge"))
 
     def done(task: dict[str, Any]) -> None:
