@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
 import urllib3  # noqa: E402
+from community_proxmox import MODULE_DEFAULTS, ansible_playbook, token_vars, write_private_json  # noqa: E402
 
 from kloudctl.cli import cli  # noqa: E402
 from kloudctl.model import load_fleet  # noqa: E402
@@ -53,18 +54,14 @@ CABINETS = int(os.environ.get("BENCH_CABINETS", "50"))
 GUESTS = 20
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
-PLAYBOOK = """\
+PLAYBOOK = (
+    """\
 - name: Gather the facts kloudctl status reads, with community.proxmox info modules
   hosts: all
   gather_facts: false
-  module_defaults:
-    group/community.proxmox.proxmox:
-      api_host: "{{ pve_host }}"
-      api_port: "{{ pve_port }}"
-      api_user: "{{ pve_user }}"
-      api_token_id: "{{ pve_token_id }}"
-      api_token_secret: "{{ pve_token_secret }}"
-      validate_certs: false
+"""
+    + MODULE_DEFAULTS
+    + """\
   tasks:
     - name: Nodes
       community.proxmox.proxmox_node_info:
@@ -79,6 +76,7 @@ PLAYBOOK = """\
       ansible.builtin.debug:
         msg: "{{ nodes.proxmox_nodes | length }} nodes, {{ guests.proxmox_vms | length }} guests"
 """
+)
 
 
 @dataclass
@@ -164,39 +162,23 @@ def playbook(sim: SimFleet, workdir: Path) -> float:
     hosts: dict[str, Any] = {}
     for name, target in sim.targets.items():
         host, port = sim.hosts[name]
-        user, _, token = target["token_id"].partition("!")
         hosts[name] = {
             "ansible_connection": "local",
             "ansible_python_interpreter": sys.executable,  # the venv: proxmoxer is there
-            "pve_host": host,
-            "pve_port": port,
-            "pve_user": user,
-            "pve_token_id": token,
-            "pve_token_secret": target["secret"],
+            **token_vars(host, port, target),
         }
     inventory = workdir / "inventory.json"
-    fd = os.open(inventory, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"all": {"hosts": hosts}}, f)
+    write_private_json(inventory, {"all": {"hosts": hosts}})
     book = workdir / "status.yml"
     book.write_text(PLAYBOOK)
     env = {
-        **os.environ,
         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
         "ANSIBLE_FORKS": str(CABINETS),
         "ANSIBLE_HOST_KEY_CHECKING": "false",
     }
-    started = time.perf_counter()
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), str(book), "-i", str(inventory)],
-        capture_output=True, text=True, env=env, cwd=workdir, check=False,
-    )  # fmt: skip
-    took = time.perf_counter() - started
-    if done.returncode != 0:
-        tail = "\n".join(done.stdout.splitlines()[-25:])
-        raise SystemExit(f"playbook failed:\n{tail}\n{done.stderr[-2000:]}")
+    took, stdout = ansible_playbook(book, ["-i", str(inventory)], env, tail=25, cwd=workdir)
     # proxmox_vm_info lists the template too (kloudctl status leaves it out)
-    assert done.stdout.count(f"{GUESTS + 1} guests") == CABINETS, done.stdout[-3000:]
+    assert stdout.count(f"{GUESTS + 1} guests") == CABINETS, stdout[-3000:]
     return took
 
 

@@ -13,9 +13,6 @@ Run: .venv/bin/python bench/tenants.py   (needs the Pulumi CLI from `make tools`
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +20,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from community_proxmox import MODULE_DEFAULTS, ansible_playbook, token_vars, write_private_json  # noqa: E402
 
 from kloudctl.tenants.engine import TenantsStack  # noqa: E402
 from kloudctl.tenants.simtargets import bootstrap_target  # noqa: E402
@@ -59,19 +58,15 @@ def cabinet_yaml(name: str, index: int) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-PLAYBOOK = """
+PLAYBOOK = (
+    """
 - name: Tenants of a cabinet with community.proxmox
   hosts: localhost
   connection: local
   gather_facts: false
-  module_defaults:
-    group/community.proxmox.proxmox:
-      api_host: "{{ pve_host }}"
-      api_port: "{{ pve_port }}"
-      api_user: "{{ pve_user }}"
-      api_token_id: "{{ pve_token_id }}"
-      api_token_secret: "{{ pve_token_secret }}"
-      validate_certs: false
+"""
+    + MODULE_DEFAULTS
+    + """\
   tasks:
     - name: Create the tenant pools
       community.proxmox.proxmox_pool:
@@ -126,6 +121,7 @@ PLAYBOOK = """
         state: resized
       loop: "{{ guests }}"
 """
+)
 
 
 def run_playbook(workdir: Path, sim, cabinet: str) -> tuple[float, str]:
@@ -134,13 +130,8 @@ def run_playbook(workdir: Path, sim, cabinet: str) -> tuple[float, str]:
     target = sim.targets[cabinet]
     plan = plan_cabinet(sim.fleet().cabinet(cabinet))
     ep = sim.endpoints[cabinet]
-    user, _, token = target["token_id"].partition("!")
     variables = {
-        "pve_host": ep.host,
-        "pve_port": ep.port,
-        "pve_user": user,
-        "pve_token_id": token,
-        "pve_token_secret": target["secret"],
+        **token_vars(ep.host, ep.port, target),
         "pve_node": ep.nodes[0],
         "ansible_python_interpreter": sys.executable,  # the venv: proxmoxer is there
         "tenants": [{"name": t.name} for t in plan.tenants],
@@ -157,37 +148,18 @@ def run_playbook(workdir: Path, sim, cabinet: str) -> tuple[float, str]:
         ],
     }
     vars_file = workdir / "vars.json"
-    fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(variables, f)
+    write_private_json(vars_file, variables)
     playbook = workdir / "tenants.yml"
     playbook.write_text(PLAYBOOK)
     env = {
-        **os.environ,
         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
         "ANSIBLE_LOCALHOST_WARNING": "false",
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
     }
-    start = time.monotonic()
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            str(playbook),
-            "-e",
-            f"@{vars_file}",
-            "-i",
-            "localhost,",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
+    seconds, stdout = ansible_playbook(
+        playbook, ["-e", f"@{vars_file}", "-i", "localhost,"], env, 15
     )
-    seconds = time.monotonic() - start
-    if done.returncode != 0:
-        tail = "\n".join(done.stdout.splitlines()[-15:])
-        raise SystemExit(f"playbook failed:\n{tail}\n{done.stderr[-2000:]}")
-    recap = next((ln for ln in done.stdout.splitlines() if "changed=" in ln), "")
+    recap = next((ln for ln in stdout.splitlines() if "changed=" in ln), "")
     return seconds, recap.strip()
 
 

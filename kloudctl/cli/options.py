@@ -16,6 +16,19 @@ from kloudctl.model import Fleet, find_root, load_fleet
 from kloudctl.model.loader import declared_names
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+federation_state_option = click.option(
+    "--federation-state",
+    envvar="KLOUDCTL_FEDERATION_STATE",
+    type=click.Path(file_okay=False),
+    help="The federation state folder, holding the registry this commune verified"
+    " (default: <fleet>/.state/federation).",
+)
+prometheus_textfile_option = click.option(
+    "--prometheus-textfile",
+    metavar="PATH",
+    # checked by kloudctl.files, not click: each command says what a wrong path answers
+    help="Also write metrics here (a regular file, or a new one in an existing folder).",
+)
 
 
 @dataclass

@@ -8,7 +8,13 @@ import click
 
 from kloudctl import console
 from kloudctl.capacity import admit, plan_cabinet
-from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
+from kloudctl.cli.options import (
+    FleetContext,
+    cabinet_names,
+    federation_state_option,
+    json_option,
+    pass_fleet,
+)
 from kloudctl.report.plan import render_peer_choice, render_plan
 
 
@@ -22,13 +28,7 @@ from kloudctl.report.plan import render_peer_choice, render_plan
     "alone (no cabinet contacted). Live planning of tenants is `kloudctl tenants plan`.",
 )
 @json_option
-@click.option(
-    "--federation-state",
-    envvar="KLOUDCTL_FEDERATION_STATE",
-    type=click.Path(file_okay=False),
-    help="Where `peers: auto` finds the federation's registry"
-    " (default: <fleet>/.state/federation).",
-)
+@federation_state_option
 @pass_fleet
 def command(ctx: FleetContext, cabinet: str, as_json: bool, federation_state: str | None) -> None:
     """Plan a cabinet from its declaration alone (no cabinet contacted): capacity and power

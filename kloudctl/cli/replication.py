@@ -12,7 +12,13 @@ import click
 from rich.table import Table
 
 from kloudctl import console
-from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
+from kloudctl.cli.options import (
+    FleetContext,
+    cabinet_names,
+    json_option,
+    pass_fleet,
+    prometheus_textfile_option,
+)
 from kloudctl.errors import failed_for
 from kloudctl.model.types import format_duration, format_size
 from kloudctl.replication import status as st
@@ -170,12 +176,7 @@ def _size(n: int | None) -> str:
 @command.command("check")
 @targets
 @json_option
-@click.option(
-    "--prometheus-textfile",
-    metavar="PATH",
-    # checked by kloudctl.files, not click: a wrong path must answer UNKNOWN (3), not 2
-    help="Also write metrics here (a regular file, or a new one in an existing folder).",
-)
+@prometheus_textfile_option
 @click.option(
     "--integrity", is_flag=True, help="Run the tiered restic checks now (local and peer)."
 )

@@ -8,7 +8,15 @@ from typing import Any
 import click
 
 from kloudctl import console, files
-from kloudctl.cli.options import FleetContext, FloatRange, cabinet_names, json_option, pass_fleet
+from kloudctl.cli.options import (
+    FleetContext,
+    FloatRange,
+    cabinet_names,
+    json_option,
+    federation_state_option,
+    pass_fleet,
+    prometheus_textfile_option,
+)
 from kloudctl.errors import InputError, PartialFailure, failed_for
 from kloudctl.model.types import format_duration, format_size
 from kloudctl.status import history, prometheus
@@ -19,11 +27,7 @@ from kloudctl.status.gather import CabinetStatus, gather, probes_for
 @click.argument("cabinets", nargs=-1, shell_complete=cabinet_names)
 @click.option("--all", "all_", is_flag=True, help="Every cabinet of the fleet (the default).")
 @json_option
-@click.option(
-    "--prometheus-textfile",
-    metavar="PATH",
-    help="Also write metrics here (a regular file, or a new one in an existing folder).",
-)
+@prometheus_textfile_option
 @click.option(
     "--timeout",
     type=FloatRange(0.1, 600),
@@ -58,12 +62,7 @@ from kloudctl.status.gather import CabinetStatus, gather, probes_for
     envvar="KLOUDCTL_REPLICATION_STATE",
     help="Replication state folder (default: <fleet>/.state/replication).",
 )
-@click.option(
-    "--federation-state",
-    type=click.Path(file_okay=False),
-    envvar="KLOUDCTL_FEDERATION_STATE",
-    help="Federation state folder (default: <fleet>/.state/federation).",
-)
+@federation_state_option
 @pass_fleet
 def command(
     ctx: FleetContext,

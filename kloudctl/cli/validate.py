@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kloudctl import console
-from kloudctl.cli.options import FleetContext, json_option, pass_fleet
+from kloudctl.cli.options import FleetContext, federation_state_option, json_option, pass_fleet
 from kloudctl.errors import InputError, Problem
 from kloudctl.federation.membership import peer_problems
 from kloudctl.model import Fleet
@@ -17,13 +17,7 @@ from kloudctl.model.validate import validate_paths
 @click.command("validate")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @json_option
-@click.option(
-    "--federation-state",
-    envvar="KLOUDCTL_FEDERATION_STATE",
-    type=click.Path(file_okay=False),
-    help="The federation state folder whose registry peers are checked against"
-    " (default: <fleet>/.state/federation).",
-)
+@federation_state_option
 @pass_fleet
 def command(
     ctx: FleetContext, paths: tuple[str, ...], as_json: bool, federation_state: str | None

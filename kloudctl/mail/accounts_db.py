@@ -1032,31 +1032,19 @@ def _generate_key(dkim_dir: str, domain: str, selector: str) -> str:
 
 # --- dispatch -------------------------------------------------------------------------
 
-OPERATIONS = {
+#: Every operation: what a domain administrator may ask, and what only the operator may.
+OPERATIONS = DOMAIN_ADMIN_OPS | {
     "init",
     "domain_add",
     "domain_set",
-    "domain_list",
     "admin_add",
     "admin_remove",
-    "admin_list",
     "admin_grant",
     "admin_revoke",
     "audit_list",
-    "mailbox_add",
-    "mailbox_add_many",
-    "mailbox_passwd",
-    "mailbox_quota",
-    "mailbox_suspend",
-    "mailbox_remove",
-    "mailbox_list",
-    "alias_add",
-    "alias_remove",
-    "alias_list",
     "dkim_new",
     "dkim_activate",
     "dkim_retire",
-    "dkim_list",
 }
 
 

@@ -56,7 +56,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,19 @@ def default_path(fleet_root: Path) -> Path:
     return fleet_root / ".state" / "status" / "history.sqlite"
 
 
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One `BEGIN IMMEDIATE` transaction: committed when the block ends, rolled back when
+    anything (an interrupt too) leaves it."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 def open_history(path: Path, *, create_folder: bool = False) -> sqlite3.Connection:
     """The history at `path`, made (schema included) when new. The folder must exist
     unless `create_folder` (the default place under the fleet's state folder)."""
@@ -138,8 +152,7 @@ def open_history(path: Path, *, create_folder: bool = False) -> sqlite3.Connecti
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA foreign_keys = ON")
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(db):
             # One statement at a time: executescript would commit the open transaction.
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -155,10 +168,6 @@ def open_history(path: Path, *, create_folder: bool = False) -> sqlite3.Connecti
                     f"{path}: status history schema {row[0]} is newer than this kloudctl's "
                     f"({SCHEMA_VERSION}): use a newer kloudctl, or another --history file"
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
     except sqlite3.DatabaseError as exc:
         raise HistoryError(f"{path}: not a usable status history ({exc})") from None
     return db
@@ -178,17 +187,12 @@ def append(
         raise InputError(f"retention: expected a number of days above 0, got {retention_days}")
     db = open_history(path, create_folder=create_folder)
     try:
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(db):
             for sample in samples:
                 _insert(db, sample)
             horizon = (time.time() if now is None else now) - retention_days * 86400
             db.execute("DELETE FROM samples WHERE taken_at < ?", (horizon,))
             (count,) = db.execute("SELECT count(*) FROM samples").fetchone()
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
     except sqlite3.DatabaseError as exc:
         raise HistoryError(f"{path}: cannot add to the status history ({exc})") from None
     finally:

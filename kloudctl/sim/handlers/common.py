@@ -155,17 +155,122 @@ def check_digest(call: Call, current: str) -> None:
         )
 
 
+def config_with_pending(g: dict[str, Any]) -> dict[str, Any]:
+    """A guest's config as it will be once its pending changes apply (GET config)."""
+    config = dict(g["config"])
+    for key, value in g["pending"].items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    return config
+
+
+def apply_pending(g: dict[str, Any]) -> None:
+    """Apply a guest's pending changes to its config (at a start, stop or restart)."""
+    for key, value in g["pending"].items():
+        if value is None:
+            g["config"].pop(key, None)
+        else:
+            g["config"][key] = value
+    g["pending"].clear()
+
+
+def pending_entries(g: dict[str, Any]) -> list[dict[str, Any]]:
+    """`GET .../pending`: every option with its current value, pending value or deletion."""
+    out = []
+    for key in sorted(set(g["config"]) | set(g["pending"])):
+        entry: dict[str, Any] = {"key": key}
+        if key in g["config"]:
+            entry["value"] = str(g["config"][key])
+        if key in g["pending"]:
+            if g["pending"][key] is None:
+                entry["delete"] = 1
+            else:
+                entry["pending"] = str(g["pending"][key])
+        out.append(entry)
+    return out
+
+
+def stage_changes(
+    g: dict[str, Any],
+    config: dict[str, Any],
+    deletes: list[str],
+    reverts: list[str],
+    hot: Callable[[str, bool], bool],
+) -> None:
+    """Apply a config update: on a running guest only what `hot(key, deleting)` allows
+    changes at once, the rest waits as pending (applied at the next start)."""
+    running = g["status"] == "running"
+    for key in reverts:
+        g["pending"].pop(key, None)
+    for key, value in config.items():
+        if running and not hot(key, False):
+            g["pending"][key] = value
+        else:
+            g["config"][key] = value
+            g["pending"].pop(key, None)
+    for key in deletes:
+        if running and not hot(key, True):
+            g["pending"][key] = None
+        else:
+            g["config"].pop(key, None)
+
+
+def to_base_volume(call: Call, g: dict[str, Any], key: str, vol: str, opts: dict[str, str]) -> None:
+    """Rename a guest's disk `vm-N-disk-M` to its template name `base-N-disk-M`."""
+    vmid = g["vmid"]
+    vols = call.state["volumes"].get(f"{g['node']}/{vol.split(':', 1)[0]}", {})
+    base = vol.replace(f"vm-{vmid}-disk", f"base-{vmid}-disk")
+    if vol in vols:
+        vols[base] = vols.pop(vol)
+    g["config"][key] = disk_string(base, opts)
+
+
+def on_shared_storage(call: Call, g: dict[str, Any]) -> bool:
+    """Every volume of the guest is on a shared storage (it may be cloned to another node)."""
+    return all(
+        call.state["storages"].get(v.split(":")[0], {}).get("shared") for v in guest_volumes(g)
+    )
+
+
+def check_destroyable(call: Call, g: dict[str, Any], what: str, skiplock: bool = False) -> None:
+    """Refuse to destroy a locked, running or protected guest (`what`: VM or CT), or a
+    template whose base volumes a linked clone still uses."""
+    vmid = g["vmid"]
+    check_config_lock(g, skiplock)
+    if g["status"] == "running":
+        raise ApiError(500, f"{what} {vmid} is running - destroy failed")
+    if g["config"].get("protection"):
+        raise ApiError(500, f"can't remove {what} {vmid} - protection mode enabled")
+    if not g["config"].get("template"):
+        return
+    for other in call.state["guests"].values():
+        if other is not g and any(
+            f"base-{vmid}-disk" in v and "/" in v for v in guest_volumes(other)
+        ):
+            raise ApiError(
+                500, f"base volume of {what} {vmid} is still in use by linked clone {other['vmid']}"
+            )
+
+
 def split_ids(value: Any) -> list[str]:
     """A list parameter of IDs (`a,b c;d`) as a list."""
     return [v for v in re.split(r"[,;\s]+", str(value or "")) if v]
 
 
-def storage_for_images(call: Call, node: str, storage: str) -> None:
-    st = call.state["storages"].get(storage)
+def storage_with_content(call: Call, storage: str, content: str, what: str) -> dict[str, Any]:
+    """A storage that exists and holds `content` (PVE's words for it: `what`)."""
+    st: dict[str, Any] | None = call.state["storages"].get(storage)
     if st is None:
         raise ApiError(500, f"storage '{storage}' does not exist")
-    if "images" not in st["content"].split(","):
-        raise ApiError(500, f"storage '{storage}' does not support vm images")
+    if content not in st["content"].split(","):
+        raise ApiError(500, f"storage '{storage}' does not support {what}")
+    return st
+
+
+def storage_for_images(call: Call, node: str, storage: str) -> None:
+    storage_with_content(call, storage, "images", "vm images")
     call.cab.acl.check(call.who, f"/storage/{storage}", ["Datastore.AllocateSpace"])
     if f"{node}/{storage}" not in call.state["volumes"]:
         call.state["volumes"][f"{node}/{storage}"] = {}

@@ -81,11 +81,7 @@ def ct_config_priv(key: str) -> str:
 
 def rootdir_storage(call: Call, storage: str) -> None:
     """A storage that may hold container volumes, and the right to allocate on it."""
-    st = call.state["storages"].get(storage)
-    if st is None:
-        raise ApiError(500, f"storage '{storage}' does not exist")
-    if "rootdir" not in st["content"].split(","):
-        raise ApiError(500, f"storage '{storage}' does not support container directories")
+    c.storage_with_content(call, storage, "rootdir", "container directories")
     call.cab.acl.check(call.who, f"/storage/{storage}", ["Datastore.AllocateSpace"])
 
 
@@ -252,13 +248,7 @@ def ct_index(call: Call) -> list[dict[str, str]]:
 @routes("GET", CT + "/config")
 def get_config(call: Call) -> dict[str, Any]:
     g = c.guest(call)
-    config = copy.copy(g["config"])
-    if not call.p("current"):
-        for key, value in g["pending"].items():
-            if value is None:
-                config.pop(key, None)
-            else:
-                config[key] = value
+    config = dict(g["config"]) if call.p("current") else c.config_with_pending(g)
     if call.p("snapshot"):
         snap = g.get("snapshots", {}).get(call.p("snapshot"))
         if snap is None:
@@ -270,19 +260,7 @@ def get_config(call: Call) -> dict[str, Any]:
 
 @routes("GET", CT + "/pending")
 def get_pending(call: Call) -> list[dict[str, Any]]:
-    g = c.guest(call)
-    out = []
-    for key in sorted(set(g["config"]) | set(g["pending"])):
-        entry: dict[str, Any] = {"key": key}
-        if key in g["config"]:
-            entry["value"] = str(g["config"][key])
-        if key in g["pending"]:
-            if g["pending"][key] is None:
-                entry["delete"] = 1
-            else:
-                entry["pending"] = str(g["pending"][key])
-        out.append(entry)
-    return out
+    return c.pending_entries(c.guest(call))
 
 
 @routes("PUT", CT + "/config")
@@ -304,20 +282,7 @@ def put_config(call: Call) -> None:
     call.cab.lock(vmid)
     try:
         config = config_from_params(call, node, vmid)
-        running = g["status"] == "running"
-        for key in reverts:
-            g["pending"].pop(key, None)
-        for key, value in config.items():
-            if running and key not in _HOTPLUG:
-                g["pending"][key] = value
-            else:
-                g["config"][key] = value
-                g["pending"].pop(key, None)
-        for key in deletes:
-            if running and key not in _HOTPLUG:
-                g["pending"][key] = None
-            else:
-                g["config"].pop(key, None)
+        c.stage_changes(g, config, deletes, reverts, lambda key, _: key in _HOTPLUG)
     finally:
         call.cab.unlock(vmid)
 
@@ -364,13 +329,8 @@ def template(call: Call) -> None:
         if not _MOUNT.match(key):
             continue
         vol, opts = c.disk_volume(str(value))
-        if f"vm-{vmid}-disk" not in vol:
-            continue
-        vols = call.state["volumes"].get(f"{g['node']}/{vol.split(':', 1)[0]}", {})
-        base = vol.replace(f"vm-{vmid}-disk", f"base-{vmid}-disk")
-        if vol in vols:
-            vols[base] = vols.pop(vol)
-        g["config"][key] = c.disk_string(base, opts)
+        if f"vm-{vmid}-disk" in vol:
+            c.to_base_volume(call, g, key, vol, opts)
     g["config"]["template"] = 1
 
 
@@ -392,9 +352,7 @@ def clone(call: Call) -> str:
         raise bad_request("storage", "parameter 'storage' not allowed for linked clones")
     if src["status"] == "running" and not is_template:
         raise ApiError(500, "unable to clone a running container without snapshot feature")
-    if target != node and not all(
-        call.state["storages"].get(v.split(":")[0], {}).get("shared") for v in c.guest_volumes(src)
-    ):
+    if target != node and not c.on_shared_storage(call, src):
         raise ApiError(500, "Can't clone to other node if CT uses local storage")
     pool = call.p("pool")
     if pool and pool not in call.state["access"]["pools"]:
@@ -452,19 +410,7 @@ def clone(call: Call) -> str:
 def destroy(call: Call) -> str:
     g = c.guest(call)
     vmid = g["vmid"]
-    c.check_config_lock(g)
-    if g["status"] == "running":
-        raise ApiError(500, f"CT {vmid} is running - destroy failed")
-    if g["config"].get("protection"):
-        raise ApiError(500, f"can't remove CT {vmid} - protection mode enabled")
-    if g["config"].get("template"):
-        for other in call.state["guests"].values():
-            if other is not g and any(
-                f"base-{vmid}-disk" in v and "/" in v for v in c.guest_volumes(other)
-            ):
-                raise ApiError(
-                    500, f"base volume of CT {vmid} is still in use by linked clone {other['vmid']}"
-                )
+    c.check_destroyable(call, g, "CT")
     purge = bool(call.p("purge"))
 
     def done(task: dict[str, Any]) -> None:
@@ -597,12 +543,7 @@ def _power(call: Call, kind: str, want: str | None, check: str | None) -> str:
 
     def done(task: dict[str, Any]) -> None:
         if want in ("running", "stopped", "restart"):
-            for key, value in g["pending"].items():
-                if value is None:
-                    g["config"].pop(key, None)
-                else:
-                    g["config"][key] = value
-            g["pending"].clear()
+            c.apply_pending(g)
             g.pop("suspended", None)
         if want == "running":
             g["status"], g["started"] = "running", time.time()

@@ -127,32 +127,19 @@ def vm_index(call: Call) -> list[dict[str, str]]:
 @routes("GET", V + "/config")
 def get_config(call: Call) -> dict[str, Any]:
     g = c.guest(call)
-    config = dict(g["config"])
-    if not call.p("current"):
-        for key, value in g["pending"].items():
-            if value is None:
-                config.pop(key, None)
-            else:
-                config[key] = value
+    config = dict(g["config"]) if call.p("current") else c.config_with_pending(g)
     config["digest"] = c.digest_of(g)
     return config
 
 
 @routes("GET", V + "/pending")
 def get_pending(call: Call) -> list[dict[str, Any]]:
-    g = c.guest(call)
-    out = []
-    for key in sorted(set(g["config"]) | set(g["pending"])):
-        entry: dict[str, Any] = {"key": key}
-        if key in g["config"]:
-            entry["value"] = str(g["config"][key])
-        if key in g["pending"]:
-            if g["pending"][key] is None:
-                entry["delete"] = 1
-            else:
-                entry["pending"] = str(g["pending"][key])
-        out.append(entry)
-    return out
+    return c.pending_entries(c.guest(call))
+
+
+def _hotplug(key: str, deleting: bool) -> bool:
+    """Options a running VM takes at once; a new `ipconfigN` too, but not its deletion."""
+    return key in c.OPTION_KEYS | c.CLOUDINIT_KEYS or (key.startswith("ipconfig") and not deleting)
 
 
 def _update(call: Call) -> dict[str, Any]:
@@ -170,21 +157,7 @@ def _update(call: Call) -> dict[str, Any]:
             raise bad_request("delete", f"unable to delete parameter '{key}' - it is also set")
     present = {**g["config"], **{k: v for k, v in g["pending"].items() if v is not None}}
     config = _config_from_params(call, node, vmid, present)
-    running = g["status"] == "running"
-    hot = c.OPTION_KEYS | c.CLOUDINIT_KEYS
-    for key in reverts:
-        g["pending"].pop(key, None)
-    for key, value in config.items():
-        if running and key not in hot and not key.startswith("ipconfig"):
-            g["pending"][key] = value
-        else:
-            g["config"][key] = value
-            g["pending"].pop(key, None)
-    for key in deletes:
-        if running and key not in hot:
-            g["pending"][key] = None
-        else:
-            g["config"].pop(key, None)
+    c.stage_changes(g, config, deletes, reverts, _hotplug)
     return g
 
 
@@ -258,14 +231,8 @@ def template(call: Call) -> str:
             if not c.DISK_KEYS.match(key):
                 continue
             vol, opts = c.disk_volume(str(value))
-            if opts.get("media") == "cdrom" or f"vm-{vmid}-disk" not in vol:
-                continue
-            storage = vol.split(":", 1)[0]
-            vols = call.state["volumes"].get(f"{g['node']}/{storage}", {})
-            base = vol.replace(f"vm-{vmid}-disk", f"base-{vmid}-disk")
-            if vol in vols:
-                vols[base] = vols.pop(vol)
-            g["config"][key] = c.disk_string(base, opts)
+            if opts.get("media") != "cdrom" and f"vm-{vmid}-disk" in vol:
+                c.to_base_volume(call, g, key, vol, opts)
         g["config"]["template"] = 1
 
     return call.cab.start_task(call.who, "qmtemplate", str(vmid), g["node"], done, lock=vmid)
@@ -290,13 +257,8 @@ def clone(call: Call) -> str:
     storage = call.p("storage")
     if storage and not full:
         raise bad_request("storage", "parameter 'storage' not allowed for linked clones")
-    if target != node:
-        shared = all(
-            call.state["storages"].get(v.split(":")[0], {}).get("shared")
-            for v in c.guest_volumes(src)
-        )
-        if not shared:
-            raise ApiError(500, "Can't clone to other node if VM uses local storage")
+    if target != node and not c.on_shared_storage(call, src):
+        raise ApiError(500, "Can't clone to other node if VM uses local storage")
     pool = call.p("pool")
     if pool and pool not in call.state["access"]["pools"]:
         raise ApiError(500, f"pool '{pool}' does not exist")
@@ -377,19 +339,7 @@ def _drop_guest(call: Call, g: dict[str, Any], purge: bool) -> None:
 def destroy(call: Call) -> str:
     g = c.guest(call)
     vmid = g["vmid"]
-    c.check_config_lock(g, bool(call.p("skiplock")))
-    if g["status"] == "running":
-        raise ApiError(500, f"VM {vmid} is running - destroy failed")
-    if g["config"].get("protection"):
-        raise ApiError(500, f"can't remove VM {vmid} - protection mode enabled")
-    if g["config"].get("template"):
-        for other in call.state["guests"].values():
-            if other is not g and any(
-                f"base-{vmid}-disk" in v and "/" in v for v in c.guest_volumes(other)
-            ):
-                raise ApiError(
-                    500, f"base volume of VM {vmid} is still in use by linked clone {other['vmid']}"
-                )
+    c.check_destroyable(call, g, "VM", bool(call.p("skiplock")))
     purge = bool(call.p("purge"))
 
     def done(task: dict[str, Any]) -> None:

@@ -33,15 +33,6 @@ def status_current(call: Call) -> dict[str, Any]:
     return out
 
 
-def _apply_pending(g: dict[str, Any]) -> None:
-    for key, value in g["pending"].items():
-        if value is None:
-            g["config"].pop(key, None)
-        else:
-            g["config"][key] = value
-    g["pending"].clear()
-
-
 def _power(call: Call, kind: str, want: str | None, check: str | None) -> str:
     g = c.guest(call)
     vmid = g["vmid"]
@@ -64,13 +55,13 @@ def _power(call: Call, kind: str, want: str | None, check: str | None) -> str:
 
     def done(task: dict[str, Any]) -> None:
         if want == "running" and g["status"] != "running":
-            _apply_pending(g)
+            c.apply_pending(g)
             g["status"], g["started"] = "running", time.time()
         elif want == "stopped":
-            _apply_pending(g)
+            c.apply_pending(g)
             g["status"], g["started"] = "stopped", 0
         elif want == "restart":
-            _apply_pending(g)
+            c.apply_pending(g)
             g["started"] = time.time()
 
     return call.cab.start_task(call.who, kind, str(vmid), g["node"], done, lock=vmid)

@@ -7,6 +7,7 @@ under `node_settings/<node>`."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kloudctl.sim.api import ApiError, Call, Routes
@@ -367,47 +368,45 @@ def smart(call: Call) -> dict[str, Any]:
 # --- all guests of a node --------------------------------------------------------------------
 
 
-@routes("POST", N + "/startall")
-def startall(call: Call) -> str:
+def _all_guests(
+    call: Call, kind: str, pick: Callable[[dict[str, Any], set[str]], bool], start: bool
+) -> str:
+    """startall/stopall: the node's guests `pick` takes (given the `vms` asked for, if
+    any), started or stopped in one task."""
     node = call.p("node")
     call.cab.node(node)
     wanted = set(c.split_ids(call.p("vms")))
-    chosen = [
-        g
-        for g in call.state["guests"].values()
-        if g["node"] == node
-        and g["status"] != "running"
-        and not g["config"].get("template")
-        and (str(g["vmid"]) in wanted if wanted else g["config"].get("onboot") or call.p("force"))
-    ]
+    chosen = [g for g in call.state["guests"].values() if g["node"] == node and pick(g, wanted)]
 
     def done(task: dict[str, Any]) -> None:
         for g in chosen:
-            g["status"], g["started"] = "running", time.time()
-            task["log"].append(f"Starting {'CT' if c.guest_type(g) == 'lxc' else 'VM'} {g['vmid']}")
+            g["status"], g["started"] = ("running", time.time()) if start else ("stopped", 0)
+            what = "CT" if c.guest_type(g) == "lxc" else "VM"
+            task["log"].append(f"{'Starting' if start else 'Stopping'} {what} {g['vmid']}")
 
-    return call.cab.start_task(call.who, "startall", "", node, done)
+    return call.cab.start_task(call.who, kind, "", node, done)
+
+
+@routes("POST", N + "/startall")
+def startall(call: Call) -> str:
+    def pick(g: dict[str, Any], wanted: set[str]) -> bool:
+        if g["status"] == "running" or g["config"].get("template"):
+            return False
+        return (
+            str(g["vmid"]) in wanted
+            if wanted
+            else bool(g["config"].get("onboot") or call.p("force"))
+        )
+
+    return _all_guests(call, "startall", pick, start=True)
 
 
 @routes("POST", N + "/stopall")
 def stopall(call: Call) -> str:
-    node = call.p("node")
-    call.cab.node(node)
-    wanted = set(c.split_ids(call.p("vms")))
-    chosen = [
-        g
-        for g in call.state["guests"].values()
-        if g["node"] == node
-        and g["status"] == "running"
-        and (not wanted or str(g["vmid"]) in wanted)
-    ]
+    def pick(g: dict[str, Any], wanted: set[str]) -> bool:
+        return g["status"] == "running" and (not wanted or str(g["vmid"]) in wanted)
 
-    def done(task: dict[str, Any]) -> None:
-        for g in chosen:
-            g["status"], g["started"] = "stopped", 0
-            task["log"].append(f"Stopping {'CT' if c.guest_type(g) == 'lxc' else 'VM'} {g['vmid']}")
-
-    return call.cab.start_task(call.who, "stopall", "", node, done)
+    return _all_guests(call, "stopall", pick, start=False)
 
 
 # --- indexes the generic ones cannot answer (they take more than the node) ----------------

@@ -64,11 +64,7 @@ def storage_path(call: Call, node: str, sid: str) -> Path:
 
 
 def backup_storage(call: Call, node: str, sid: str) -> Path:
-    st = call.state["storages"].get(sid)
-    if st is None:
-        raise ApiError(500, f"storage '{sid}' does not exist")
-    if "backup" not in st["content"].split(","):
-        raise ApiError(500, f"storage '{sid}' does not support backups")
+    c.storage_with_content(call, sid, "backup", "backups")
     return storage_path(call, node, sid) / "dump"
 
 
