@@ -12,8 +12,8 @@ from kloudctl.cli.options import (
     FleetContext,
     FloatRange,
     cabinet_names,
-    json_option,
     federation_state_option,
+    json_option,
     pass_fleet,
     prometheus_textfile_option,
 )
