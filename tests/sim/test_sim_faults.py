@@ -15,14 +15,14 @@ def sim(pve_sim):
 
 
 def test_latency(sim):
+    # The injected delay is a lower bound the simulator guarantees; no upper bound or
+    # comparison with an undelayed request, which a loaded machine may slow down too.
     root = root_api(sim["brieux"])
+    sim.fault("brieux", "latency", ms=1500)
     start = time.monotonic()
     root.version.get()
-    base = time.monotonic() - start
-    sim.fault("brieux", "latency", ms=300)
-    start = time.monotonic()
-    root.version.get()
-    assert time.monotonic() - start >= 0.3 > base
+    assert time.monotonic() - start >= 1.5
+    sim.fault("brieux", "latency", ms=0)
 
 
 def test_error_rate(sim):
