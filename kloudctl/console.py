@@ -101,6 +101,12 @@ def failure(exc: BaseException, *, debug: bool = False) -> int:
         else:
             error(str(exc))
         return exc.exit_code
+    if isinstance(exc, UnicodeEncodeError):
+        # A name (a path, a variable) the system cannot encode: it came from the input, as
+        # nothing else holds such text; the offending characters are shown escaped.
+        shown = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        error(f"bad input: '{shown}' cannot be encoded for this system ({exc.reason})")
+        return InputError.exit_code
     if isinstance(exc, OSError):  # the machine refused (a full disk, a vanished file)
         where = f"{exc.filename}: " if exc.filename else ""
         error(f"{where}{exc.strerror or exc}")

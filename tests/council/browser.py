@@ -109,7 +109,13 @@ def pdf_pages(data: bytes) -> list[tuple[float, float]]:
 
 def requests_made(page_url: str, settle_seconds: float = 1.5) -> list[str]:
     """Every URL the browser asked for while loading `page_url`, as DevTools reports."""
-    return asyncio.run(_requests_made(page_url, settle_seconds))
+    # A loop of its own, never made the thread's current one: asyncio.run() would leave the
+    # main thread without a current loop, which later tests (Pulumi's mocks) rely on.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(_requests_made(page_url, settle_seconds))
+    finally:
+        loop.close()
 
 
 async def _requests_made(page_url: str, settle_seconds: float) -> list[str]:

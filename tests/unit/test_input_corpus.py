@@ -319,10 +319,22 @@ fragments = st.one_of(
     st.sampled_from(["file.txt", "dir", "link", "pipe", "mail.db", "nowhere", ".", "", "x y", "é"]),
     st.text(st.characters(exclude_characters="/\0"), max_size=8).filter(lambda t: t != ".."),
 )
+
+
+def _on_a_command_line(text: str) -> bool:
+    """Whether a real argv or environment can hold `text`: bytes the system decodes, with
+    undecodable bytes as surrogate escapes (a lone surrogate such as U+D800 cannot)."""
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 paths = st.one_of(
     st.lists(fragments, min_size=1, max_size=3).map(lambda parts: "{w}/" + "/".join(parts)),
     st.sampled_from(["/dev/null", "/dev/full", "/proc/x", "/", "/etc", "/nonexistent/x", ""]),
-)
+).filter(_on_a_command_line)
 PATH_COMMANDS: list[tuple[str, list[str], set[int], dict[str, str]]] = [
     ("{p}", ["mail", "--db", "{p}", "domain", "list"], {0, 2}, {}),
     ("{p}", ["--fleet", "{w}/fleet", "replication", "status", "--all", "--state-dir", "{p}"],
