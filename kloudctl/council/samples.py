@@ -12,70 +12,18 @@ unknown time, never uptime. The pieces are cut to the period [start, end).
 from __future__ import annotations
 
 import itertools
-import os
-import sqlite3
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from kloudctl import files
-from kloudctl.errors import KloudError
-from kloudctl.status.history import SCHEMA_VERSION
+from kloudctl.status.history import read_samples
 
 #: Assumed run interval when the history holds a single sample of the cabinet.
 DEFAULT_INTERVAL_SECONDS = 3600.0
 
 
-class HistoryReadError(KloudError):
-    """The status history cannot be read."""
-
-
-def read(
-    path: Path, cabinet: str | None = None, *, before: float | None = None
-) -> list[dict[str, Any]]:
-    """Samples (oldest first) of one cabinet or all, each with its `tenants`; only those
-    taken before `before` when given. Never creates the file."""
-    files.existing_store(path, "status history", "run `kloudctl status` first")
-    try:
-        db = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True, timeout=30)
-    except sqlite3.DatabaseError as exc:
-        raise HistoryReadError(f"{path}: cannot be opened ({exc})") from None
-    try:
-        db.row_factory = sqlite3.Row
-        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if version is None or int(version[0]) > SCHEMA_VERSION:
-            shown = "none" if version is None else version[0]
-            raise HistoryReadError(
-                f"{path}: status history schema {shown}, this kloudctl reads {SCHEMA_VERSION}"
-            )
-        where: list[str] = []
-        args: list[Any] = []
-        if cabinet is not None:
-            where.append("cabinet = ?")
-            args.append(cabinet)
-        if before is not None:
-            where.append("taken_at < ?")
-            args.append(before)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = [
-            dict(r)
-            for r in db.execute(f"SELECT * FROM samples {clause} ORDER BY taken_at, id", args)
-        ]
-        tenants: dict[int, list[dict[str, Any]]] = {}
-        for t in db.execute(
-            "SELECT * FROM tenant_samples WHERE sample_id IN "
-            f"(SELECT id FROM samples {clause}) ORDER BY sample_id, tenant",
-            args,
-        ):
-            tenants.setdefault(t["sample_id"], []).append(dict(t))
-    except sqlite3.DatabaseError as exc:
-        raise HistoryReadError(f"{path}: not a readable status history ({exc})") from None
-    finally:
-        db.close()
-    for r in rows:
-        r["tenants"] = tenants.get(r["id"], [])
-    return rows
+#: The one reader of the status history (kloudctl.status.history).
+read = read_samples
 
 
 @dataclass(frozen=True)

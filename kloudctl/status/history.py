@@ -246,9 +246,12 @@ def _insert(db: sqlite3.Connection, s: CabinetStatus) -> None:
         )  # fmt: skip
 
 
-def read_samples(path: Path, cabinet: str | None = None) -> list[dict[str, Any]]:
-    """The samples (oldest first), each with its tenants: for reports and tests. Reading
-    never makes the file."""
+def read_samples(
+    path: Path, cabinet: str | None = None, *, before: float | None = None
+) -> list[dict[str, Any]]:
+    """The samples (oldest first) of one cabinet or all, each with its `tenants`; only those
+    taken before `before` when given: the one reader, for reports and tests. Reading never
+    makes the file, and refuses a schema newer than this kloudctl's."""
     files.existing_store(path, "status history", "run `kloudctl status` first")
     try:
         db = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True, timeout=30)
@@ -256,16 +259,34 @@ def read_samples(path: Path, cabinet: str | None = None) -> list[dict[str, Any]]
         raise HistoryError(f"{path}: cannot be opened ({exc})") from None
     try:
         db.row_factory = sqlite3.Row
-        where, args = ("WHERE cabinet = ?", (cabinet,)) if cabinet else ("", ())
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if version is None or int(version[0]) > SCHEMA_VERSION:
+            shown = "none" if version is None else version[0]
+            raise HistoryError(
+                f"{path}: status history schema {shown}, this kloudctl reads {SCHEMA_VERSION}"
+            )
+        where: list[str] = []
+        args: list[Any] = []
+        if cabinet is not None:
+            where.append("cabinet = ?")
+            args.append(cabinet)
+        if before is not None:
+            where.append("taken_at < ?")
+            args.append(before)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = [
             dict(r)
-            for r in db.execute(f"SELECT * FROM samples {where} ORDER BY taken_at, id", args)
+            for r in db.execute(f"SELECT * FROM samples {clause} ORDER BY taken_at, id", args)
         ]
         tenants: dict[int, list[dict[str, Any]]] = {}
-        for t in db.execute("SELECT * FROM tenant_samples ORDER BY sample_id, tenant"):
+        for t in db.execute(
+            "SELECT * FROM tenant_samples WHERE sample_id IN "
+            f"(SELECT id FROM samples {clause}) ORDER BY sample_id, tenant",
+            args,
+        ):
             tenants.setdefault(t["sample_id"], []).append(dict(t))
     except sqlite3.DatabaseError as exc:
-        raise HistoryError(f"{path}: cannot be read ({exc})") from None
+        raise HistoryError(f"{path}: not a readable status history ({exc})") from None
     finally:
         db.close()
     for r in rows:

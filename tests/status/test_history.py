@@ -79,7 +79,11 @@ def test_a_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(KloudError, match="schema 99 is newer"):
         history.append(store, [sample("a", 2.0)], now=2.0)
-    assert len(history.read_samples(store)) == 1
+    # counted directly: the reader refuses a newer schema too
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT count(*) FROM samples").fetchone()[0] == 1
+    with pytest.raises(KloudError, match="status history schema 99, this kloudctl reads 1"):
+        history.read_samples(store)
 
 
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
