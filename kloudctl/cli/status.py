@@ -102,7 +102,7 @@ def command(
         Path(replication_state) if replication_state else None,
         files.checked_path(federation_state, "--federation-state") if federation_state else None,
     )
-    statuses = gather(fleet, ctx.root, names, timeout=timeout, workers=workers, probes=probes)
+    statuses = gather(fleet, names, timeout=timeout, workers=workers, probes=probes)
     if not no_history:
         history.append(
             store, statuses, retention_days=retention_days, create_folder=not history_file

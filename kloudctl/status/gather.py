@@ -125,7 +125,6 @@ class Probes:
 
 def gather(
     fleet: Fleet,
-    root: Path,
     names: list[str],
     *,
     timeout: float = 10.0,

@@ -51,10 +51,7 @@ def test_a_deployed_cabinet_that_does_not_answer_over_ssh(sims: SimFleet, tmp_pa
     fleet = sims.fleet()
     probes = probes_for(fleet, sims.root, state)
     assert list(probes.ssh) == ["mortree"]
-    found = {
-        s.cabinet: s
-        for s in gather(fleet, sims.root, ["brieux", "mortree"], timeout=8, probes=probes)
-    }
+    found = {s.cabinet: s for s in gather(fleet, ["brieux", "mortree"], timeout=8, probes=probes)}
     mortree = found["mortree"]
     assert mortree.reachable  # the API answered
     assert mortree.power["measured_watts"] is None

@@ -103,7 +103,7 @@ def test_a_cabinet_answering_5xx_is_retried_within_its_budget_then_reported(
 ) -> None:
     sims.fault("saint-aubin", kind="error_rate", rate=1.0)
     started = time.monotonic()
-    found = {s.cabinet: s for s in gather(sims.fleet(), sims.root, CABINETS, timeout=2.0)}
+    found = {s.cabinet: s for s in gather(sims.fleet(), CABINETS, timeout=2.0)}
     took = time.monotonic() - started
     bad = found["saint-aubin"]
     assert not bad.reachable
@@ -139,7 +139,7 @@ def test_the_deadline_bounds_the_clients_retries(sims: SimFleet) -> None:
 def test_latency_past_the_timeout_never_holds_the_run(sims: SimFleet, kloudctl: Any) -> None:
     sims.fault("brieux", kind="latency", ms=30_000)
     started = time.monotonic()
-    found = {s.cabinet: s for s in gather(sims.fleet(), sims.root, CABINETS, timeout=1.5)}
+    found = {s.cabinet: s for s in gather(sims.fleet(), CABINETS, timeout=1.5)}
     took = time.monotonic() - started
     assert not found["brieux"].reachable
     assert found["mortree"].reachable and found["saint-aubin"].reachable
@@ -156,7 +156,7 @@ def test_latency_past_the_timeout_never_holds_the_run(sims: SimFleet, kloudctl: 
 
 def test_latency_within_the_timeout_is_only_slower(sims: SimFleet) -> None:
     sims.fault("mortree", kind="latency", ms=300)
-    found = {s.cabinet: s for s in gather(sims.fleet(), sims.root, CABINETS, timeout=5)}
+    found = {s.cabinet: s for s in gather(sims.fleet(), CABINETS, timeout=5)}
     assert all(s.reachable for s in found.values())
     assert found["mortree"].elapsed >= 0.6  # two calls, 300 ms each
 
