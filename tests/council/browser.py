@@ -133,9 +133,20 @@ async def _requests_made(page_url: str, settle_seconds: float) -> list[str]:
                 await asyncio.sleep(0.1)
             port = int(port_file.read_text().split()[0])
             async with aiohttp.ClientSession() as http:
-                async with http.get(f"http://127.0.0.1:{port}/json/list") as answer:
-                    targets = await answer.json()
-                ws_url = next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"]
+                # Chromium writes the port file before its endpoint answers and lists its
+                # page: ask again until both are there (a refused connection seen once).
+                pages: list[dict[str, Any]] = []
+                for _ in range(100):
+                    try:
+                        async with http.get(f"http://127.0.0.1:{port}/json/list") as answer:
+                            pages = [t for t in await answer.json() if t["type"] == "page"]
+                    except (aiohttp.ClientError, OSError):
+                        pages = []
+                    if pages:
+                        break
+                    await asyncio.sleep(0.1)
+                assert pages, "Chromium's DevTools endpoint never listed a page"
+                ws_url = pages[0]["webSocketDebuggerUrl"]
                 async with http.ws_connect(ws_url, max_msg_size=0) as ws:
                     return await _record(ws, page_url, settle_seconds)
         finally:
