@@ -321,7 +321,13 @@ def failover(
         " old)"
     )
     if not dry_run:
-        console.line(f"recovery time: {done['recovery_time_seconds']:.2f} s")
+        since = (
+            f" (this run, which resumed an interrupted one; the service came back"
+            f" {done['since_first_attempt_seconds']:.2f} s after the first attempt began)"
+            if done["resumed"]
+            else ""
+        )
+        console.line(f"recovery time: {done['recovery_time_seconds']:.2f} s{since}")
 
 
 @command.command("failback")

@@ -253,6 +253,12 @@ class Failover:
                 f"cabinet '{peer}' {why} federation '{registry.federation}' (registry version"
                 f" {registry.version}): a council VM fails over only to an active member"
             )
+        replica_on = self.replicator.peers(home)
+        if peer not in replica_on:
+            raise FailoverRefused(
+                f"the replica of '{home}' is not on '{peer}' (its replication peers:"
+                f" {', '.join(replica_on) or 'none'}): a VM fails over to where its replica is"
+            )
         cab: Cabinet = self.fleet.cabinet(peer)
         if cab.federation is None or cab.federation.guests is None:
             raise FailoverRefused(
@@ -375,15 +381,25 @@ class Failover:
                 f"start VMID {journal['guest_vmid']}",
             ]
             return plan
-        if journal["state"] == "planned":
+        resumed = journal["state"] != "planned"
+        if not resumed:
             journal["state"] = "restoring"
             journal["started_at"] = self.clock()
             self.save_journal(home, vm, journal)
         steps = self._bring_up(client, journal)
-        journal["state"] = "running"
-        self.save_journal(home, vm, journal)
+        if journal["state"] == "restoring":
+            journal["state"] = "running"
+            journal["running_at"] = self.clock()
+            self.save_journal(home, vm, journal)
         plan["steps"] = steps
+        # The recovery time is this run's wall time; a run that resumed a killed one also
+        # says how long the service has been away since the first attempt began.
         plan["recovery_time_seconds"] = round(time.monotonic() - started, 2)
+        plan["resumed"] = resumed
+        if resumed:
+            plan["since_first_attempt_seconds"] = round(
+                journal["running_at"] - journal["started_at"], 2
+            )
         return plan
 
     def _check_quota(
@@ -583,7 +599,9 @@ class Failover:
         if stopped:
             steps.append(stopped + f" on '{j['peer']}'")
         before = self._backups(client, node, storage, vmid)
-        client.post(f"nodes/{node}/vzdump", vmid=vmid, storage=storage, mode="stop")
+        client.post(
+            f"nodes/{node}/vzdump", vmid=vmid, storage=storage, mode="stop", compress="zstd"
+        )
         made = sorted(set(self._backups(client, node, storage, vmid)) - set(before))
         if not made:
             raise KloudError(f"{client.tool}: vzdump of VMID {vmid} left no new archive")

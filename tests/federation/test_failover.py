@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import urllib3
 
+from kloudctl.capacity.plan import plan_cabinet
 from kloudctl.failover.ops import Failover, FailoverRefused, failover_vm
 from kloudctl.federation.registry import RegistryStore
 from kloudctl.model import Fleet, load_fleet
@@ -149,10 +150,15 @@ def test_validation_refuses_failover_on_a_level_2_vm(fleet_root: Path) -> None:
 def test_guest_quota_is_reserved_by_the_peers_plan(fleet_root: Path) -> None:
     plain = load_fleet(REPO)
     lending = load_fleet(fleet_root)
-    from kloudctl.capacity.plan import plan_cabinet
 
-    before = {x.name: x.reserved for x in plan_cabinet(plain.cabinet(PEER)).resources}
-    after = {x.name: x.reserved for x in plan_cabinet(lending.cabinet(PEER)).resources}
+    plain_plan, lending_plan = (
+        plan_cabinet(plain.cabinet(PEER)),
+        plan_cabinet(lending.cabinet(PEER)),
+    )
+    before = {x.name: x.reserved for x in plain_plan.resources}
+    after = {x.name: x.reserved for x in lending_plan.resources}
+    # the power plan budgets the lent vCPUs at a guest's default load
+    assert lending_plan.power.estimated_watts > plain_plan.power.estimated_watts
     assert after["vCPU"] - before["vCPU"] == 4
     assert after["RAM"] - before["RAM"] == 8 * 1024**3
     assert after["disk"] - before["disk"] == 64 * 1024**3
@@ -241,6 +247,7 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
         assert rerun.returncode == 0, rerun.stderr
         assert f"VMID {GUEST_FIRST} already restored" in rerun.stdout
         assert "recovery point: " in rerun.stdout and "recovery time: " in rerun.stdout
+        assert "which resumed an interrupted one" in rerun.stdout
         restored = dump / backed["archive"]
         assert sha256(restored) == backed["sha256"]  # byte-identical to the copied backup
         running = guest_config(peer, GUEST_FIRST)
@@ -293,7 +300,9 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
             assert twice.returncode == 2 and "is not failed over" in twice.stderr
 
 
-def test_failover_refuses_when_the_home_still_runs_the_vm(fleet_root: Path, tmp_path: Path) -> None:
+def test_refused_while_the_home_runs_the_vm_then_a_planned_failover(
+    fleet_root: Path, tmp_path: Path
+) -> None:
     fleet = load_fleet(fleet_root)
     layout = Layout(fleet_root / ".state" / "replication")
     with (
@@ -309,3 +318,50 @@ def test_failover_refuses_when_the_home_still_runs_the_vm(fleet_root: Path, tmp_
         with pytest.raises(FailoverRefused, match="runs on cabinet 'brieux', which answers"):
             operations.failover(HOME, VM, PEER)
         assert client(fleet, PEER).find_guest(GUEST_FIRST) is None
+        assert not (layout.cabinet_dir(HOME) / "failover").exists()
+        # a member that does not hold the replica is refused too (a registry where
+        # saint-aubin is an active member)
+        members3 = fleet_root / ".state" / "federation-3"
+        members3.mkdir()
+        RegistryStore(members3).accept(Federation().chain(upto=3), "(test)")
+        with pytest.raises(
+            FailoverRefused, match="the replica of 'brieux' is not on 'saint-aubin'"
+        ):
+            Failover(fleet, layout, members3).failover(HOME, VM, OUTSIDER)
+
+        # stopped at home (a planned move): one uninterrupted failover, timed
+        home.post(f"nodes/pve1/qemu/{HOME_VMID}/status/stop")
+        done = operations.failover(HOME, VM, PEER)
+        assert done["home_cabinet"] == "stopped" and not done["resumed"]
+        assert done["steps"][0].endswith("(sha256 checked)") and "restored from" in done["steps"][0]
+        assert done["steps"][1:] == [
+            f"VMID {GUEST_FIRST} restored on {PEER}/pve1 in pool 'federation-guests'",
+            f"VMID {GUEST_FIRST} started",
+        ]
+        assert 0 < done["recovery_time_seconds"] < 600
+        assert guest_config(client(fleet, PEER), GUEST_FIRST)["status"] == "running"
+
+
+def test_validation_of_failover_and_guests_names_file_line_field(fleet_root: Path) -> None:
+    # failover needs a federation to fail over to; the guests' VMIDs are no tenant's
+    brieux = fleet_root / "cabinets" / "brieux.yaml"
+    text = brieux.read_text()
+    brieux.write_text(
+        text[: text.index("federation:\n")] + text[text.index("# What the council") :]
+    )
+    mortree = fleet_root / "cabinets" / f"{PEER}.yaml"
+    mortree.write_text(
+        mortree.read_text().replace("{first: 800000, last: 800099}", "{first: 1000, last: 1099}")
+    )
+    result = run_kloudctl("validate", cwd=fleet_root)
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    line = next(i for i, t in enumerate(brieux.read_text().splitlines(), 1) if "brieux-web" in t)
+    assert f"cabinets/brieux.yaml:{line}:" in out
+    assert (
+        "tenants[0].vms[0].failover: a VM fails over from its replica to a federation peer:" in out
+    )
+    assert "the cabinet must declare federation:" in out
+    assert (
+        "federation.guests.vmids: VMID range 1000-1099 for other communes' guests overlaps" in out
+    )
