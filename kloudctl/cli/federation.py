@@ -1,5 +1,5 @@
 """`kloudctl federation init|invite|join|admit|pending|sync|revoke|status|serve|backup|
-failover|failback`."""
+failover|failback|failovers`."""
 
 from __future__ import annotations
 
@@ -358,3 +358,33 @@ def failback(
     )
     for step in done["steps"]:
         console.line(f"  - {step}")
+
+
+@command.command("failovers")
+@json_option
+@state_option
+@replication_state_option
+@pass_fleet
+def failovers(
+    ctx: FleetContext, as_json: bool, state_dir: str | None, replication_state: str | None
+) -> None:
+    """Council VMs failed over to a peer (and back), as recorded here."""
+    layout = Layout.for_fleet(ctx.root, replication_state, read_only=True)
+    found = Failover(ctx.fleet(), layout, _state(ctx, state_dir).folder).journals()
+    if as_json:
+        console.emit_json(found)
+        return
+    rows = [
+        [
+            j["home"],
+            j["vm"],
+            j["home_vmid"],
+            j["peer"],
+            j["guest_vmid"],
+            j["state"],
+            j["snapshot_time"],
+        ]
+        for j in found
+    ]
+    columns = ["home", "VM", "VMID", "peer", "guest VMID", "state", "recovery point"]
+    console.show(console.table("failovers", columns, rows))

@@ -180,6 +180,18 @@ class Failover:
         path.parent.mkdir(parents=True, exist_ok=True)
         files.write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
+    def journals(self) -> list[dict[str, Any]]:
+        """Every failover recorded here, newest state first by home and VM: which council
+        VMs run on a peer now (`running`), are on their way (`restoring`, `returning`),
+        or came home (`returned`). Reads only."""
+        folder = self.layout.state / "cabinets"
+        found = []
+        for path in sorted(folder.glob("*/failover/*.json")) if folder.is_dir() else []:
+            data = self.journal(path.parent.parent.name, path.stem)
+            if data is not None:
+                found.append(data)
+        return found
+
     # ---- backup -------------------------------------------------------------------
     def backup(self, home: str, names: list[str] | None = None) -> list[dict[str, Any]]:
         """Back up the home's failover VMs into its replica on every peer."""
@@ -300,7 +312,7 @@ class Failover:
     def _guests_in_range(self, client: Client, guests: FederationGuests) -> list[dict[str, Any]]:
         return [g for g in client.guests() if guests.vmids.first <= g["vmid"] <= guests.vmids.last]
 
-    def _peer_node(self, client: Client) -> str:
+    def _first_online_node(self, client: Client) -> str:
         nodes = dig(client.tool, client.get("nodes"), kind=list)
         online = sorted(
             dig(client.tool, n, "node", kind=str)
@@ -334,7 +346,7 @@ class Failover:
         client = self.client(peer)
         if journal is None:
             assert snapshot is not None
-            node = self._peer_node(client)
+            node = self._first_online_node(client)
             present = self._guests_in_range(client, guests)
             taken = {g["vmid"] for g in present}
             free = (v for v in range(guests.vmids.first, guests.vmids.last + 1) if v not in taken)
@@ -546,7 +558,7 @@ class Failover:
         node = (
             dig(home_client.tool, guest, "node", kind=str)
             if guest
-            else self._peer_node(home_client)
+            else self._first_online_node(home_client)
         )
         storage = self.backup_storage(home_client, node)
         volid, moved = self._put_archive(home_client, home, node, storage, repo, back)

@@ -257,6 +257,11 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
         members = peer.get("pools/federation-guests")["members"]
         assert "federation-guests" in pools and [m["vmid"] for m in members] == [GUEST_FIRST]
 
+        listed = cli(fleet_root, "failovers", "--json")
+        assert listed.returncode == 0, listed.stderr
+        [record] = json.loads(listed.stdout)
+        assert (record["vm"], record["peer"], record["state"]) == (VM, PEER, "running")
+
         # a third run changes nothing
         again = cli(fleet_root, "failover", HOME, VM, "--to", PEER, "--json")
         assert again.returncode == 0, again.stderr
@@ -329,8 +334,21 @@ def test_refused_while_the_home_runs_the_vm_then_a_planned_failover(
         ):
             Failover(fleet, layout, members3).failover(HOME, VM, OUTSIDER)
 
-        # stopped at home (a planned move): one uninterrupted failover, timed
+        # stopped at home (a planned move)
         home.post(f"nodes/pve1/qemu/{HOME_VMID}/status/stop")
+        # a peer whose lent quota cannot hold the VM's 2 vCPUs is refused
+        peer_file = fleet_root / "cabinets" / f"{PEER}.yaml"
+        declared = peer_file.read_text()
+        peer_file.write_text(declared.replace("quota: {vcpu: 4,", "quota: {vcpu: 1,"))
+        small = Failover(load_fleet(fleet_root), layout, fleet_root / ".state" / "federation")
+        with pytest.raises(
+            FailoverRefused, match=r"quota lent to guests is too small: vcpu 0 used \+ 2 > 1"
+        ):
+            small.failover(HOME, VM, PEER)
+        peer_file.write_text(declared)
+        assert not (layout.cabinet_dir(HOME) / "failover").exists()
+
+        # one uninterrupted failover, timed
         done = operations.failover(HOME, VM, PEER)
         assert done["home_cabinet"] == "stopped" and not done["resumed"]
         assert done["steps"][0].endswith("(sha256 checked)") and "restored from" in done["steps"][0]
