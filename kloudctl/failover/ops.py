@@ -445,7 +445,8 @@ class Failover:
         volid = f"{storage}:backup/{name}"
         if final.is_file() and sha256_of(final) == digest:
             return volid, False
-        staging = folder / f".kloudctl-restore-{snapshot[:12]}"
+        # per run: a killed run's restic may still write into its own staging folder
+        staging = folder / f".kloudctl-restore-{snapshot[:12]}-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         self.restic.run(repo, r.restore_args(snapshot, staging))
         found = [p for p in staging.rglob(name) if p.is_file()]

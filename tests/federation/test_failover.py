@@ -284,9 +284,31 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
         with cabinet_sim(fleet, HOME, tmp_path / "sim-brieux", 10) as home_sim:
             home = client(fleet, HOME)
             assert guest_config(home, HOME_VMID)["description"] == "mairie"
+            # the failback, killed once the guest's new archive is kept in the replica...
+            journal = layout.cabinet_dir(HOME) / "failover" / f"{VM}.json"
+            proc = subprocess.Popen(
+                [*argv, "failback", HOME, VM],
+                cwd=fleet_root,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            deadline = time.monotonic() + 120
+            while "return" not in json.loads(journal.read_text()) and proc.poll() is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+            kept = json.loads(journal.read_text())
+            assert kept["state"] == "returning" and not kept.get("restored_home")
+            assert guest_config(home, HOME_VMID)["description"] == "mairie"  # not replaced yet
+
+            # ...and run again: it reuses that archive and finishes
             back = cli(fleet_root, "failback", HOME, VM, "--json")
             assert back.returncode == 0, back.stderr
             moved = json.loads(back.stdout)
+            assert moved["archive"] == kept["return"]["archive"]
+            assert not any("backed up on" in step for step in moved["steps"])
             came_home = home_sim.storage_folder(HOME, "pve1", "local") / "dump" / moved["archive"]
             assert sha256(came_home) == moved["sha256"]
             now_home = guest_config(home, HOME_VMID)
