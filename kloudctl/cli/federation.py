@@ -321,12 +321,17 @@ def failover(
         " old)"
     )
     if not dry_run:
-        since = (
-            f" (this run, which resumed an interrupted one; the service came back"
-            f" {done['since_first_attempt_seconds']:.2f} s after the first attempt began)"
-            if done["resumed"]
-            else ""
-        )
+        since = ""
+        if done["resumed"]:
+            since = (
+                " (this run, which resumed an interrupted one; the service came back"
+                f" {done['since_first_attempt_seconds']:.2f} s after the first attempt began)"
+            )
+        elif done["already_running"]:
+            since = (
+                " (this run: the guest was already running, since"
+                f" {done['since_first_attempt_seconds']:.2f} s after the first attempt began)"
+            )
         console.line(f"recovery time: {done['recovery_time_seconds']:.2f} s{since}")
 
 

@@ -329,6 +329,11 @@ class Failover:
         guests = self.check_peer(home, peer)
         journal = self.journal(home, vm)
         if journal is not None and journal.get("state") != "returned":
+            if journal.get("state") == "returning":
+                raise FailoverRefused(
+                    f"VM '{vm}' of '{home}' is on its way home: finish it with"
+                    f" `kloudctl federation failback {home} {vm}`"
+                )
             if journal["peer"] != peer:
                 raise FailoverRefused(
                     f"VM '{vm}' of '{home}' is already failed over to '{journal['peer']}':"
@@ -393,8 +398,9 @@ class Failover:
                 f"start VMID {journal['guest_vmid']}",
             ]
             return plan
-        resumed = journal["state"] != "planned"
-        if not resumed:
+        first_state = journal["state"]
+        resumed = first_state == "restoring"
+        if first_state == "planned":
             journal["state"] = "restoring"
             journal["started_at"] = self.clock()
             self.save_journal(home, vm, journal)
@@ -408,7 +414,8 @@ class Failover:
         # says how long the service has been away since the first attempt began.
         plan["recovery_time_seconds"] = round(time.monotonic() - started, 2)
         plan["resumed"] = resumed
-        if resumed:
+        plan["already_running"] = first_state == "running"
+        if first_state != "planned":
             plan["since_first_attempt_seconds"] = round(
                 journal["running_at"] - journal["started_at"], 2
             )

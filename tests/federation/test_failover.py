@@ -302,6 +302,9 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
             kept = json.loads(journal.read_text())
             assert kept["state"] == "returning" and not kept.get("restored_home")
             assert guest_config(home, HOME_VMID)["description"] == "mairie"  # not replaced yet
+            # a failover now would undo the return under way: refused
+            meanwhile = cli(fleet_root, "failover", HOME, VM, "--to", PEER)
+            assert meanwhile.returncode == 2 and "is on its way home" in meanwhile.stderr
 
             # ...and run again: it reuses that archive and finishes
             back = cli(fleet_root, "failback", HOME, VM, "--json")
