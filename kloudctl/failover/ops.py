@@ -202,6 +202,11 @@ class Failover:
         )
         if not vms:
             raise InputError(f"cabinet '{home}' declares no VM with `failover: true`")
+        if self.layout.endpoint(home).ssh is not None:
+            raise KloudError(
+                f"cabinet '{home}' is reached over SSH: its archives are moved by its own"
+                " kloudctl (run `kloudctl federation backup` there), not from this controller"
+            )
         client = self.client(home)
         done = []
         with self.layout.run_lock(home):
