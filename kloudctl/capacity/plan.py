@@ -83,12 +83,19 @@ class CabinetPlan:
     power: PowerEstimate
     problems: list[Problem] = field(default_factory=list)
     source: Located | None = field(default=None, repr=False)
+    #: the quota lent to other communes' failed-over council VMs (federation.guests)
+    guest_quota: dict[str, int] | None = None
+
+    @property
+    def _quotas(self) -> str:
+        lent = " and the federation guests' quota" if self.guest_quota else ""
+        return f"tenants' quotas{lent}"
 
     def _refusals(self) -> list[tuple[PathKey, str]]:
         reasons: list[tuple[PathKey, str]] = [
             (
                 ("tenants",),
-                f"{r.name}: tenants' quotas reserve {r.show(r.reserved)}, the nodes offer "
+                f"{r.name}: {self._quotas} reserve {r.show(r.reserved)}, the nodes offer "
                 f"{r.show(r.capacity)} ({r.show(r.physical)} physical, after overcommit and "
                 "host reserve)",
             )
@@ -136,6 +143,7 @@ class CabinetPlan:
             "admitted": not self.refusals(),
             "refusals": self.refusals(),
             "tenants": [plain(asdict(t)) for t in self.tenants],
+            "guest_quota": self.guest_quota,
             "resources": [{**asdict(r), "fits": r.fits} for r in self.resources],
             "power": {
                 "budget_watts": self.power.budget_watts,
@@ -273,6 +281,19 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
             )
         )
 
+    guests = cabinet.federation.guests if cabinet.federation else None
+    if guests is not None:
+        first, last = guests.vmids.first, guests.vmids.last
+        for i, (tfirst, tlast) in enumerate(vmid_ranges):
+            if first <= tlast and tfirst <= last:
+                problem(
+                    ("federation", "guests", "vmids"),
+                    f"VMID range {first}-{last} for other communes' guests overlaps"
+                    f" tenants[{i}] ({tfirst}-{tlast})",
+                )
+    # The quota lent to other communes' failed-over council VMs is reserved like a tenant's.
+    lent = guests.quota if guests is not None else None
+
     hw = cabinet.hardware
     cores = sum(n.cores for n in hw.nodes)
     ram = sum(n.ram for n in hw.nodes)
@@ -281,27 +302,35 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
     resources = [
         Resource(
             "vCPU",
-            sum(t.quota.vcpu for t in cabinet.tenants),
+            sum(t.quota.vcpu for t in cabinet.tenants) + (lent.vcpu if lent else 0),
             cores * hw.overcommit.cpu,
             cores,
             "count",
         ),
         Resource(
             "RAM",
-            sum(t.quota.ram for t in cabinet.tenants),
+            sum(t.quota.ram for t in cabinet.tenants) + (lent.ram if lent else 0),
             usable_ram * hw.overcommit.ram,
             ram,
             "bytes",
         ),
         Resource(
             "disk",
-            sum(t.quota.disk for t in cabinet.tenants),
+            sum(t.quota.disk for t in cabinet.tenants) + (lent.disk if lent else 0),
             disk * hw.overcommit.disk,
             disk,
             "bytes",
         ),
     ]
-    return CabinetPlan(cabinet.name, tenants, resources, estimate_power(cabinet), problems, source)
+    return CabinetPlan(
+        cabinet.name,
+        tenants,
+        resources,
+        estimate_power(cabinet),
+        problems,
+        source,
+        lent.model_dump() if lent else None,
+    )
 
 
 def admit(plan: CabinetPlan) -> CabinetPlan:

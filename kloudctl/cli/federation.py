@@ -1,4 +1,5 @@
-"""`kloudctl federation init|invite|join|admit|pending|sync|revoke|status|serve`."""
+"""`kloudctl federation init|invite|join|admit|pending|sync|revoke|status|serve|backup|
+failover|failback|failovers`."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import click
 
 from kloudctl import console
 from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
+from kloudctl.failover.ops import Failover, describe_age
 from kloudctl.federation import service
 from kloudctl.federation.endpoint import JoinServer
 from kloudctl.federation.invites import parse_ttl
 from kloudctl.model.types import format_size
 from kloudctl.netloc import split_host_port
+from kloudctl.replication.layout import Layout
 
 state_option = click.option(
     "--state-dir",
@@ -30,7 +33,7 @@ def _state(ctx: FleetContext, state_dir: str | None) -> service.FederationState:
 
 @click.group("federation")
 def command() -> None:
-    """Neighbouring communes' cabinets: signed registry, invites, joining."""
+    """Neighbouring communes' cabinets: signed registry, invites, joining, failover."""
 
 
 @command.command("init")
@@ -232,3 +235,161 @@ def serve(ctx: FleetContext, listen: str | None, state_dir: str | None) -> None:
         stop.wait()
     finally:
         server.stop()
+
+
+replication_state_option = click.option(
+    "--replication-state",
+    envvar="KLOUDCTL_REPLICATION_STATE",
+    type=click.Path(file_okay=False),
+    help="The replication state folder (default: <fleet>/.state/replication).",
+)
+
+
+def _failover(ctx: FleetContext, state_dir: str | None, replication_state: str | None) -> Failover:
+    layout = Layout.for_fleet(ctx.root, replication_state)
+    return Failover(ctx.fleet(), layout, _state(ctx, state_dir).folder)
+
+
+@command.command("backup")
+@click.argument("cabinet", shell_complete=cabinet_names)
+@click.option("--vm", "vms", multiple=True, help="Only this failover VM (repeatable).")
+@json_option
+@state_option
+@replication_state_option
+@pass_fleet
+def backup(
+    ctx: FleetContext,
+    cabinet: str,
+    vms: tuple[str, ...],
+    as_json: bool,
+    state_dir: str | None,
+    replication_state: str | None,
+) -> None:
+    """Back up CABINET's failover VMs (vzdump) into its replica on its peers."""
+    done = _failover(ctx, state_dir, replication_state).backup(cabinet, list(vms) or None)
+    if as_json:
+        console.emit_json(done)
+        return
+    rows = [
+        [
+            d["vm"],
+            d["vmid"],
+            d["archive"],
+            format_size(d["size"]),
+            d["snapshot"][:8],
+            "; ".join(f"{p}: {c}" for p, c in d["copies"].items()) or "no peer",
+        ]
+        for d in done
+    ]
+    columns = ["VM", "VMID", "archive", "size", "snapshot", "copied to"]
+    console.show(console.table(f"failover backups of {cabinet}", columns, rows))
+
+
+@command.command("failover")
+@click.argument("cabinet", shell_complete=cabinet_names)
+@click.argument("vm")
+@click.option("--to", "peer", required=True, shell_complete=cabinet_names, help="The peer.")
+@click.option("--dry-run", is_flag=True, help="Show the plan, change nothing.")
+@json_option
+@state_option
+@replication_state_option
+@pass_fleet
+def failover(
+    ctx: FleetContext,
+    cabinet: str,
+    vm: str,
+    peer: str,
+    dry_run: bool,
+    as_json: bool,
+    state_dir: str | None,
+    replication_state: str | None,
+) -> None:
+    """Restore council VM of CABINET on PEER from its replica there, and start it."""
+    done = _failover(ctx, state_dir, replication_state).failover(cabinet, vm, peer, dry_run=dry_run)
+    if as_json:
+        console.emit_json(done)
+        return
+    what = "plan (nothing changed)" if dry_run else "done"
+    console.line(
+        f"failover of '{vm}' ({cabinet}, VMID {done['home_vmid']}) to '{peer}' as VMID"
+        f" {done['guest_vmid']} on {done['node']}, pool '{done['pool']}': {what}"
+    )
+    for step in done["steps"]:
+        console.line(f"  - {step}")
+    console.line(
+        f"recovery point: {done['recovery_point']} (data {describe_age(done['data_age_seconds'])}"
+        " old)"
+    )
+    if not dry_run:
+        since = ""
+        if done["resumed"]:
+            since = (
+                " (this run, which resumed an interrupted one; the service came back"
+                f" {done['since_first_attempt_seconds']:.2f} s after the first attempt began)"
+            )
+        elif done["already_running"]:
+            since = (
+                " (this run: the guest was already running, since"
+                f" {done['since_first_attempt_seconds']:.2f} s after the first attempt began)"
+            )
+        console.line(f"recovery time: {done['recovery_time_seconds']:.2f} s{since}")
+
+
+@command.command("failback")
+@click.argument("cabinet", shell_complete=cabinet_names)
+@click.argument("vm")
+@json_option
+@state_option
+@replication_state_option
+@pass_fleet
+def failback(
+    ctx: FleetContext,
+    cabinet: str,
+    vm: str,
+    as_json: bool,
+    state_dir: str | None,
+    replication_state: str | None,
+) -> None:
+    """Bring VM back to CABINET from its peer, with the data written meanwhile."""
+    done = _failover(ctx, state_dir, replication_state).failback(cabinet, vm)
+    if as_json:
+        console.emit_json(done)
+        return
+    console.line(
+        f"failback of '{vm}' from '{done['peer']}' (VMID {done['guest_vmid']}) to"
+        f" '{cabinet}' (VMID {done['home_vmid']}) in {done['duration_seconds']:.2f} s:"
+        f" archive {done['archive']} ({format_size(done['size'])}, sha256"
+        f" {done['sha256'][:16]}…) moved"
+    )
+    for step in done["steps"]:
+        console.line(f"  - {step}")
+
+
+@command.command("failovers")
+@json_option
+@state_option
+@replication_state_option
+@pass_fleet
+def failovers(
+    ctx: FleetContext, as_json: bool, state_dir: str | None, replication_state: str | None
+) -> None:
+    """Council VMs failed over to a peer (and back), as recorded here."""
+    layout = Layout.for_fleet(ctx.root, replication_state, read_only=True)
+    found = Failover(ctx.fleet(), layout, _state(ctx, state_dir).folder).journals()
+    if as_json:
+        console.emit_json(found)
+        return
+    rows = [
+        [
+            j["home"],
+            j["vm"],
+            j["home_vmid"],
+            j["peer"],
+            j["guest_vmid"],
+            j["state"],
+            j["snapshot_time"],
+        ]
+        for j in found
+    ]
+    columns = ["home", "VM", "VMID", "peer", "guest VMID", "state", "recovery point"]
+    console.show(console.table("failovers", columns, rows))

@@ -187,6 +187,8 @@ def _check_cabinet(
                     )
                 )
             seen_vms.setdefault(vm.name, (i, k))
+            if vm.failover:
+                problems += _failover_problems(cab, src, i, k)
 
     if cab.replication is not None:
         rep = cab.replication
@@ -234,6 +236,34 @@ def _check_cabinet(
 
     problems += plan_cabinet(cab, src).problems
     return problems
+
+
+def _failover_problems(cab: Cabinet, src: Located, i: int, k: int) -> list[Problem]:
+    """`failover: true` on tenants[i].vms[k]: only a council VM, restored from the replica
+    on a federation peer, so the cabinet must replicate and belong to a federation."""
+    path = ("tenants", i, "vms", k, "failover")
+    if cab.tenants[i].level != 1:
+        return [
+            src.problem(
+                path,
+                "a level-2 tenant's VM never leaves its commune: only the council's"
+                " (level-1) VMs may declare failover: true",
+            )
+        ]
+    missing = [
+        what
+        for what, declared in (("replication:", cab.replication), ("federation:", cab.federation))
+        if declared is None
+    ]
+    if missing:
+        return [
+            src.problem(
+                path,
+                "a VM fails over from its replica to a federation peer: the cabinet must"
+                f" declare {' and '.join(missing)}",
+            )
+        ]
+    return []
 
 
 def _check_fleet_wide(fleet: Fleet) -> list[Problem]:

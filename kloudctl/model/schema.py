@@ -208,6 +208,9 @@ class Vm(Strict):
     tags: Annotated[list[Name], Unique("tag")] = []
     ssh_keys: Annotated[list[str], Unique("SSH key")] = []
     description: str | None = None
+    # A council (level-1) VM may be restored on a federation peer from its replica
+    # (`kloudctl federation failover`); a level-2 tenant's VM never leaves its commune.
+    failover: bool = Field(default=False, strict=True)
 
 
 class Tenant(Strict):
@@ -258,10 +261,20 @@ class WireGuard(Strict):
     port: Annotated[int, int_between(1, 65535)] = 51820
 
 
+class FederationGuests(Strict):
+    """What this cabinet lends to other communes' council VMs failed over to it: a quota
+    the capacity and power plans reserve, a VMID range no tenant uses, a pool to hold them."""
+
+    quota: Quota
+    vmids: VmidRange
+    pool: Name = "federation-guests"
+
+
 class Federation(Strict):
     name: Name
     role: Literal["member", "coordinator"] = "member"
     wireguard: WireGuard
+    guests: FederationGuests | None = None
 
 
 class MaintenanceWindow(Strict):

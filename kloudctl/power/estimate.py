@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 from kloudctl.model.schema import Cabinet
 
+#: The mean CPU load assumed for other communes' guests (a VM's default `load`).
+GUEST_LOAD = 0.25
+
 
 @dataclass(frozen=True)
 class NodeDraw:
@@ -48,6 +51,10 @@ def node_watts(idle_watts: float, peak_watts: float, utilisation: float) -> floa
 def estimate_power(cabinet: Cabinet) -> PowerEstimate:
     total_cores = sum(n.cores for n in cabinet.hardware.nodes)
     busy_cores = sum(vm.cores * vm.load for t in cabinet.tenants for vm in t.vms)
+    guests = cabinet.federation.guests if cabinet.federation else None
+    if guests is not None:
+        # Other communes' failed-over council VMs may fill the lent quota: budget for it.
+        busy_cores += guests.quota.vcpu * GUEST_LOAD
     # More busy vCPUs than cores means the CPUs are saturated: utilisation caps at 1.
     utilisation = min(1.0, busy_cores / total_cores) if total_cores else 0.0
     nodes = [

@@ -21,6 +21,7 @@ FOUNDATION = {
 DECLARATION = {"model", "capacity", "power"}
 ENGINES = {
     "proxmox", "sim", "testbed", "hosts", "tenants", "replication", "mail", "federation",
+    "failover",
 }  # fmt: skip
 COMPOSITION = {"ansible_inventory", "report", "status", "council"}
 INTERFACE = {"cli", "__main__"}
@@ -47,6 +48,7 @@ _ENGINE_USES = {
     "tenants": {"proxmox"},
     "replication": {"hosts"},
     "federation": set(),
+    "failover": {"federation", "replication", "proxmox"},
 }
 
 #: Within the composition layer: the council's reports read the status history through its

@@ -1,0 +1,683 @@
+"""What `kloudctl federation backup|failover|failback` do (see the package's docstring).
+
+A failover is recorded in a journal (`<replication state>/cabinets/<home>/failover/<vm>.json`,
+written atomically before each step that changes something), so a run killed at any point
+converges when run again: an archive already in place (same sha256) is not restored twice,
+a guest already restored is found at the VMID the journal chose, a running guest is not
+started again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kloudctl import files
+from kloudctl.answers import dig
+from kloudctl.capacity.plan import plan_cabinet
+from kloudctl.errors import InputError, KloudError, NotFound
+from kloudctl.federation.registry import RegistryStore
+from kloudctl.model import Fleet
+from kloudctl.model.schema import Cabinet, FederationGuests, Vm
+from kloudctl.model.types import format_duration, format_size
+from kloudctl.proxmox.client import Client, ProxmoxError, RetryPolicy
+from kloudctl.proxmox.target import cabinet_target
+from kloudctl.replication import restic as r
+from kloudctl.replication.layout import Layout
+from kloudctl.replication.ops import TAG, Replicator
+from kloudctl.replication.restic import parse_time
+
+FAILOVER_TAG = "failover"
+PATH_STORAGES = ("dir", "nfs", "cifs", "cephfs", "glusterfs", "btrfs")
+#: How long the home cabinet's API is given to answer the probe before failover.
+HOME_PROBE_SECONDS = 5.0
+
+
+class FailoverRefused(InputError):
+    """The failover (or failback) asked for is not allowed: nothing was changed."""
+
+
+@dataclass(frozen=True)
+class FailoverVm:
+    """A council VM declared `failover: true`, with the VMID its cabinet's plan gives it."""
+
+    cabinet: str
+    name: str
+    vmid: int
+    vm: Vm
+
+
+def failover_vm(fleet: Fleet, cabinet: str, name: str) -> FailoverVm:
+    """The VM `name` of `cabinet`, refused unless it is a council VM marked failover."""
+    cab = fleet.cabinet(cabinet)
+    plan = plan_cabinet(cab)
+    for tenant, planned in zip(cab.tenants, plan.tenants, strict=False):
+        for vm, vmplan in zip(tenant.vms, planned.vms, strict=False):
+            if vm.name != name:
+                continue
+            if tenant.level != 1:
+                raise FailoverRefused(
+                    f"VM '{name}' belongs to level-2 tenant '{tenant.name}': a level-2"
+                    " tenant's VM never leaves its commune"
+                )
+            if not vm.failover:
+                raise FailoverRefused(
+                    f"VM '{name}' of cabinet '{cabinet}' is not declared `failover: true`"
+                )
+            return FailoverVm(cabinet, name, vmplan.vmid, vm)
+    raise NotFound(f"cabinet '{cabinet}' declares no VM named '{name}'")
+
+
+def failover_vms(fleet: Fleet, cabinet: str) -> list[FailoverVm]:
+    cab = fleet.cabinet(cabinet)
+    names = [vm.name for t in cab.tenants if t.level == 1 for vm in t.vms if vm.failover]
+    return [failover_vm(fleet, cabinet, n) for n in names]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tag_value(snapshot: dict[str, Any], prefix: str) -> str | None:
+    for tag in snapshot.get("tags") or []:
+        if isinstance(tag, str) and tag.startswith(prefix):
+            return tag[len(prefix) :]
+    return None
+
+
+@dataclass
+class Failover:
+    """The failover operations of one fleet, with its replication layout and the
+    federation's state folder (the registry that says who is a member)."""
+
+    fleet: Fleet
+    layout: Layout
+    federation_state: Path
+    restic: r.Restic = field(default_factory=r.Restic)
+    clock: Callable[[], float] = time.time
+    #: the API client of a cabinet (tests may bound it differently)
+    client_of: Callable[[str], Client] | None = None
+
+    def __post_init__(self) -> None:
+        self.replicator = Replicator(self.fleet, self.layout, self.restic)
+
+    # ---- clients, folders, journal
+    def client(self, cabinet: str, *, deadline: float | None = None) -> Client:
+        if self.client_of is not None:
+            return self.client_of(cabinet)
+        target = cabinet_target(self.fleet, cabinet)
+        if deadline is None:
+            return Client(target, component="federation failover")
+        # A probe: no retries beyond the deadline, so a dead cabinet costs seconds.
+        return Client(
+            target,
+            RetryPolicy(attempts=1),
+            timeout=deadline,
+            deadline=time.monotonic() + deadline,
+            component="federation failover",
+        )
+
+    def storage_folder(self, client: Client, cabinet: str, node: str, storage: str) -> Path:
+        """The folder of `storage` on `node` as this machine sees it: the one endpoints.json
+        names for the cabinet (`storages: {"NODE/STORAGE": FOLDER}`, a simulated cabinet's),
+        else the storage's own path (kloudctl running on the cabinet's host), re-rooted
+        under the endpoint's `root` when it has one."""
+        entry = self.layout.endpoints()["cabinets"].get(cabinet, {})
+        folders = entry.get("storages") or {}
+        if f"{node}/{storage}" in folders:
+            return Path(folders[f"{node}/{storage}"])
+        if entry.get("ssh"):
+            raise KloudError(
+                f"cabinet '{cabinet}' is reached over SSH: its archives are moved by its own"
+                " kloudctl (run the command there), not from this controller"
+            )
+        config = client.get(f"storage/{storage}")
+        path = dig(client.tool, config, "path", kind=str)
+        root = self.layout.endpoint(cabinet).root
+        return root / path.lstrip("/") if root else Path(path)
+
+    def backup_storage(self, client: Client, node: str) -> str:
+        """The node's storage for backups: `local` when it takes backups, else the first
+        path-based storage that does."""
+        found = dig(client.tool, client.get(f"nodes/{node}/storage", content="backup"), kind=list)
+        names = [
+            dig(client.tool, s, "storage", kind=str)
+            for s in found
+            if isinstance(s, dict) and s.get("type") in PATH_STORAGES
+        ]
+        if not names:
+            raise KloudError(f"{client.tool}: node {node} has no directory storage for backups")
+        return "local" if "local" in names else sorted(names)[0]
+
+    def journal_path(self, home: str, vm: str) -> Path:
+        return self.layout.cabinet_dir(home) / "failover" / f"{vm}.json"
+
+    def journal(self, home: str, vm: str) -> dict[str, Any] | None:
+        path = self.journal_path(home, vm)
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise KloudError(f"{path}: unreadable failover journal ({exc})") from None
+        if not isinstance(data, dict):
+            raise KloudError(f"{path}: not a failover journal")
+        return data
+
+    def save_journal(self, home: str, vm: str, data: dict[str, Any]) -> None:
+        path = self.journal_path(home, vm)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files.write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+    def journals(self) -> list[dict[str, Any]]:
+        """Every failover recorded here, newest state first by home and VM: which council
+        VMs run on a peer now (`running`), are on their way (`restoring`, `returning`),
+        or came home (`returned`). Reads only."""
+        folder = self.layout.state / "cabinets"
+        found = []
+        for path in sorted(folder.glob("*/failover/*.json")) if folder.is_dir() else []:
+            data = self.journal(path.parent.parent.name, path.stem)
+            if data is not None:
+                found.append(data)
+        return found
+
+    # ---- backup -------------------------------------------------------------------
+    def backup(self, home: str, names: list[str] | None = None) -> list[dict[str, Any]]:
+        """Back up the home's failover VMs into its replica on every peer."""
+        vms = (
+            [failover_vm(self.fleet, home, n) for n in names]
+            if names
+            else failover_vms(self.fleet, home)
+        )
+        if not vms:
+            raise InputError(f"cabinet '{home}' declares no VM with `failover: true`")
+        if self.layout.endpoint(home).ssh is not None:
+            raise KloudError(
+                f"cabinet '{home}' is reached over SSH: its archives are moved by its own"
+                " kloudctl (run `kloudctl federation backup` there), not from this controller"
+            )
+        client = self.client(home)
+        done = []
+        with self.layout.run_lock(home):
+            local = self.replicator.ensure_local(home)
+            for fvm in vms:
+                done.append(self._backup_one(client, local, fvm))
+            copies = {}
+            for peer in self.replicator.peers(home):
+                detail, _data, _ = self.replicator.copy(home, peer)
+                copies[peer] = detail
+        for item in done:
+            item["copies"] = copies
+        return done
+
+    def _backup_one(self, client: Client, local: r.Repo, fvm: FailoverVm) -> dict[str, Any]:
+        guest = client.find_guest(fvm.vmid)
+        if guest is None:
+            raise NotFound(f"VM '{fvm.name}' (VMID {fvm.vmid}) is not on cabinet '{fvm.cabinet}'")
+        node = dig(client.tool, guest, "node", kind=str)
+        storage = self.backup_storage(client, node)
+        client.post(
+            f"nodes/{node}/vzdump", vmid=fvm.vmid, storage=storage, mode="snapshot", compress="zstd"
+        )
+        listed = client.get(
+            f"nodes/{node}/storage/{storage}/content", content="backup", vmid=fvm.vmid
+        )
+        volids = sorted(
+            dig(client.tool, e, "volid", kind=str) for e in dig(client.tool, listed, kind=list)
+        )
+        if not volids:
+            raise KloudError(f"{client.tool}: vzdump of VMID {fvm.vmid} left no archive")
+        volid = volids[-1]  # names carry the time: the newest sorts last
+        name = volid.split("/", 1)[1]
+        archive = self.storage_folder(client, fvm.cabinet, node, storage) / "dump" / name
+        digest = sha256_of(archive)
+        tags = [TAG, FAILOVER_TAG, f"vm:{fvm.name}", f"sha256:{digest}", f"archive:{name}"]
+        result = self.restic.run(
+            local, r.backup_paths_args([str(archive)], host=fvm.cabinet, tags=tags)
+        )
+        snapshot = dig("restic backup", result.summary, "snapshot_id", kind=str)
+        return {
+            "vm": fvm.name,
+            "vmid": fvm.vmid,
+            "archive": name,
+            "size": archive.stat().st_size,
+            "sha256": digest,
+            "snapshot": snapshot,
+        }
+
+    # ---- failover -----------------------------------------------------------------
+    def check_peer(self, home: str, peer: str) -> FederationGuests:
+        """PEER must be an active member of the home's federation and lend a guest quota."""
+        if peer == home:
+            raise FailoverRefused(f"cabinet '{home}' cannot fail over to itself")
+        registry = RegistryStore(self.federation_state).load()
+        members = {m.cabinet: m for m in registry.members.values()}
+        member = members.get(peer)
+        if member is None or member.state != "active":
+            why = "was revoked from" if member is not None else "is not a member of"
+            raise FailoverRefused(
+                f"cabinet '{peer}' {why} federation '{registry.federation}' (registry version"
+                f" {registry.version}): a council VM fails over only to an active member"
+            )
+        replica_on = self.replicator.peers(home)
+        if peer not in replica_on:
+            raise FailoverRefused(
+                f"the replica of '{home}' is not on '{peer}' (its replication peers:"
+                f" {', '.join(replica_on) or 'none'}): a VM fails over to where its replica is"
+            )
+        cab: Cabinet = self.fleet.cabinet(peer)
+        if cab.federation is None or cab.federation.guests is None:
+            raise FailoverRefused(
+                f"cabinet '{peer}' lends no quota to other communes' guests (declare"
+                " `federation: {guests: {quota: ..., vmids: ...}}` in its cabinet file)"
+            )
+        return cab.federation.guests
+
+    def latest_backup(self, home: str, vm: str, peer: str) -> dict[str, Any]:
+        """The newest failover snapshot of `vm` in the home's copy on `peer`."""
+        snaps = self.replicator.peer_snapshots(home, peer, state={})
+        mine = [
+            s
+            for s in snaps
+            if FAILOVER_TAG in (s.get("tags") or []) and f"vm:{vm}" in (s.get("tags") or [])
+        ]
+        if not mine:
+            raise KloudError(
+                f"no backup of VM '{vm}' in the replica of '{home}' on '{peer}': run"
+                f" `kloudctl federation backup {home}` while the cabinet runs"
+            )
+        newest = max(mine, key=lambda s: parse_time(s["time"]))
+        for key in ("sha256:", "archive:"):
+            if _tag_value(newest, key) is None:
+                raise KloudError(f"snapshot {newest['short_id']} on '{peer}' has no {key} tag")
+        return newest
+
+    def home_state(self, home: str, vmid: int) -> str:
+        """`unreachable`, `absent`, or the guest's status at home (`running`, `stopped`)."""
+        try:
+            client = self.client(home, deadline=HOME_PROBE_SECONDS)
+            guest = client.find_guest(vmid)
+        except KloudError:
+            return "unreachable"
+        if guest is None:
+            return "absent"
+        return str(guest.get("status", "unknown"))
+
+    def _guests_in_range(self, client: Client, guests: FederationGuests) -> list[dict[str, Any]]:
+        return [g for g in client.guests() if guests.vmids.first <= g["vmid"] <= guests.vmids.last]
+
+    def _first_online_node(self, client: Client) -> str:
+        nodes = dig(client.tool, client.get("nodes"), kind=list)
+        online = sorted(
+            dig(client.tool, n, "node", kind=str)
+            for n in nodes
+            if isinstance(n, dict) and n.get("status") == "online"
+        )
+        if not online:
+            raise KloudError(f"{client.tool}: no node online")
+        return online[0]
+
+    def failover(self, home: str, vm: str, peer: str, *, dry_run: bool = False) -> dict[str, Any]:
+        started = time.monotonic()
+        fvm = failover_vm(self.fleet, home, vm)
+        guests = self.check_peer(home, peer)
+        journal = self.journal(home, vm)
+        if journal is not None and journal.get("state") != "returned":
+            if journal.get("state") == "returning":
+                raise FailoverRefused(
+                    f"VM '{vm}' of '{home}' is on its way home: finish it with"
+                    f" `kloudctl federation failback {home} {vm}`"
+                )
+            if journal["peer"] != peer:
+                raise FailoverRefused(
+                    f"VM '{vm}' of '{home}' is already failed over to '{journal['peer']}':"
+                    f" fail it back first (`kloudctl federation failback {home} {vm}`)"
+                )
+        else:
+            journal = None
+        at_home = self.home_state(home, fvm.vmid) if journal is None else "failed over"
+        if at_home == "running":
+            raise FailoverRefused(
+                f"VM '{vm}' runs on cabinet '{home}', which answers: a failover would run it"
+                " twice; stop it there first"
+            )
+        snapshot = self.latest_backup(home, vm, peer) if journal is None else None
+        client = self.client(peer)
+        if journal is None:
+            assert snapshot is not None
+            node = self._first_online_node(client)
+            present = self._guests_in_range(client, guests)
+            taken = {g["vmid"] for g in present}
+            free = (v for v in range(guests.vmids.first, guests.vmids.last + 1) if v not in taken)
+            guest_vmid = next(free, None)
+            if guest_vmid is None:
+                raise FailoverRefused(
+                    f"cabinet '{peer}': no free VMID left in its guests' range"
+                    f" {guests.vmids.first}-{guests.vmids.last}"
+                )
+            self._check_quota(peer, guests, present, fvm.vm)
+            journal = {
+                "home": home,
+                "vm": vm,
+                "home_vmid": fvm.vmid,
+                "peer": peer,
+                "node": node,
+                "storage": self.backup_storage(client, node),
+                "guest_vmid": guest_vmid,
+                "pool": guests.pool,
+                "snapshot": snapshot["id"],
+                "snapshot_time": snapshot["time"],
+                "archive": _tag_value(snapshot, "archive:"),
+                "sha256": _tag_value(snapshot, "sha256:"),
+                "state": "planned",
+            }
+        plan = {
+            **{k: journal[k] for k in ("home", "vm", "peer", "node", "storage", "pool")},
+            "home_vmid": journal["home_vmid"],
+            "guest_vmid": journal["guest_vmid"],
+            "home_cabinet": at_home,
+            "snapshot": journal["snapshot"],
+            "archive": journal["archive"],
+            "sha256": journal["sha256"],
+            "recovery_point": journal["snapshot_time"],
+            "data_age_seconds": round(self.clock() - parse_time(journal["snapshot_time"]), 1),
+            "dry_run": dry_run,
+        }
+        if dry_run:
+            plan["steps"] = [
+                f"restic restore {journal['snapshot'][:8]} from the replica of '{home}' on"
+                f" '{peer}' into {journal['storage']}:backup/{journal['archive']}",
+                f"restore VMID {journal['guest_vmid']} on {peer}/{journal['node']} in pool"
+                f" '{journal['pool']}' (archive=)",
+                f"start VMID {journal['guest_vmid']}",
+            ]
+            return plan
+        first_state = journal["state"]
+        resumed = first_state == "restoring"
+        if first_state == "planned":
+            journal["state"] = "restoring"
+            journal["started_at"] = self.clock()
+            self.save_journal(home, vm, journal)
+        steps = self._bring_up(client, journal)
+        if journal["state"] == "restoring":
+            journal["state"] = "running"
+            journal["running_at"] = self.clock()
+            self.save_journal(home, vm, journal)
+        plan["steps"] = steps
+        # The recovery time is this run's wall time; a run that resumed a killed one also
+        # says how long the service has been away since the first attempt began.
+        plan["recovery_time_seconds"] = round(time.monotonic() - started, 2)
+        plan["resumed"] = resumed
+        plan["already_running"] = first_state == "running"
+        if first_state != "planned":
+            plan["since_first_attempt_seconds"] = round(
+                journal["running_at"] - journal["started_at"], 2
+            )
+        return plan
+
+    def _check_quota(
+        self, peer: str, guests: FederationGuests, present: list[dict[str, Any]], vm: Vm
+    ) -> None:
+        used = {
+            "vcpu": sum(int(g.get("maxcpu") or 0) for g in present),
+            "ram": sum(int(g.get("maxmem") or 0) for g in present),
+            "disk": sum(int(g.get("maxdisk") or 0) for g in present),
+        }
+        wants = {"vcpu": vm.cores, "ram": vm.memory, "disk": vm.disk}
+        quota = guests.quota.model_dump()
+        over = [
+            f"{k} {_show(k, used[k])} used + {_show(k, wants[k])} > {_show(k, quota[k])}"
+            for k in wants
+            if used[k] + wants[k] > quota[k]
+        ]
+        if over:
+            raise FailoverRefused(
+                f"cabinet '{peer}': the quota lent to guests is too small: {'; '.join(over)}"
+            )
+
+    def _put_archive(
+        self, client: Client, cabinet: str, node: str, storage: str, repo: r.Repo, j: dict[str, Any]
+    ) -> tuple[str, bool]:
+        """The snapshot's archive in `storage`'s dump folder, byte-checked; (volid, moved)."""
+        name, digest, snapshot = j["archive"], j["sha256"], j["snapshot"]
+        folder = self.storage_folder(client, cabinet, node, storage)
+        dump = folder / "dump"
+        final = dump / name
+        volid = f"{storage}:backup/{name}"
+        if final.is_file() and sha256_of(final) == digest:
+            return volid, False
+        # per run: a killed run's restic may still write into its own staging folder
+        staging = folder / f".kloudctl-restore-{snapshot[:12]}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        self.restic.run(repo, r.restore_args(snapshot, staging))
+        found = [p for p in staging.rglob(name) if p.is_file()]
+        if len(found) != 1:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise KloudError(f"restic snapshot {snapshot[:8]} does not hold archive {name}")
+        got = sha256_of(found[0])
+        if got != digest:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise KloudError(
+                f"archive {name} from snapshot {snapshot[:8]} has sha256 {got}, the backup"
+                f" recorded {digest}: not restored"
+            )
+        dump.mkdir(parents=True, exist_ok=True)
+        # one rename: the storage never lists a half-written archive
+        os.replace(found[0], final)
+        shutil.rmtree(staging, ignore_errors=True)
+        return volid, True
+
+    def _bring_up(self, client: Client, j: dict[str, Any]) -> list[str]:
+        steps = []
+        repo = self.layout.peer_repo(j["home"], j["peer"])
+        node, vmid = j["node"], j["guest_vmid"]
+        volid, moved = self._put_archive(client, j["peer"], node, j["storage"], repo, j)
+        steps.append(
+            f"archive {volid} restored from snapshot {j['snapshot'][:8]} (sha256 checked)"
+            if moved
+            else f"archive {volid} already in place (sha256 checked)"
+        )
+        self._ensure_pool(client, j["pool"])
+        guest = client.find_guest(vmid)
+        if guest is None:
+            client.post(f"nodes/{node}/qemu", vmid=vmid, archive=volid, pool=j["pool"])
+            steps.append(f"VMID {vmid} restored on {j['peer']}/{node} in pool '{j['pool']}'")
+        else:
+            self._check_is_ours(client, node, vmid, j["vm"])
+            steps.append(f"VMID {vmid} already restored on {j['peer']}/{node}")
+        steps.append(self._start(client, node, vmid))
+        return steps
+
+    def _check_is_ours(self, client: Client, node: str, vmid: int, name: str) -> None:
+        config = self._wait_unlocked(client, node, vmid)
+        if config.get("name") != name:
+            raise KloudError(
+                f"{client.tool}: VMID {vmid} holds '{config.get('name')}', not '{name}':"
+                " another guest took the VMID; nothing changed"
+            )
+
+    def _wait_unlocked(self, client: Client, node: str, vmid: int) -> dict[str, Any]:
+        """The guest's config once no task holds it (a restore of a killed run may still run)."""
+        deadline = time.monotonic() + client.retry.task_timeout
+        while True:
+            config = dig(client.tool, client.get(f"nodes/{node}/qemu/{vmid}/config"), kind=dict)
+            if "lock" not in config or time.monotonic() > deadline:
+                return config
+            time.sleep(client.retry.task_poll)
+
+    def _ensure_pool(self, client: Client, pool: str) -> None:
+        pools = dig(client.tool, client.get("pools"), kind=list)
+        if not any(isinstance(p, dict) and p.get("poolid") == pool for p in pools):
+            client.post("pools", poolid=pool, comment="guests of other communes (failover)")
+
+    def _start(self, client: Client, node: str, vmid: int) -> str:
+        status = client.get(f"nodes/{node}/qemu/{vmid}/status/current")
+        if dig(client.tool, status, "status", kind=str) == "running":
+            return f"VMID {vmid} already running"
+        client.post(f"nodes/{node}/qemu/{vmid}/status/start")
+        return f"VMID {vmid} started"
+
+    def _stop(self, client: Client, node: str, vmid: int) -> str | None:
+        status = client.get(f"nodes/{node}/qemu/{vmid}/status/current")
+        if dig(client.tool, status, "status", kind=str) != "running":
+            return None
+        client.post(f"nodes/{node}/qemu/{vmid}/status/stop")
+        return f"VMID {vmid} stopped on {node}"
+
+    # ---- failback -----------------------------------------------------------------
+    def failback(self, home: str, vm: str) -> dict[str, Any]:
+        """Bring the guest home with the data written on the peer meanwhile."""
+        started = time.monotonic()
+        fvm = failover_vm(self.fleet, home, vm)
+        j = self.journal(home, vm)
+        if j is None or j.get("state") == "returned":
+            raise FailoverRefused(
+                f"VM '{vm}' of '{home}' is not failed over: nothing to bring back"
+            )
+        if j.get("state") in ("planned", "restoring"):
+            raise FailoverRefused(
+                f"the failover of VM '{vm}' to '{j['peer']}' did not finish: run"
+                f" `kloudctl federation failover {home} {vm} --to {j['peer']}` again first"
+            )
+        try:
+            home_client = self.client(home)
+            home_client.get("version")
+        except ProxmoxError as exc:
+            raise KloudError(f"cabinet '{home}' is not back yet: {exc}") from None
+        peer_client = self.client(j["peer"])
+        steps: list[str] = []
+        repo = self.layout.peer_repo(home, j["peer"])
+        if j["state"] == "running":
+            j["state"] = "returning"
+            self.save_journal(home, vm, j)
+        back = j.get("return")
+        if back is None:
+            back = self._back_up_guest(peer_client, j, repo, steps)
+            j["return"] = back
+            self.save_journal(home, vm, j)
+        # Home: the archive into its backup storage, then over the old guest.
+        guest = home_client.find_guest(fvm.vmid)
+        node = (
+            dig(home_client.tool, guest, "node", kind=str)
+            if guest
+            else self._first_online_node(home_client)
+        )
+        storage = self.backup_storage(home_client, node)
+        volid, moved = self._put_archive(home_client, home, node, storage, repo, back)
+        steps.append(
+            f"archive {volid} carried to '{home}' from snapshot {back['snapshot'][:8]}"
+            " (sha256 checked)"
+            if moved
+            else f"archive {volid} already at '{home}' (sha256 checked)"
+        )
+        if not j.get("restored_home"):
+            if guest is not None:
+                stopped = self._stop(home_client, node, fvm.vmid)
+                if stopped:
+                    steps.append(stopped + f" at '{home}'")
+            home_client.post(
+                f"nodes/{node}/qemu", vmid=fvm.vmid, archive=volid, force=1 if guest else None
+            )
+            steps.append(
+                f"VMID {fvm.vmid} restored at '{home}'" + (" over the old guest" if guest else "")
+            )
+            j["restored_home"] = True
+            self.save_journal(home, vm, j)
+        steps.append(self._start(home_client, node, fvm.vmid) + f" at '{home}'")
+        steps += self._remove_from_peer(peer_client, j, back)
+        j["state"] = "returned"
+        j["returned_at"] = self.clock()
+        self.save_journal(home, vm, j)
+        return {
+            "home": home,
+            "vm": vm,
+            "peer": j["peer"],
+            "home_vmid": fvm.vmid,
+            "guest_vmid": j["guest_vmid"],
+            "archive": back["archive"],
+            "size": back["size"],
+            "sha256": back["sha256"],
+            "snapshot": back["snapshot"],
+            "steps": steps,
+            "duration_seconds": round(time.monotonic() - started, 2),
+        }
+
+    def _back_up_guest(
+        self, client: Client, j: dict[str, Any], repo: r.Repo, steps: list[str]
+    ) -> dict[str, Any]:
+        """Stop the guest on the peer, vzdump it, and put that archive into the home's
+        copy on the peer (append-only: the data written during the failover is kept there
+        before anything at home changes)."""
+        node, vmid, storage = j["node"], j["guest_vmid"], j["storage"]
+        stopped = self._stop(client, node, vmid)
+        if stopped:
+            steps.append(stopped + f" on '{j['peer']}'")
+        before = self._backups(client, node, storage, vmid)
+        client.post(
+            f"nodes/{node}/vzdump", vmid=vmid, storage=storage, mode="stop", compress="zstd"
+        )
+        made = sorted(set(self._backups(client, node, storage, vmid)) - set(before))
+        if not made:
+            raise KloudError(f"{client.tool}: vzdump of VMID {vmid} left no new archive")
+        name = made[-1].split("/", 1)[1]
+        archive = self.storage_folder(client, j["peer"], node, storage) / "dump" / name
+        digest = sha256_of(archive)
+        steps.append(f"VMID {vmid} backed up on '{j['peer']}' ({name})")
+        tags = [TAG, FAILOVER_TAG, "failback", f"vm:{j['vm']}", f"sha256:{digest}"]
+        tags.append(f"archive:{name}")
+        result = self.restic.run(
+            repo, r.backup_paths_args([str(archive)], host=j["home"], tags=tags)
+        )
+        snapshot = dig("restic backup", result.summary, "snapshot_id", kind=str)
+        steps.append(f"archive kept in the replica of '{j['home']}' as snapshot {snapshot[:8]}")
+        return {
+            "archive": name,
+            "sha256": digest,
+            "snapshot": snapshot,
+            "size": archive.stat().st_size,
+            "volid": f"{storage}:backup/{name}",
+        }
+
+    def _backups(self, client: Client, node: str, storage: str, vmid: int) -> list[str]:
+        listed = client.get(f"nodes/{node}/storage/{storage}/content", content="backup", vmid=vmid)
+        return [dig(client.tool, e, "volid", kind=str) for e in dig(client.tool, listed, kind=list)]
+
+    def _remove_from_peer(
+        self, client: Client, j: dict[str, Any], back: dict[str, Any]
+    ) -> list[str]:
+        node, vmid, storage = j["node"], j["guest_vmid"], j["storage"]
+        steps = []
+        guest = client.find_guest(vmid)
+        if guest is not None:
+            self._check_is_ours(client, node, vmid, j["vm"])
+            self._stop(client, node, vmid)
+            client.delete(f"nodes/{node}/qemu/{vmid}", purge=1)
+            steps.append(f"VMID {vmid} removed from '{j['peer']}'")
+        for volid in self._backups(client, node, storage, vmid):
+            client.delete(f"nodes/{node}/storage/{storage}/content/{volid}")
+            steps.append(f"archive {volid} removed from '{j['peer']}'")
+        # the archive restored from the replica carries the home's VMID in its name
+        restored = f"{storage}:backup/{j['archive']}"
+        if restored in self._backups(client, node, storage, j["home_vmid"]):
+            client.delete(f"nodes/{node}/storage/{storage}/content/{restored}")
+            steps.append(f"archive {restored} removed from '{j['peer']}'")
+        return steps
+
+
+def _show(kind: str, value: int) -> str:
+    return str(value) if kind == "vcpu" else format_size(value)
+
+
+def describe_age(seconds: float) -> str:
+    return format_duration(max(int(seconds), 1))
