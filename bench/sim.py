@@ -9,10 +9,19 @@ Measures, each against a baseline run in the same process:
    answering the same number of small JSON requests.
 3. Memory for 100 cabinets x 50 guests, all served (100 HTTPS sites on 127.0.0.x), in a
    fresh process: RSS growth, against the same process before any cabinet.
+4. The fleet round the status command makes: one simulator process serving 50 cabinets x
+   20 guests, and one GET /cluster/resources to each of the 50 at once (a new HTTPS
+   connection each, every cabinet's answer cache emptied first, so each answer is
+   computed): the round's wall time; baseline: 50 bare aiohttp HTTPS sites in the same
+   process returning the same bytes, the same round.
+
+Every cabinet holds QEMU guests and LXC containers (one guest in five is a container), as
+tenants now declare both.
 
 The load generator runs in a child process (aiohttp client), so the server process is
 measured alone. Bounded: BENCH_SECONDS per measurement (default 3), BENCH_ROUNDS rounds (default 3).
-Targets (issue 3): >= 1,000 requests/s on one process, p99 under 10 ms, under 500 MB.
+Targets (issue 3): >= 1,000 requests/s on one process, p99 under 10 ms, under 500 MB;
+(issue 15): ratio to the bare handler >= 0.9, <= 5 KiB per guest, a fleet round < 0.5 s.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import json
 import multiprocessing
 import os
 import ssl
+import statistics
 import subprocess
 import sys
 import threading
@@ -58,20 +68,50 @@ class Loop:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(120)
 
 
+CONTAINER_EVERY = 5  # one guest in five is an LXC container
+
+
+def container_config(vmid: int) -> dict[str, Any]:
+    """A container's config as the simulator stores it after `POST /nodes/{node}/lxc`."""
+    return {
+        "hostname": f"ct-{vmid}",
+        "cores": 1,
+        "memory": 512,
+        "swap": 512,
+        "rootfs": f"local-lvm:vm-{vmid}-disk-0,size=8G",
+        "net0": (
+            "name=eth0,bridge=vmbr0,firewall=1,gw=10.165.0.1,"
+            f"hwaddr=BC:24:11:00:{vmid // 256 % 256:02X}:{vmid % 256:02X},"
+            f"ip=10.165.0.{vmid % 250 + 2}/24,tag=100,type=veth"
+        ),
+        "unprivileged": 1,
+        "onboot": 1,
+        "arch": "amd64",
+        "ostype": "debian",
+    }
+
+
 def fill(cab: Any, guests: int) -> None:
     state = cab.state
     node = next(iter(state["nodes"]))
     template = state["guests"]["9000"]["config"]
     for i in range(guests):
         vmid = 1000 + i
-        config = dict(template)
-        config.pop("template")
-        config["name"] = f"guest-{vmid}"
-        config["scsi0"] = f"local-lvm:vm-{vmid}-disk-0,size=32G"
-        g = add_guest(state, vmid, node, config)
-        config["memory"] = "512"
+        size = 32
+        if i % CONTAINER_EVERY == CONTAINER_EVERY - 1:
+            config = container_config(vmid)
+            size = 8
+            g = add_guest(state, vmid, node, config)
+            g["type"] = "lxc"
+        else:
+            config = dict(template)
+            config.pop("template")
+            config["name"] = f"guest-{vmid}"
+            config["scsi0"] = f"local-lvm:vm-{vmid}-disk-0,size=32G"
+            g = add_guest(state, vmid, node, config)
+            config["memory"] = "512"
         g["status"] = "running" if i % 10 == 0 else "stopped"
-        add_volume(state, node, "local-lvm", f"local-lvm:vm-{vmid}-disk-0", 32 * 1024**3, vmid)
+        add_volume(state, node, "local-lvm", f"local-lvm:vm-{vmid}-disk-0", size * 1024**3, vmid)
     state["access"]["users"]["root@pam"]["tokens"]["bench"] = {
         "privsep": 0,
         "expire": 0,
@@ -197,8 +237,31 @@ async def _cycle_loop(
     }
 
 
+async def _fleet_round(urls: list[str], guests: int) -> dict[str, Any]:
+    """One GET to every URL at once, each on a new HTTPS connection: the round's time."""
+    async with ClientSession(
+        connector=TCPConnector(ssl=_client_ssl(), limit=0, force_close=True), headers=AUTH
+    ) as s:
+
+        async def one(url: str) -> int:
+            async with s.get(url) as r:
+                body = await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"{url}: {r.status}")
+            data = json.loads(body)["data"]
+            found = len([x for x in data if x["type"] in ("qemu", "lxc")])
+            if found != guests + 1:  # and the template
+                raise RuntimeError(f"{url}: {found} guests, expected {guests + 1}")
+            return len(body)
+
+        start = time.perf_counter()
+        sizes = await asyncio.gather(*(one(url) for url in urls))
+        elapsed = time.perf_counter() - start
+    return {"seconds": elapsed, "answers": len(sizes), "bytes": sum(sizes)}
+
+
 def _client(kind: str, args: tuple[Any, ...], out: Any) -> None:
-    fn = {"get": _get_loop, "cycle": _cycle_loop}[kind]
+    fn = {"get": _get_loop, "cycle": _cycle_loop, "round": _fleet_round}[kind]
     try:
         out.put(asyncio.run(fn(*args)))
     except Exception as exc:
@@ -292,6 +355,9 @@ def main() -> None:
     loop.run(runner2.cleanup())
     loop.run(sim.stop())
 
+    # 4. the fleet round: 50 cabinets x 20 guests in one simulator process
+    results["fleet"] = fleet_round(loop)
+
     # 3. memory, 100 cabinets x 50 guests, in a fresh process
     out = subprocess.run(
         [sys.executable, __file__, "--memory-child"], capture_output=True, text=True, timeout=300
@@ -304,16 +370,56 @@ def main() -> None:
     report(results, time.perf_counter() - started)
 
 
-async def _fetch(url: str) -> bytes:
+FLEET_CABINETS, FLEET_GUESTS = 50, 20
+
+
+def fleet_round(loop: Loop) -> dict[str, Any]:
+    """Case 4: best and median of ROUNDS * 3 rounds each, the simulator's and the bare
+    handlers' interleaved."""
+    sim = Simulator(task_seconds=0)
+    cabinets = []
+    urls = []
+    for i in range(FLEET_CABINETS):
+        cab = sim.add_cabinet(f"fleet{i:02d}")
+        fill(cab, FLEET_GUESTS)
+        ep = loop.run(sim.serve(cab, f"127.0.1.{10 + i}", 0))
+        cabinets.append(cab)
+        urls.append(f"{ep.url}/api2/json/cluster/resources")
+    sim.settle()
+    payloads = [loop.run(_fetch(url, FLEET_GUESTS)) for url in urls]
+    runners, base_urls = [], []
+    for i, payload in enumerate(payloads):
+        runner, port = loop.run(serve_baseline(f"127.0.2.{10 + i}", {"default": payload}))
+        runners.append(runner)
+        base_urls.append(f"https://127.0.2.{10 + i}:{port}/api2/json/cluster/resources")
+
+    async def forget_answers() -> None:
+        for cab in cabinets:  # on the server's loop: every answer is computed again
+            cab.cache.clear()
+
+    rounds: dict[str, list[float]] = {"sim": [], "baseline": []}
+    for _ in range(ROUNDS * 3):
+        loop.run(forget_answers())
+        rounds["sim"].append(in_child("round", urls, FLEET_GUESTS)["seconds"])
+        rounds["baseline"].append(in_child("round", base_urls, FLEET_GUESTS)["seconds"])
+    for runner in runners:
+        loop.run(runner.cleanup())
+    loop.run(sim.stop())
+    return {
+        label: {"best": min(times), "median": statistics.median(times), "rounds": len(times)}
+        for label, times in rounds.items()
+    } | {"bytes": sum(len(p) for p in payloads)}
+
+
+async def _fetch(url: str, guests: int = 1000) -> bytes:
     async with (
         ClientSession(connector=TCPConnector(ssl=_client_ssl()), headers=AUTH) as s,
         s.get(url) as r,
     ):
         body = await r.read()
     data = json.loads(body)["data"]
-    assert len([x for x in data if x["type"] == "qemu"]) == 1001, (
-        "expected 1,000 guests + the template"
-    )
+    found = len([x for x in data if x["type"] in ("qemu", "lxc")])
+    assert found == guests + 1, f"expected {guests} guests + the template, got {found}"
     return body
 
 
@@ -348,7 +454,21 @@ def report(r: dict[str, Any], elapsed: float) -> None:
             f"  baseline (same process before any cabinet) {m['before'] / 1024**2:.0f} MiB;"
             f" +{grown:.0f} MiB, {grown * 1024 / m['guests']:.1f} KiB per guest"
         )
-    print("\ntargets: >= 1,000 req/s, p99 < 10 ms, < 500 MB")
+    f = r["fleet"]
+    fs, fb = f["sim"], f["baseline"]
+    print(
+        f"\nfleet round: GET /cluster/resources to {FLEET_CABINETS} cabinets x {FLEET_GUESTS}"
+        f" guests at once, one process, new connections ({f['bytes'] / 1024:.0f} KiB in all)"
+    )
+    print(
+        f"  sim median {fs['median'] * 1000:.0f} ms (best {fs['best'] * 1000:.0f} ms) over"
+        f" {fs['rounds']} rounds; baseline (bare handlers) median {fb['median'] * 1000:.0f} ms"
+        f" (best {fb['best'] * 1000:.0f} ms); ratio {fb['median'] / fs['median']:.2f}"
+    )
+    print(
+        "\ntargets: >= 1,000 req/s, p99 < 10 ms, < 500 MB; ratio to the bare handler >= 0.9,"
+        " <= 5 KiB per guest, fleet round < 0.5 s"
+    )
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ step "Point the tenants commands at the simulated cabinets (automation token boo
 KLOUDCTL_SIM_DIR=$sim_dir kloudctl tenants use-sim
 
 for cabinet in brieux saint-aubin mortree; do
-  step "Apply the tenants of $cabinet through Pulumi: pools, identities, isolation, guests"
+  step "Apply the tenants of $cabinet through Pulumi: pools, identities, isolation, VMs and containers"
   kloudctl tenants apply "$cabinet"
 done
 

@@ -8,7 +8,10 @@ answer from the same declaration:
   parallel creators never race on `/cluster/nextid`;
 - its subnet is the n-th /prefix of the tenant supernet, n being the VLAN's offset in the
   range (so renumbering a tenant never moves another); the gateway is the first address,
-  automatic guest addresses start at the tenth.
+  automatic guest addresses start at the tenth;
+- a tenant's VMs take VMIDs from the bottom of its range up, its containers from the top
+  down (so adding a VM never renumbers a container, nor a container a VM); addresses go to
+  the VMs first, then to the containers.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kloudctl.errors import AdmissionRefused, Problem
-from kloudctl.model.schema import Cabinet
+from kloudctl.model.schema import Cabinet, Container, Vm
 from kloudctl.model.types import format_size
 from kloudctl.model.yamlsource import Located, PathKey
 from kloudctl.power import PowerEstimate, estimate_power
@@ -42,6 +45,19 @@ class VmPlan:
 
 
 @dataclass(frozen=True)
+class ContainerPlan:
+    name: str
+    vmid: int
+    address: ipaddress.IPv4Interface
+    cores: int
+    memory: int
+    disk: int
+    template: str
+    load: float
+    unprivileged: bool
+
+
+@dataclass(frozen=True)
 class TenantPlan:
     name: str
     level: int
@@ -57,6 +73,7 @@ class TenantPlan:
     vms: list[VmPlan]
     auto_vlan: bool
     auto_vmids: bool
+    containers: list[ContainerPlan] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -234,9 +251,23 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
         hosts = range(int(subnet.network_address) + 1, int(subnet.broadcast_address))
         gateway = ipaddress.IPv4Address(hosts[0])
         vms: list[VmPlan] = []
+        containers: list[ContainerPlan] = []
         auto_index = FIRST_AUTO_HOST - 1
-        for k, vm in enumerate(tenant.vms):
-            path = ("tenants", i, "vms", k, "network", "address")
+        if len(tenant.vms) + len(tenant.containers) > vlast - vfirst + 1:
+            # a declared range is checked with the other declarations (model/fleet.py)
+            if tenant.vmids is None:
+                problem(
+                    ("tenants", i),
+                    f"{len(tenant.vms) + len(tenant.containers)} guests do not fit in the "
+                    f"automatic block of {VMID_BLOCK} VMIDs {vfirst}-{vlast}: declare vmids",
+                )
+            continue
+        guests: list[tuple[str, int, Vm | Container]] = [
+            ("vms", k, vm) for k, vm in enumerate(tenant.vms)
+        ]
+        guests += [("containers", k, ct) for k, ct in enumerate(tenant.containers)]
+        for key, k, vm in guests:
+            path = ("tenants", i, key, k, "network", "address")
             if isinstance(vm.network.address, ipaddress.IPv4Interface):
                 address = vm.network.address
                 if address.network != subnet:
@@ -257,11 +288,33 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
             if address.ip in used_addresses:
                 problem(path, f"{address.ip} is already used by VM '{used_addresses[address.ip]}'")
             used_addresses[address.ip] = vm.name
-            vms.append(
-                VmPlan(
-                    vm.name, vfirst + k, address, vm.cores, vm.memory, vm.disk, vm.template, vm.load
+            if isinstance(vm, Container):
+                containers.append(
+                    ContainerPlan(
+                        vm.name,
+                        vlast - k,
+                        address,
+                        vm.cores,
+                        vm.memory,
+                        vm.disk,
+                        vm.template,
+                        vm.load,
+                        vm.unprivileged,
+                    )
                 )
-            )
+            else:
+                vms.append(
+                    VmPlan(
+                        vm.name,
+                        vfirst + k,
+                        address,
+                        vm.cores,
+                        vm.memory,
+                        vm.disk,
+                        vm.template,
+                        vm.load,
+                    )
+                )
         tenants.append(
             TenantPlan(
                 name=tenant.name,
@@ -278,6 +331,7 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
                 vms=vms,
                 auto_vlan=tenant.vlan is None,
                 auto_vmids=tenant.vmids is None,
+                containers=containers,
             )
         )
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kloudctl.errors import NotFound, Problem
-from kloudctl.model.schema import BackupPolicy, Cabinet
+from kloudctl.model.schema import BackupPolicy, Cabinet, Container, Vm
 from kloudctl.model.secrets import SecretFolders, reference_problems
 from kloudctl.model.types import format_duration, format_size
 from kloudctl.model.yamlsource import Located
@@ -124,7 +124,7 @@ def _check_cabinet(
 
     # repeated tenant names are found with every other repeat (`Unique` in the schema)
     seen_vlans: dict[int, int] = {}
-    seen_vms: dict[str, tuple[int, int]] = {}
+    seen_vms: dict[str, tuple[int, str, int]] = {}
     ranges: list[tuple[int, int, int]] = []
     for i, tenant in enumerate(cab.tenants):
         if tenant.vlan is not None:
@@ -155,38 +155,63 @@ def _check_cabinet(
                         )
                     )
             ranges.append((tenant.vmids.first, tenant.vmids.last, i))
-            if len(tenant.vms) > tenant.vmids.last - tenant.vmids.first + 1:
+            count = len(tenant.guests)
+            if count > tenant.vmids.last - tenant.vmids.first + 1:
+                what = "VMs" if not tenant.containers else "VMs and containers"
                 problems.append(
                     src.problem(
                         ("tenants", i, "vmids"),
-                        f"{len(tenant.vms)} VMs do not fit in "
+                        f"{count} {what} do not fit in "
                         f"{tenant.vmids.last - tenant.vmids.first + 1} VMIDs",
                     )
                 )
 
+        # containers count against the quota like VMs
         usage = (
-            ("vCPU", sum(vm.cores for vm in tenant.vms), tenant.quota.vcpu, str),
-            ("of RAM", sum(vm.memory for vm in tenant.vms), tenant.quota.ram, format_size),
-            ("of disk", sum(vm.disk for vm in tenant.vms), tenant.quota.disk, format_size),
+            ("vCPU", sum(g.cores for g in tenant.guests), tenant.quota.vcpu, str),
+            ("of RAM", sum(g.memory for g in tenant.guests), tenant.quota.ram, format_size),
+            ("of disk", sum(g.disk for g in tenant.guests), tenant.quota.disk, format_size),
         )
+        who, where = ("VMs", "vms") if not tenant.containers else ("guests", "containers")
+        if tenant.containers and not tenant.vms:
+            who = "containers"
         for what, used, quota, shown in usage:
             if used > quota:
                 problems.append(
                     src.problem(
-                        ("tenants", i, "vms"),
-                        f"VMs use {shown(used)} {what}, the tenant's quota is {shown(quota)}",
+                        ("tenants", i, where),
+                        f"{who} use {shown(used)} {what}, the tenant's quota is {shown(quota)}",
                     )
                 )
+        # guest names are host names: unique across the cabinet, VMs and containers alike
+        members: tuple[tuple[str, Sequence[Vm | Container]], ...] = (
+            ("vms", tenant.vms),
+            ("containers", tenant.containers),
+        )
+        for key, listed in members:
+            for k, guest in enumerate(listed):
+                if guest.name in seen_vms:
+                    ti, other, vi = seen_vms[guest.name]
+                    word = "VM" if key == other == "vms" else "guest"
+                    problems.append(
+                        src.problem(
+                            ("tenants", i, key, k, "name"),
+                            f"duplicate {word} name '{guest.name}' "
+                            f"(also tenants[{ti}].{other}[{vi}])",
+                        )
+                    )
+                seen_vms.setdefault(guest.name, (i, key, k))
+        if tenant.level == 2:
+            for k, container in enumerate(tenant.containers):
+                if not container.unprivileged:
+                    problems.append(
+                        src.problem(
+                            ("tenants", i, "containers", k, "unprivileged"),
+                            "a level-2 tenant's container must be unprivileged: root in a "
+                            "privileged container is root on the cabinet's host",
+                        )
+                    )
         for k, vm in enumerate(tenant.vms):
-            if vm.name in seen_vms:
-                ti, vi = seen_vms[vm.name]
-                problems.append(
-                    src.problem(
-                        ("tenants", i, "vms", k, "name"),
-                        f"duplicate VM name '{vm.name}' (also tenants[{ti}].vms[{vi}])",
-                    )
-                )
-            seen_vms.setdefault(vm.name, (i, k))
             if vm.failover:
                 problems += _failover_problems(cab, src, i, k)
 

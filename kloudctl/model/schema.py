@@ -8,10 +8,20 @@ every list that is a set says so (`Unique`): the README's declaration table list
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from kloudctl.model.types import (
     AUTO_TAG,
@@ -36,6 +46,7 @@ from kloudctl.model.types import (
     Timestamp,
     Unique,
     fail,
+    format_size,
     int_between,
     number_between,
     one_of,
@@ -213,6 +224,58 @@ class Vm(Strict):
     failover: bool = Field(default=False, strict=True)
 
 
+#: A container template: a `vztmpl` volume of a storage, as `pveam` downloads it.
+CT_TEMPLATE_RE = re.compile(r"[a-z][a-z0-9._-]*[a-z0-9]:vztmpl/[^/\s]+\.tar\.(gz|xz|zst)")
+CT_MIN_MEMORY = 16 * 1024**2  # Proxmox's smallest container memory (pct: memory >= 16)
+
+
+def _ct_template(value: object) -> str:
+    if isinstance(value, str) and CT_TEMPLATE_RE.fullmatch(value):
+        return value
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise fail(
+        "expected a container template volume such as "
+        f"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst, got {shown}"
+    )
+
+
+class Container(Strict):
+    """An LXC container of a tenant, made from a `vztmpl` template. Unprivileged unless
+    declared otherwise (a privileged container's root is root on the host: the fleet
+    checks refuse one for a level-2 tenant)."""
+
+    name: Hostname
+    template: Annotated[str, BeforeValidator(_ct_template)]
+    cores: Annotated[int, int_between(1, 128)]
+    memory: Size
+    disk: Size
+    network: VmNetwork = VmNetwork()
+    load: Annotated[float, number_between(0, 1)] = Field(
+        default=0.25, description="expected mean CPU load"
+    )
+    unprivileged: bool = Field(default=True, strict=True)
+    start_at_boot: bool = Field(default=True, strict=True)
+    tags: Annotated[list[Name], Unique("tag")] = []
+    description: str | None = None
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_whole_mib(cls, memory: int) -> int:
+        if memory < CT_MIN_MEMORY:
+            raise fail(f"expected at least 16MiB for a container, got {format_size(memory)}")
+        if memory % 1024**2:
+            raise fail(f"expected a whole number of MiB, got {format_size(memory)}")
+        return memory
+
+    @field_validator("disk")
+    @classmethod
+    def _disk_whole_gib(cls, disk: int) -> int:
+        # pct takes a root disk as `STORAGE:SIZE_IN_GiB`, and grows it by whole GiB here
+        if disk % 1024**3:
+            raise fail(f"expected a whole number of GiB, got {format_size(disk)}")
+        return disk
+
+
 class Tenant(Strict):
     name: Name
     level: Annotated[Literal[1, 2], one_of(1, 2)]
@@ -222,6 +285,12 @@ class Tenant(Strict):
     vmids: VmidRange | None = None
     quota: Quota
     vms: list[Vm] = []
+    containers: list[Container] = []
+
+    @property
+    def guests(self) -> list[Vm | Container]:
+        """VMs then containers: what counts against the quota, the VMID range and power."""
+        return [*self.vms, *self.containers]
 
 
 class MailService(Strict):

@@ -1,8 +1,9 @@
 """Estimated power draw of a cabinet.
 
 A node draws its idle power plus a share of (peak - idle) proportional to its CPU
-utilisation. Guests' expected load (`vm.load`, the mean fraction of their vCPUs they keep
-busy) is spread over the nodes in proportion to their cores, as the scheduler would.
+utilisation. Guests' expected load (the `load` of VMs and containers alike: the mean
+fraction of their vCPUs they keep busy) is spread over the nodes in proportion to their
+cores, as the scheduler would.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def node_watts(idle_watts: float, peak_watts: float, utilisation: float) -> floa
 
 def estimate_power(cabinet: Cabinet) -> PowerEstimate:
     total_cores = sum(n.cores for n in cabinet.hardware.nodes)
-    busy_cores = sum(vm.cores * vm.load for t in cabinet.tenants for vm in t.vms)
+    busy_cores = sum(g.cores * g.load for t in cabinet.tenants for g in t.guests)
     guests = cabinet.federation.guests if cabinet.federation else None
     if guests is not None:
         # Other communes' failed-over council VMs may fill the lent quota: budget for it.

@@ -24,6 +24,7 @@ def cabinet_rows(fleet: Fleet) -> list[dict[str, Any]]:
                 "nodes": len(cab.hardware.nodes),
                 "tenants": len(cab.tenants),
                 "vms": sum(len(t.vms) for t in cab.tenants),
+                "containers": sum(len(t.containers) for t in cab.tenants),
                 "mail_domains": ", ".join(cab.mail.domains) if cab.mail else "",
                 "replicates_to": ", ".join(cab.replication.declared_peers or ["auto"])
                 if cab.replication

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from kloudctl import console
-from kloudctl.capacity.plan import CabinetPlan
+from kloudctl.capacity.plan import CabinetPlan, ContainerPlan, VmPlan
 from kloudctl.model.types import format_size
 
 if TYPE_CHECKING:  # the cabinet's trimmed kloudctl has no `cryptography` for the registry
@@ -59,7 +59,7 @@ def render_plan(plan: CabinetPlan) -> None:
     console.show(
         console.table(
             "Tenants",
-            ["tenant", "level", "VLAN", "VMIDs", "subnet", "gateway", "quota", "VMs"],
+            ["tenant", "level", "VLAN", "VMIDs", "subnet", "gateway", "quota", "VMs", "CTs"],
             [
                 [
                     t.name,
@@ -70,15 +70,20 @@ def render_plan(plan: CabinetPlan) -> None:
                     t.gateway,
                     f"{t.vcpu} vCPU, {format_size(t.ram)}, {format_size(t.disk)}",
                     len(t.vms),
+                    len(t.containers),
                 ]
                 for t in plan.tenants
             ],
         )
     )
+    guests: list[tuple[str, VmPlan | ContainerPlan]] = []
+    for t in plan.tenants:
+        guests += [(t.name, vm) for vm in t.vms] + [(t.name, ct) for ct in t.containers]
     vm_rows = [
         [
-            t.name,
+            tenant,
             vm.name,
+            "container" if isinstance(vm, ContainerPlan) else "VM",
             vm.vmid,
             vm.address,
             vm.cores,
@@ -86,14 +91,23 @@ def render_plan(plan: CabinetPlan) -> None:
             format_size(vm.disk),
             vm.template,
         ]
-        for t in plan.tenants
-        for vm in t.vms
+        for tenant, vm in guests
     ]
     if vm_rows:
         console.show(
             console.table(
                 "Guests",
-                ["tenant", "VM", "VMID", "address", "cores", "memory", "disk", "template"],
+                [
+                    "tenant",
+                    "guest",
+                    "kind",
+                    "VMID",
+                    "address",
+                    "cores",
+                    "memory",
+                    "disk",
+                    "template",
+                ],
                 vm_rows,
             )
         )

@@ -5,7 +5,8 @@ for its people, a privilege-separated API token for its automation, ACLs that gi
 group and the token `PVEVMAdmin` on the pool and nothing else, a firewall security group
 that accepts its own subnet and drops every other tenant's (default deny between tenants),
 and its VLAN on the cabinet's bridge. A `Guest` is one VM of a tenant, cloned from a
-template and configured through cloud-init.
+template and configured through cloud-init; a `Container` is one LXC container of a
+tenant, made from a `vztmpl` template, in the same pool, VLAN and security group.
 
 Both take typed args, give their children `parent=self`, register their outputs, and
 create nothing inside an `apply`.
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from kloudctl.tenants.resources import Acl, Group, Pool, SecurityGroup, Token, User, Vm
+from kloudctl.tenants.resources import Acl, Group, Lxc, Pool, SecurityGroup, Token, User, Vm
 
 TENANT_ROLE = "PVEVMAdmin"
 TOKEN_NAME = "kloudctl"
@@ -82,6 +83,46 @@ class GuestSpec:
 
 
 @dataclass(frozen=True)
+class ContainerArgs:
+    api: ApiArgs
+    template: str  # a vztmpl volume, e.g. local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst
+    cores: int
+    memory: int  # bytes
+    disk: int  # bytes, whole GiB
+    storage: str  # where the root disk goes
+    pool: pulumi.Input[str]
+    vmid_first: int
+    vmid_last: int
+    vmid_hint: int
+    bridge: str
+    vlan: int
+    address: str  # CIDR
+    gateway: str
+    unprivileged: bool = True
+    firewall_group: pulumi.Input[str] | None = None
+    tags: list[str] = field(default_factory=list)
+    description: str = ""
+    onboot: bool = True
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """A container as a tenant declares it (the tenant supplies pool, VLAN and range)."""
+
+    name: str
+    template: str
+    cores: int
+    memory: int
+    disk: int
+    vmid_hint: int
+    address: str
+    unprivileged: bool = True
+    tags: list[str] = field(default_factory=list)
+    description: str = ""
+    onboot: bool = True
+
+
+@dataclass(frozen=True)
 class TenantArgs:
     api: ApiArgs
     display_name: str
@@ -94,6 +135,8 @@ class TenantArgs:
     vmid_first: int
     vmid_last: int
     guests: list[GuestSpec] = field(default_factory=list)
+    containers: list[ContainerSpec] = field(default_factory=list)
+    storage: str = "local-lvm"  # containers' root disks
 
 
 def isolation_rules(subnet: str, supernet: str) -> list[dict[str, object]]:
@@ -139,6 +182,43 @@ class Guest(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self),
         )
         self.vmid = self.vm.vmid
+        self.address = pulumi.Output.from_input(args.address)
+        self.register_outputs({"vmid": self.vmid, "address": self.address})
+
+
+class Container(pulumi.ComponentResource):
+    vmid: pulumi.Output[int]
+    address: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ContainerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kloudctl:tenants:Container", name, None, opts)
+        self.lxc = Lxc(
+            name,
+            {
+                "api": args.api.inputs(),
+                "name": name,
+                "template": args.template,
+                "cores": args.cores,
+                "memory": args.memory,
+                "disk": args.disk,
+                "storage": args.storage,
+                "pool": args.pool,
+                "vmid_first": args.vmid_first,
+                "vmid_last": args.vmid_last,
+                "vmid_hint": args.vmid_hint,
+                "bridge": args.bridge,
+                "vlan": args.vlan,
+                "address": args.address,
+                "gateway": args.gateway,
+                "unprivileged": args.unprivileged,
+                "firewall_group": args.firewall_group,
+                "tags": list(args.tags),
+                "description": args.description,
+                "onboot": args.onboot,
+            },
+            pulumi.ResourceOptions(parent=self),
+        )
+        self.vmid = self.lxc.vmid
         self.address = pulumi.Output.from_input(args.address)
         self.register_outputs({"vmid": self.vmid, "address": self.address})
 
@@ -246,6 +326,34 @@ class Tenant(pulumi.ComponentResource):
             )
             for spec in args.guests
         ]
+        self.containers = [
+            Container(
+                spec.name,
+                ContainerArgs(
+                    api=args.api,
+                    template=spec.template,
+                    cores=spec.cores,
+                    memory=spec.memory,
+                    disk=spec.disk,
+                    storage=args.storage,
+                    pool=pool.poolid,
+                    vmid_first=args.vmid_first,
+                    vmid_last=args.vmid_last,
+                    vmid_hint=spec.vmid_hint,
+                    bridge=args.bridge,
+                    vlan=args.vlan,
+                    address=spec.address,
+                    gateway=args.gateway,
+                    unprivileged=spec.unprivileged,
+                    firewall_group=firewall.group,
+                    tags=spec.tags,
+                    description=spec.description,
+                    onboot=spec.onboot,
+                ),
+                pulumi.ResourceOptions(parent=self, depends_on=[*acls]),
+            )
+            for spec in args.containers
+        ]
         self.pool = pool.poolid
         self.userid = user.userid
         self.token_id = token.full_tokenid
@@ -259,5 +367,6 @@ class Tenant(pulumi.ComponentResource):
                 "vlan": args.vlan,
                 "subnet": args.subnet,
                 "guests": {g._name: g.vmid for g in self.guests},
+                "containers": {c._name: c.vmid for c in self.containers},
             }
         )

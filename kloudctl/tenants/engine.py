@@ -411,7 +411,12 @@ class _EventCollector:
             self.on_step(step)
 
 
-_HIDDEN_TYPES = ("pulumi:pulumi:Stack", "pulumi:providers:", "kloudctl:tenants:Guest")
+_HIDDEN_TYPES = (
+    "pulumi:pulumi:Stack",
+    "pulumi:providers:",
+    "kloudctl:tenants:Guest",
+    "kloudctl:tenants:Container",
+)
 # Resource names end with what they are (see components.Tenant); longest suffix first.
 _PROVIDER_KINDS = (
     ("-acl-group", "acl"),
@@ -430,7 +435,8 @@ def _kind(type_: str, urn: str) -> str:
         for suffix, kind in _PROVIDER_KINDS:
             if name.endswith(suffix):
                 return kind
-        return "guest"
+        # a guest's resource is named after it; its parent component says which kind
+        return "container" if "kloudctl:tenants:Container$" in urn else "guest"
     return type_.rsplit(":", 1)[-1].lower()
 
 

@@ -21,7 +21,7 @@ import pulumi
 from kloudctl.capacity import plan_cabinet
 from kloudctl.model import load_fleet
 from kloudctl.model.schema import Cabinet
-from kloudctl.tenants.components import ApiArgs, GuestSpec, Tenant, TenantArgs
+from kloudctl.tenants.components import ApiArgs, ContainerSpec, GuestSpec, Tenant, TenantArgs
 
 DEFAULT_BRIDGE = "vmbr0"
 
@@ -52,6 +52,23 @@ def tenant_args(
             )
             for vplan in tplan.vms
         ]
+        cts = {ct.name: ct for ct in tenant.containers}
+        containers = [
+            ContainerSpec(
+                name=cplan.name,
+                template=cplan.template,
+                cores=cplan.cores,
+                memory=cplan.memory,
+                disk=cplan.disk,
+                vmid_hint=cplan.vmid,
+                address=str(cplan.address),
+                unprivileged=cplan.unprivileged,
+                tags=list(cts[cplan.name].tags),
+                description=cts[cplan.name].description or "",
+                onboot=cts[cplan.name].start_at_boot,
+            )
+            for cplan in tplan.containers
+        ]
         result[tplan.name] = TenantArgs(
             api=api,
             display_name=tplan.display_name,
@@ -64,6 +81,8 @@ def tenant_args(
             vmid_first=tplan.vmid_first,
             vmid_last=tplan.vmid_last,
             guests=guests,
+            containers=containers,
+            storage=cabinet.hardware.storage,
         )
     return result
 
@@ -79,6 +98,7 @@ def build(cabinet: Cabinet, api: ApiArgs, bridge: str = DEFAULT_BRIDGE) -> dict[
                 "userid": t.userid,
                 "token_id": t.token_id,
                 "guests": {g._name: g.vmid for g in t.guests},
+                "containers": {c._name: c.vmid for c in t.containers},
             }
             for name, t in tenants.items()
         },

@@ -88,3 +88,16 @@ class Vm(Resource):
     ):
         props = {**props, "vmid": None}
         super().__init__(providers.GuestProvider(), name, props, _opts(opts))
+
+
+class Lxc(Resource):
+    """An LXC container (`providers.ContainerProvider`)."""
+
+    vmid: pulumi.Output[int]
+    name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None
+    ):
+        props = {**props, "vmid": None}
+        super().__init__(providers.ContainerProvider(), name, props, _opts(opts))

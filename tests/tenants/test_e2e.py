@@ -26,7 +26,7 @@ import pytest
 
 pytest.importorskip("kloudctl.sim.server", reason="needs the simulator (kloudctl sim)")
 
-from kloudctl.errors import AdmissionRefused, ApplyFailed, NotFound, StackBusy
+from kloudctl.errors import AdmissionRefused, ApplyFailed, InputError, NotFound, StackBusy
 from kloudctl.tenants.engine import TenantsStack, find_pulumi, pulumi_env, state_paths
 from kloudctl.tenants.simtargets import bootstrap_target
 from kloudctl.testbed.simfleet import CABINETS, SimFleet, start_sim_fleet
@@ -462,3 +462,158 @@ def test_destroy_removes_every_tenant_object(sim):
         assert template, "the template is not kloudctl's: it stays"
     finally:  # applied again, for the tests that use saint-aubin
         run(sim, "saint-aubin", "apply")
+
+
+# --- containers (issue 15): saint-aubin's council and music school declare LXC containers ---
+
+MIB = 1024**2
+# The music school's containers, as the example declares them
+_AGENDA = (
+    "    containers:\n"
+    "      - name: musique-agenda\n"
+    '        template: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"\n'
+    "        cores: 1\n"
+    "        memory: 512MiB\n"
+    "        disk: 8GiB\n"
+    "        load: 0.05\n"
+    "        tags: [agenda]\n"
+)
+
+
+def _tenant_api(sim: SimFleet, cabinet: str, tenant: str):
+    """The tenant's own API client, with the token Pulumi made for it."""
+    outputs = TenantsStack(sim.fleet(), sim.root, cabinet).outputs()
+    token_id = outputs["tenants"][tenant]["token_id"]
+    return sim.api_as(cabinet, token_id, outputs["token_secrets"][tenant])
+
+
+def _wait_task(api, node: str, upid: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = api.nodes(node).tasks(upid).status.get()
+        if status["status"] == "stopped":
+            return status["exitstatus"]
+        time.sleep(0.05)
+    raise AssertionError(f"task {upid} still running")
+
+
+def test_containers_are_made_from_their_template_in_the_tenants_pool_vlan_and_firewall(
+    first_applies,
+):
+    from kloudctl.capacity import plan_cabinet
+
+    sim, results = first_applies
+    steps = {s.name: s for s in results["saint-aubin"].steps if s.status != "planned"}
+    cabinet = sim.fleet().cabinet("saint-aubin")
+    plans = {t.name: t for t in plan_cabinet(cabinet).tenants}
+    api = sim.root_api("saint-aubin")
+    guests = sim.guests("saint-aubin")
+    declared = [(t, ct) for t in cabinet.tenants for ct in t.containers]
+    assert {ct.name for _, ct in declared} == {"staubin-dns", "musique-agenda"}
+    for tenant, ct in declared:
+        plan = plans[tenant.name]
+        (cplan,) = [c for c in plan.containers if c.name == ct.name]
+        assert (steps[ct.name].op, steps[ct.name].kind) == ("create", "container")
+        guest = guests[ct.name]
+        assert (guest["type"], guest["pool"], guest["vmid"]) == ("lxc", tenant.name, cplan.vmid)
+        ct_api = api.nodes(guest["node"]).lxc(guest["vmid"])
+        config = ct_api.config.get()
+        assert config["hostname"] == ct.name and config["ostype"] == "debian"
+        assert (int(config["cores"]), int(config["memory"])) == (ct.cores, ct.memory // MIB)
+        assert config["rootfs"].startswith("local-lvm:vm-")
+        assert config["rootfs"].endswith(f",size={ct.disk // GIB}G")
+        assert int(config["unprivileged"]) == 1 and int(config["onboot"]) == 1
+        net = dict(part.split("=", 1) for part in config["net0"].split(","))
+        assert (net["bridge"], net["tag"], net["firewall"]) == ("vmbr0", str(plan.vlan), "1")
+        assert (net["ip"], net["gw"]) == (str(cplan.address), str(plan.gateway))
+        assert int(ct_api.firewall.options.get()["enable"]) == 1
+        rules = ct_api.firewall.rules.get()
+        assert [(r["type"], r["action"]) for r in rules] == [("group", f"kc-{plan.vlan}")]
+    # made by a `vzcreate` task from the vztmpl volume, as `pct create` does
+    tasks = api.nodes(guests["staubin-dns"]["node"]).tasks.get(typefilter="vzcreate")
+    assert str(guests["staubin-dns"]["vmid"]) in {t["id"] for t in tasks}
+
+
+def test_a_tenant_token_manages_its_own_containers_and_no_other(sim):
+    from proxmoxer.core import ResourceException
+
+    musique = _tenant_api(sim, "saint-aubin", "ecole-musique")
+    martin = _tenant_api(sim, "saint-aubin", "garage-martin")
+    guests = sim.guests("saint-aubin")
+    own, council = guests["musique-agenda"], guests["staubin-dns"]
+    mine = musique.nodes(own["node"]).lxc(own["vmid"])
+    assert mine.config.get()["hostname"] == "musique-agenda"
+    # PVEVMAdmin on its pool: it starts and stops its own container
+    assert _wait_task(musique, own["node"], mine.status.start.post()) == "OK"
+    assert mine.status.current.get()["status"] == "running"
+    assert _wait_task(musique, own["node"], mine.status.stop.post()) == "OK"
+    # ...and reaches nothing of the council's container, nor the school's from the garage
+    for api, other in ((musique, council), (martin, own)):
+        theirs = api.nodes(other["node"]).lxc(other["vmid"])
+        for attempt in (
+            theirs.config.get,
+            theirs.status.current.get,
+            theirs.status.stop.post,
+            lambda theirs=theirs: theirs.config.put(memory=256),
+            theirs.firewall.rules.get,
+        ):
+            with pytest.raises(ResourceException) as refused:
+                attempt()
+            assert refused.value.status_code == 403
+    visible = {g.get("name") for g in musique.cluster.resources.get(type="vm")}
+    assert {"musique-agenda", "musique-site"} <= visible
+    assert not visible & {"staubin-dns", "staubin-web", "martin-erp"}
+    assert "musique-agenda" not in {g.get("name") for g in martin.cluster.resources.get(type="vm")}
+    root = sim.root_api("saint-aubin")
+    assert root.nodes(council["node"]).lxc(council["vmid"]).status.current.get()["status"] == (
+        "stopped"
+    )
+    assert int(root.nodes(council["node"]).lxc(council["vmid"]).config.get()["memory"]) == 512
+    assert run(sim, "saint-aubin", "plan").changed == 0
+
+
+def test_containers_beyond_the_tenants_quota_are_refused_and_nothing_changes(sim):
+    before = sim.guests("saint-aubin")
+    text = sim.cabinet_file("saint-aubin").read_text()
+    line = text[: text.index(_AGENDA)].count("\n") + 1  # the line of `containers:`
+    sim.edit("saint-aubin", _AGENDA, _AGENDA.replace("cores: 1", "cores: 2"))
+    try:
+        done = cli(sim, "tenants", "plan", "saint-aubin")
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert (
+            f"cabinets/saint-aubin.yaml:{line}:5 tenants[2].containers: guests use 3 vCPU, "
+            "the tenant's quota is 2"
+        ) in done.stderr
+        with pytest.raises(InputError):
+            run(sim, "saint-aubin", "apply")
+    finally:
+        sim.cabinet_file("saint-aubin").write_text(text)
+    assert sim.guests("saint-aubin") == before
+
+
+def test_a_container_change_updates_in_place_and_a_removed_container_is_deleted(sim):
+    path = sim.cabinet_file("saint-aubin")
+    text = path.read_text()
+    before = sim.guests("saint-aubin")["musique-agenda"]
+    grown = _AGENDA.replace("memory: 512MiB", "memory: 1GiB").replace("8GiB", "10GiB")
+    sim.edit("saint-aubin", _AGENDA, grown)
+    try:
+        result = run(sim, "saint-aubin", "apply")
+        assert ops(result, "musique-agenda") == {"update"}, result.steps
+        after = sim.guests("saint-aubin")["musique-agenda"]
+        assert after["vmid"] == before["vmid"]
+        api = sim.root_api("saint-aubin")
+        config = api.nodes(after["node"]).lxc(after["vmid"]).config.get()
+        assert int(config["memory"]) == 1024 and config["rootfs"].endswith(",size=10G")
+        assert run(sim, "saint-aubin", "plan").changed == 0
+        sim.edit("saint-aubin", grown, "")
+        result = run(sim, "saint-aubin", "apply")
+        assert ops(result, "musique-agenda") == {"delete"}, result.steps
+        assert "musique-agenda" not in sim.guests("saint-aubin")
+        assert {"musique-site", "staubin-dns"} <= set(sim.guests("saint-aubin"))
+        volumes = api.nodes(after["node"]).storage("local-lvm").content.get()
+        assert not [v for v in volumes if int(v.get("vmid") or 0) == after["vmid"]]
+    finally:  # the declared container comes back (a new one when it was deleted)
+        path.write_text(text)
+        run(sim, "saint-aubin", "apply")
+    assert "musique-agenda" in sim.guests("saint-aubin")

@@ -84,3 +84,66 @@ def test_capacity_counts_overcommit_and_host_reserve(fleet) -> None:
     vcpu, ram, _disk = plan.resources
     assert vcpu.capacity == 8 * 3.0  # mortree declares a CPU overcommit of 3
     assert ram.capacity == (32 - 4) * 1024**3
+
+
+# --- containers (issue 15) -------------------------------------------------------------------
+
+
+def test_saint_aubin_containers_take_vmids_from_the_top_and_addresses_after_the_vms(
+    fleet,
+) -> None:
+    plan = plan_cabinet(fleet.cabinet("saint-aubin"))
+    by_name = {t.name: t for t in plan.tenants}
+    council, musique = by_name["council"], by_name["ecole-musique"]
+    (dns,) = council.containers
+    assert (dns.name, dns.vmid, dns.unprivileged) == ("staubin-dns", council.vmid_last, True)
+    assert dns.template == "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+    assert [vm.vmid for vm in council.vms] == [council.vmid_first, council.vmid_first + 1]
+    # addresses: the VMs first (10, 11), then the container (12)
+    assert str(dns.address) == str(council.subnet.network_address + 12) + "/24"
+    (agenda,) = musique.containers
+    assert agenda.vmid == musique.vmid_last and (agenda.memory, agenda.disk) == (
+        512 * 2**20,
+        8 * 2**30,
+    )
+
+
+def test_adding_a_vm_never_renumbers_a_container(fleet) -> None:
+    cabinet = fleet.cabinet("saint-aubin")
+    council = cabinet.tenants[0]
+    more = council.model_copy(
+        update={"vms": [*council.vms, council.vms[0].model_copy(update={"name": "staubin-extra"})]}
+    )
+    grown = cabinet.model_copy(update={"tenants": [more, *cabinet.tenants[1:]]})
+    before = plan_cabinet(cabinet).tenants[0].containers[0].vmid
+    assert plan_cabinet(grown).tenants[0].containers[0].vmid == before
+
+
+def test_containers_count_in_the_power_estimate(fleet) -> None:
+    cabinet = fleet.cabinet("saint-aubin")
+    node = cabinet.hardware.nodes[0]
+    busy = sum(g.cores * g.load for t in cabinet.tenants for g in (*t.vms, *t.containers))
+    vms_only = sum(vm.cores * vm.load for t in cabinet.tenants for vm in t.vms)
+    assert busy > vms_only  # the example declares containers with a load
+    expected = node.idle_watts + (node.peak_watts - node.idle_watts) * busy / node.cores
+    assert plan_cabinet(cabinet).power.nodes[0].estimated_watts == pytest.approx(expected)
+
+
+def test_a_council_may_run_a_privileged_container(fleet) -> None:
+    """Only a level-2 tenant is refused one (the corpus case): the council owns the host."""
+    from kloudctl.model.fleet import cross_check
+
+    loaded = fleet.loaded("saint-aubin")
+    council = loaded.model.tenants[0]
+    privileged = council.model_copy(
+        update={"containers": [council.containers[0].model_copy(update={"unprivileged": False})]}
+    )
+    cabinet = loaded.model.model_copy(update={"tenants": [privileged, *loaded.model.tenants[1:]]})
+    changed = type(fleet)(
+        fleet.root,
+        {**fleet.cabinets, "saint-aubin": type(loaded)(cabinet, loaded.source)},
+        fleet.policies,
+        fleet.secret_folders,
+    )
+    assert [p for p in cross_check(changed) if "unprivileged" in str(p)] == []
+    assert plan_cabinet(cabinet).tenants[0].containers[0].unprivileged is False

@@ -38,6 +38,14 @@ REF = "secret: vault:secrets/case.vault.yml#proxmox_token"
 
 
 _FED = "  wireguard: {address: 10.250.0.1/24}"
+# A container, and where it goes: after the council's VM, or after the shop's
+_VZ = '"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"'
+_CT = (
+    "    containers:\n"
+    f"      - {{name: agenda, template: {_VZ}, cores: 1, memory: 512MiB, disk: 8GiB}}\n"
+)
+_COUNCIL_END = "        load: 0.2\n"
+_SHOP_END = "        network: {address: 10.161.1.20/24}\n"
 
 CASES = [
     # Council report (issue 14): the optional price list and maintenance windows.
@@ -761,6 +769,87 @@ CASES = [
         [],
         ["backups/gone.yaml expected a file, got a broken symbolic link (to nowhere.yaml)"],
         links={"backups/gone.yaml": "nowhere.yaml"},
+    ),
+    # Tenants with containers (issue 15): one container added to a tenant, then broken.
+    Case(
+        "container-template-missing",
+        [(_COUNCIL_END, _COUNCIL_END + _CT.replace(f"template: {_VZ}, ", ""))],
+        [f"{C}:51:9 tenants[0].containers[0].template: required field is missing"],
+    ),
+    Case(
+        "container-template-not-vztmpl",
+        [(_COUNCIL_END, _COUNCIL_END + _CT.replace(_VZ, "debian-12-cloud"))],
+        [
+            f"{C}:51:34 tenants[0].containers[0].template: "
+            "expected a container template volume such as "
+            "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst, got 'debian-12-cloud'"
+        ],
+    ),
+    Case(
+        "container-template-iso",
+        [
+            (
+                _COUNCIL_END,
+                _COUNCIL_END + _CT.replace(_VZ, '"local:iso/debian-12.8.0-amd64-netinst.iso"'),
+            )
+        ],
+        [
+            f"{C}:51:34 tenants[0].containers[0].template: "
+            "expected a container template volume such as "
+            "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst, got 'local:iso/debian-12.8.0-amd64-netinst.iso'"
+        ],
+    ),
+    Case(
+        "container-privileged-level-2",
+        [
+            ("quota: {vcpu: 2, ram: 4GiB", "quota: {vcpu: 3, ram: 4GiB"),
+            (_SHOP_END, _SHOP_END + _CT.replace("}", ", unprivileged: false}")),
+        ],
+        [
+            f"{C}:64:142 tenants[1].containers[0].unprivileged: a level-2 tenant's container "
+            "must be unprivileged: root in a privileged container is root on the cabinet's host"
+        ],
+    ),
+    Case(
+        "container-memory-word",
+        [(_COUNCIL_END, _COUNCIL_END + _CT.replace("512MiB", "lots"))],
+        [f"{C}:51:108 tenants[0].containers[0].memory: expected a size such as 2GiB, got 'lots'"],
+    ),
+    Case(
+        "container-memory-below-minimum",
+        [(_COUNCIL_END, _COUNCIL_END + _CT.replace("512MiB", "8MiB"))],
+        [
+            f"{C}:51:108 tenants[0].containers[0].memory: expected at least 16MiB for a "
+            "container, got 8MiB"
+        ],
+    ),
+    Case(
+        "container-disk-not-whole-gib",
+        [(_COUNCIL_END, _COUNCIL_END + _CT.replace("8GiB", "1.5GiB"))],
+        [f"{C}:51:122 tenants[0].containers[0].disk: expected a whole number of GiB, got 1.5GiB"],
+    ),
+    Case(
+        "container-cores-zero",
+        [(_COUNCIL_END, _COUNCIL_END + _CT.replace("cores: 1", "cores: 0"))],
+        [f"{C}:51:97 tenants[0].containers[0].cores: expected a number at least 1, got 0"],
+    ),
+    Case(
+        "container-over-quota",
+        [(_SHOP_END, _SHOP_END + _CT)],
+        [f"{C}:63:5 tenants[1].containers: guests use 3 vCPU, the tenant's quota is 2"],
+    ),
+    Case(
+        "container-name-of-a-vm",
+        [(_COUNCIL_END, _COUNCIL_END + _CT.replace("name: agenda", "name: shop"))],
+        [
+            f"{C}:59:15 tenants[1].vms[0].name: duplicate guest name 'shop' "
+            "(also tenants[0].containers[0])"
+        ],
+    ),
+    Case(
+        "container-unprivileged-not-bool",
+        [(_COUNCIL_END, _COUNCIL_END + _CT.replace("}", ", unprivileged: 0}"))],
+        [f"{C}:51:142 tenants[0].containers[0].unprivileged: expected true or false, got 0"],
     ),
 ]
 

@@ -7,11 +7,13 @@ from kloudctl.tenants.providers.access import (
     TokenProvider,
     UserProvider,
 )
+from kloudctl.tenants.providers.container import ContainerProvider
 from kloudctl.tenants.providers.firewall import SecurityGroupProvider
 from kloudctl.tenants.providers.guest import GuestProvider
 
 __all__ = [
     "AclProvider",
+    "ContainerProvider",
     "GroupProvider",
     "GuestProvider",
     "PoolProvider",
