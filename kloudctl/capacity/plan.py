@@ -335,9 +335,9 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
             )
         )
 
-    guests = cabinet.federation.guests if cabinet.federation else None
-    if guests is not None:
-        first, last = guests.vmids.first, guests.vmids.last
+    lent_to = cabinet.federation.guests if cabinet.federation else None
+    if lent_to is not None:
+        first, last = lent_to.vmids.first, lent_to.vmids.last
         for i, (tfirst, tlast) in enumerate(vmid_ranges):
             if first <= tlast and tfirst <= last:
                 problem(
@@ -346,7 +346,7 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
                     f" tenants[{i}] ({tfirst}-{tlast})",
                 )
     # The quota lent to other communes' failed-over council VMs is reserved like a tenant's.
-    lent = guests.quota if guests is not None else None
+    lent = lent_to.quota if lent_to is not None else None
 
     hw = cabinet.hardware
     cores = sum(n.cores for n in hw.nodes)
