@@ -4,6 +4,7 @@ simulated load, metric servers, and the metrics export."""
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 from simhelpers import error_of, ok, root_api
@@ -64,3 +65,26 @@ def test_metric_servers_and_export(root):
     ids = {d["id"] for d in data}
     assert {"node/pve1", "node/pve2", "qemu/9000"} <= ids
     assert {d["type"] for d in data} <= {"gauge", "counter", "derive"}
+
+
+def test_cluster_resources_figures_move_after_the_status_period(root, monkeypatch):
+    """PVE's pvestatd refreshes what /cluster/resources shows every 10 s: within a period the
+    simulator may answer the same figures, after it the uptime has moved on."""
+    from kloudctl.sim.handlers import cluster
+
+    node = root.nodes("pve1")
+    ok(root, node.qemu(9000).clone.post(newid=802, name="uptime"))
+    ok(root, node.qemu(802).status.start.post())
+
+    def uptime() -> int:
+        rows = root.cluster.resources.get(type="vm")
+        return next(r["uptime"] for r in rows if r["vmid"] == 802)
+
+    first = uptime()
+    time.sleep(1.1)
+    assert uptime() == first  # the same period: pvestatd has not refreshed yet
+    now = cluster._clock()
+    monkeypatch.setattr(cluster, "_clock", lambda: now + cluster.STATUS_PERIOD)
+    assert uptime() > first
+    ok(root, node.qemu(802).status.stop.post())
+    ok(root, node.qemu(802).delete(purge=1))

@@ -5,6 +5,7 @@ free VMID, the cluster's task list, its options, and the HA, backup and replicat
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from kloudctl.sim.api import ApiError, Call, Raw, Routes, bad_request
@@ -14,6 +15,12 @@ from kloudctl.sim.state import PVE_VERSION
 
 routes = Routes()
 
+#: pvestatd refreshes the guests' and nodes' figures that `/cluster/resources` shows every
+#: 10 s; an answer is reused within that period (until the state changes), never longer, so
+#: uptime and usage move as on a real cabinet.
+STATUS_PERIOD = 10.0
+_clock = time.monotonic  # the tests move it on rather than wait a period
+
 
 @routes("GET", "/version")
 def version(call: Call) -> dict[str, Any]:
@@ -22,7 +29,8 @@ def version(call: Call) -> dict[str, Any]:
 
 @routes("GET", "/cluster/resources")
 def resources(call: Call) -> Raw:
-    key = ("resources", call.who.authid, call.p("type"))
+    period = int(_clock() // STATUS_PERIOD)
+    key = ("resources", call.who.authid, call.p("type"), period)
     cached = call.cab.cache.get(key)
     if cached is not None:
         return Raw(cached)
@@ -115,7 +123,10 @@ def resources(call: Call) -> Raw:
             if admin or acl.allowed(call.who, f"/pool/{name}", ["Pool.Audit"]):
                 out.append({"id": f"/pool/{name}", "type": "pool", "pool": name})
     answer = Raw.of(json.dumps(out, separators=(",", ":")).encode())
-    call.cab.cache[key] = answer.body
+    cache = call.cab.cache
+    for stale in [k for k in cache if k[0] == "resources" and k[-1] != key[-1]]:
+        del cache[stale]
+    cache[key] = answer.body
     return answer
 
 
