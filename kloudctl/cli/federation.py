@@ -37,14 +37,26 @@ def command() -> None:
 @click.argument("name")
 @click.option("--cabinet", shell_complete=cabinet_names, help="The coordinator cabinet.")
 @click.option("--endpoint", metavar="HOST:PORT", help="Where newcomers reach the join endpoint.")
+@click.option(
+    "--mesh-endpoint",
+    metavar="HOST:PORT",
+    help="Where peers reach this cabinet's WireGuard (default: WAN address and port).",
+)
 @state_option
 @pass_fleet
 def init(
-    ctx: FleetContext, name: str, cabinet: str | None, endpoint: str | None, state_dir: str | None
+    ctx: FleetContext,
+    name: str,
+    cabinet: str | None,
+    endpoint: str | None,
+    mesh_endpoint: str | None,
+    state_dir: str | None,
 ) -> None:
     """Create federation NAME, this fleet's coordinator cabinet its first member."""
     state = _state(ctx, state_dir)
-    registry = service.init(state, ctx.fleet(), name, cabinet, endpoint)
+    registry = service.init(
+        state, ctx.fleet(), name, cabinet, endpoint, mesh_endpoint=mesh_endpoint
+    )
     me = registry.members[registry.coordinator]
     console.line(
         f"federation '{name}' created (registry version 1): coordinator {me.commune},"

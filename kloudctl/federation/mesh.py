@@ -111,8 +111,9 @@ table inet {NFT_TABLE} {{
 """
 
 
-def _tool(argv: list[str], *, stdin: str | None = None) -> str:
-    """Run a network tool (`wg`, `ip`, `nft`); its failure names it and what it said."""
+def _tool(argv: list[str], *, stdin: str | None = None, within: Sequence[str] = ()) -> str:
+    """Run a network tool (`wg`, `ip`, `nft`), after the `within` prefix when given (e.g.
+    `ip netns exec NS`); its failure names it and what it said."""
     if shutil.which(argv[0]) is None:
         raise ToolMissing(
             f"'{argv[0]}' is not on PATH: the federation mesh needs wireguard-tools, iproute2"
@@ -120,7 +121,12 @@ def _tool(argv: list[str], *, stdin: str | None = None) -> str:
         )
     try:
         done = subprocess.run(
-            argv, input=stdin, capture_output=True, text=True, timeout=TIMEOUT, check=False
+            [*within, *argv],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise ExternalError(f"'{argv[0]}' did not answer within {TIMEOUT:.0f} s") from None
@@ -138,30 +144,34 @@ class Applied:
     removed: list[str]
 
 
-def current_peers(interface: str) -> set[str]:
-    return {line.split("\t")[0] for line in _tool(["wg", "show", interface, "peers"]).split()}
+def current_peers(interface: str, within: Sequence[str] = ()) -> set[str]:
+    return set(_tool(["wg", "show", interface, "peers"], within=within).split())
 
 
 def apply(
-    registry: Registry, commune: str, keys: MemberKeys, interface: str = DEFAULT_INTERFACE
+    registry: Registry,
+    commune: str,
+    keys: MemberKeys,
+    interface: str = DEFAULT_INTERFACE,
+    within: Sequence[str] = (),
 ) -> Applied:
     """Make `interface` (already created: kernel or wireguard-go) match the registry."""
     me = registry.members.get(commune)
     if me is None:
         raise InputError(f"commune '{commune}' is not in registry version {registry.version}")
-    before = current_peers(interface)
+    before = current_peers(interface, within)
     if me.state != "active":
         # A revoked member keeps no peer: its mesh ends on its side too.
         config = f"[Interface]\nPrivateKey = {wireguard_private(keys)}\n"
     else:
         config = render(registry, commune, wireguard_private(keys))
-    _tool(["wg", "syncconf", interface, "/dev/stdin"], stdin=config)
+    _tool(["wg", "syncconf", interface, "/dev/stdin"], stdin=config, within=within)
     assert registry.pool is not None
     address = f"{me.mesh_address}/{registry.pool.prefixlen}"
-    _tool(["ip", "-4", "address", "replace", address, "dev", interface])
-    _tool(["ip", "link", "set", interface, "up"])
-    _tool(["nft", "-f", "-"], stdin=firewall(interface))
-    after = current_peers(interface)
+    _tool(["ip", "-4", "address", "replace", address, "dev", interface], within=within)
+    _tool(["ip", "link", "set", interface, "up"], within=within)
+    _tool(["nft", "-f", "-"], stdin=firewall(interface), within=within)
+    after = current_peers(interface, within)
     names = {m.wireguard_key: c for c, m in registry.members.items()}
     return Applied(
         peers=sorted(names.get(k, k) for k in after),
@@ -201,6 +211,10 @@ def parse_dump(text: str, interface: str) -> dict[str, PeerHealth]:
     return peers
 
 
+def read_dump(interface: str, within: Sequence[str] = ()) -> dict[str, PeerHealth]:
+    return parse_dump(_tool(["wg", "show", interface, "dump"], within=within), interface)
+
+
 def round_trip(address: str, port: int = PROBE_PORT, timeout: float = 1.0) -> float | None:
     """Milliseconds for a TCP connection attempt over the mesh to be answered (accepted or
     refused alike: both are one round trip); None when nothing answered in time."""
@@ -217,14 +231,17 @@ def health(
     registry: Registry, commune: str, interface: str = DEFAULT_INTERFACE, timeout: float = 1.0
 ) -> dict[str, dict[str, Any]]:
     """Per other member: its last handshake and the round trip over the mesh, probed in
-    parallel (a whole federation answers within about `timeout`)."""
-    dump = parse_dump(_tool(["wg", "show", interface, "dump"]), interface)
+    parallel (a whole federation answers within about `timeout`); a member that is not a
+    peer of this interface (revoked) is shown as such, not probed."""
+    dump = read_dump(interface)
     others = {c: m for c, m in registry.members.items() if c != commune}
-    with ThreadPoolExecutor(max_workers=max(len(others), 1)) as pool:
+    # Only peers this interface has are probed: a revoked member has no route here.
+    probed = {c: m for c, m in others.items() if m.wireguard_key in dump}
+    with ThreadPoolExecutor(max_workers=max(len(probed), 1)) as pool:
         trips = dict(
             zip(
-                others,
-                pool.map(lambda m: round_trip(m.mesh_address, timeout=timeout), others.values()),
+                probed,
+                pool.map(lambda m: round_trip(m.mesh_address, timeout=timeout), probed.values()),
                 strict=True,
             )
         )
@@ -233,7 +250,7 @@ def health(
     for c, m in others.items():
         seen = dump.get(m.wireguard_key)
         handshake = seen.latest_handshake if seen else None
-        trip = trips[c]
+        trip = trips.get(c)
         out[c] = {
             "peer_configured": seen is not None,
             "latest_handshake": handshake,

@@ -141,6 +141,7 @@ def init(
     cabinet_name: str | None,
     endpoint: str | None,
     now: datetime.datetime | None = None,
+    mesh_endpoint: str | None = None,
 ) -> Registry:
     """Create the federation with this fleet's coordinator cabinet as its first member.
 
@@ -182,7 +183,11 @@ def init(
     member = {
         "commune": cabinet.name,
         "cabinet": cabinet.name,
-        "endpoints": [f"{cabinet.networks.wan.address.ip}:{wireguard.port}"],
+        "endpoints": [
+            _endpoint(mesh_endpoint, "--mesh-endpoint")
+            if mesh_endpoint
+            else f"{cabinet.networks.wan.address.ip}:{wireguard.port}"
+        ],
         "wireguard_key": keys.wireguard_public,
         "signing_key": keys.signing_public,
         "mesh_address": str(wireguard.address.ip),
