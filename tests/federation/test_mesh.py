@@ -200,12 +200,19 @@ def test_a_revocation_reaches_every_member_within_one_sync_period(
     stop = threading.Event()
     problems: list[str] = []
 
-    def timer(commune: str) -> None:  # what the role's systemd timer does, every PERIOD
+    runs: list[float] = []  # how long each sync of brieux and mortree took
+
+    def timer(commune: str) -> None:
+        """What the role's systemd timer does: a sync started every PERIOD (OnUnitActiveSec
+        counts from each start), never two at once."""
         while not stop.is_set():
+            started = time.monotonic()
             code, out = fed.cli(commune, "federation", "sync", "--interface", fed.wg(commune))
-            if code != 0 and commune != "saint-aubin":
-                problems.append(f"{commune}: {out}")
-            stop.wait(PERIOD)
+            if commune != "saint-aubin":
+                runs.append(time.monotonic() - started)
+                if code != 0:
+                    problems.append(f"{commune}: {out}")
+            stop.wait(max(started + PERIOD - time.monotonic(), 0))
 
     threads = [threading.Thread(target=timer, args=(c,)) for c in UNDERLAY]
     revoked_key = next(
@@ -225,9 +232,10 @@ def test_a_revocation_reaches_every_member_within_one_sync_period(
                 if commune not in dropped and revoked_key not in fed.peers(commune):
                     dropped[commune] = time.monotonic() - revoked
             time.sleep(0.1)
-        # One sync period, plus the sync's own run (fetch, verify, apply) as slack.
+        # The bound: one sync period, plus one sync's own run (start, fetch, verify, apply:
+        # the slowest seen here, the machine being shared) and this loop's polling.
         assert set(dropped) == {"brieux", "mortree"}, dropped
-        assert max(dropped.values()) <= PERIOD + 3.0, dropped
+        assert max(dropped.values()) <= PERIOD + max(runs) + 0.5, (dropped, max(runs))
         # The revoked member's traffic no longer passes; the others still reach each other.
         assert fed.probe("saint-aubin", MESH["brieux"], REPLICATION_PORT) == "timeout"
         assert fed.probe("saint-aubin", MESH["mortree"], REPLICATION_PORT) == "timeout"
@@ -241,7 +249,7 @@ def test_a_revocation_reaches_every_member_within_one_sync_period(
             time.sleep(0.5)
         assert code == 0 and "revocation of 'saint-aubin' (version 4): applied by" in out, out
         seconds = float(re.search(r"applied by every member ([0-9.]+) s", out).group(1))  # type: ignore[union-attr]
-        assert seconds <= PERIOD + 4.0  # the entry's time is whole seconds
+        assert seconds <= PERIOD + max(runs) + 1.0  # the entry's time is whole seconds
     finally:
         stop.set()
         for thread in threads:
