@@ -14,8 +14,8 @@ Measured, each against a baseline run in this process on the same namespaces:
   member's timer adds is its period), against one bare `wg set ... peer KEY remove` round;
 - status: `kloudctl federation status --interface IF --json` for the 20-member federation
   run as a user runs it (a new process in the coordinator's namespace: handshakes from
-  `wg show dump`, a TCP round trip to every member over the mesh), against a bare
-  `wg show IF dump` in the same namespace.
+  `wg show latest-handshakes`, a TCP round trip to every member over the mesh), against a bare
+  `wg show IF latest-handshakes` in the same namespace.
 
 Targets (issue 13): status for 20 members under 3 s; a revocation effective everywhere
 within one sync period (here: the apply round, far under the 30 s period of the role).
@@ -77,8 +77,8 @@ def federation(
 
 def _all_handshaken(lab: netns.Lab, names: list[str]) -> bool:
     for name in names:
-        dump = mesh.read_dump(lab.interface(name), lab.argv(name, []))
-        if len(dump) != len(names) - 1 or any(p.latest_handshake is None for p in dump.values()):
+        seen = mesh.read_handshakes(lab.interface(name), lab.argv(name, []))
+        if len(seen) != len(names) - 1 or any(stamp is None for stamp in seen.values()):
             return False
     return True
 
@@ -226,7 +226,7 @@ def run(size: int) -> dict[str, float]:
             figures["status_members_answering"] = answered
             start = time.perf_counter()
             subprocess.run(
-                lab.argv(names[0], ["wg", "show", lab.interface(names[0]), "dump"]),
+                lab.argv(names[0], ["wg", "show", lab.interface(names[0]), "latest-handshakes"]),
                 capture_output=True,
                 check=True,
             )

@@ -5,7 +5,8 @@ peer per *other active* member with `AllowedIPs` = that member's mesh address /3
 first endpoint and a keepalive. `wg syncconf` applies it: a peer absent from the new
 configuration (a revoked member) is removed with its key, which ends its sessions at once.
 The same module renders the firewall (nftables) that lets mesh peers reach only the
-federation's services, and reads the mesh's health (`wg show IF dump`, a TCP round trip).
+federation's services, and reads the mesh's health (`wg show IF latest-handshakes`, a TCP
+round trip).
 
 Kernel WireGuard or wireguard-go make no difference here: `wg` configures both alike.
 """
@@ -25,6 +26,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from kloudctl.answers import UnexpectedAnswer
 from kloudctl.errors import ExternalError, InputError, ToolMissing
 from kloudctl.federation.keys import MemberKeys
 from kloudctl.federation.registry import Member, Registry
@@ -180,39 +182,22 @@ def apply(
     )
 
 
-@dataclass(frozen=True)
-class PeerHealth:
-    public_key: str
-    endpoint: str | None
-    latest_handshake: int | None  # Unix time; None: never
-    received: int
-    sent: int
+def parse_handshakes(text: str, interface: str) -> dict[str, int | None]:
+    """`wg show IF latest-handshakes`: one `KEY<TAB>UNIX-TIME` line per peer (0: never).
+    Not `dump`, whose first line holds the private key: this answer carries no secret."""
+    tool = f"'wg show {interface} latest-handshakes'"
+    out: dict[str, int | None] = {}
+    for line in text.splitlines():
+        key, _, stamp = line.partition("\t")
+        if not key or not stamp.isdigit():
+            raise UnexpectedAnswer(tool, "lines of a public key, a tab and a Unix time", line)
+        out[key] = int(stamp) or None
+    return out
 
 
-def parse_dump(text: str, interface: str) -> dict[str, PeerHealth]:
-    """`wg show IF dump`: the interface's line, then one tab-separated line per peer
-    (key, preshared, endpoint, allowed ips, latest handshake, rx, tx, keepalive)."""
-    peers: dict[str, PeerHealth] = {}
-    for number, line in enumerate(text.splitlines()[1:], start=2):
-        fields = line.split("\t")
-        if len(fields) != 8 or not all(f.isdigit() for f in fields[4:7]):
-            raise ExternalError(
-                f"'wg show {interface} dump' answered an unexpected line {number}:"
-                f" {len(fields)} fields (expected 8 with numbers in 5 to 7)"
-            )
-        key, _, endpoint, _, handshake, rx, tx, _ = fields
-        peers[key] = PeerHealth(
-            public_key=key,
-            endpoint=None if endpoint == "(none)" else endpoint,
-            latest_handshake=int(handshake) or None,
-            received=int(rx),
-            sent=int(tx),
-        )
-    return peers
-
-
-def read_dump(interface: str, within: Sequence[str] = ()) -> dict[str, PeerHealth]:
-    return parse_dump(_tool(["wg", "show", interface, "dump"], within=within), interface)
+def read_handshakes(interface: str, within: Sequence[str] = ()) -> dict[str, int | None]:
+    answer = _tool(["wg", "show", interface, "latest-handshakes"], within=within)
+    return parse_handshakes(answer, interface)
 
 
 def round_trip(address: str, port: int = PROBE_PORT, timeout: float = 1.0) -> float | None:
@@ -233,10 +218,10 @@ def health(
     """Per other member: its last handshake and the round trip over the mesh, probed in
     parallel (a whole federation answers within about `timeout`); a member that is not a
     peer of this interface (revoked) is shown as such, not probed."""
-    dump = read_dump(interface)
+    handshakes = read_handshakes(interface)
     others = {c: m for c, m in registry.members.items() if c != commune}
     # Only peers this interface has are probed: a revoked member has no route here.
-    probed = {c: m for c, m in others.items() if m.wireguard_key in dump}
+    probed = {c: m for c, m in others.items() if m.wireguard_key in handshakes}
     with ThreadPoolExecutor(max_workers=max(len(probed), 1)) as pool:
         trips = dict(
             zip(
@@ -248,11 +233,10 @@ def health(
     now = time.time()
     out: dict[str, dict[str, Any]] = {}
     for c, m in others.items():
-        seen = dump.get(m.wireguard_key)
-        handshake = seen.latest_handshake if seen else None
+        handshake = handshakes.get(m.wireguard_key)
         trip = trips.get(c)
         out[c] = {
-            "peer_configured": seen is not None,
+            "peer_configured": m.wireguard_key in handshakes,
             "latest_handshake": handshake,
             "handshake_age_s": None if handshake is None else max(int(now - handshake), 0),
             "rtt_ms": None if trip is None else round(trip, 2),

@@ -9,7 +9,8 @@ is that cabinet's name):
 - `active` / `revoked`: the member's state, with the federation's name, the member's
   commune and role, the registry version held locally, and the mesh: `not set up` until
   read; for a deployed cabinet (reached over SSH, `mesh_reader`), its interface's
-  handshakes with every other active member, from `wg show kfed0 dump` on the cabinet:
+  handshakes with every other active member, from `wg show kfed0 latest-handshakes` on
+  the cabinet:
   `up` when every peer handshook within WireGuard's 180 s session life, else `degraded`
   naming the peers without a recent handshake;
 - `not a member`: the registry exists, the cabinet is not in it;
@@ -30,7 +31,7 @@ from typing import Any
 
 from kloudctl import ssh
 from kloudctl.errors import KloudError
-from kloudctl.federation.mesh import DEFAULT_INTERFACE, parse_dump
+from kloudctl.federation.mesh import DEFAULT_INTERFACE, parse_handshakes
 from kloudctl.federation.registry import Registry, RegistryStore
 from kloudctl.model.schema import Cabinet
 
@@ -61,13 +62,14 @@ def mesh_reader(folder: Path) -> MeshReader | None:
         member = by_cabinet.get(cabinet.name)
         if member is None or member.state != "active":
             return {"state": MESH_NOT_SET_UP}
-        command = ["wg", "show", DEFAULT_INTERFACE, "dump"]
-        tool = f"`wg show {DEFAULT_INTERFACE} dump` on {cabinet.name}"
+        # latest-handshakes, not dump: dump's first line is the interface's private key.
+        command = ["wg", "show", DEFAULT_INTERFACE, "latest-handshakes"]
+        tool = f"`wg show {DEFAULT_INTERFACE} latest-handshakes` on {cabinet.name}"
         try:
             proc = ssh.run(target, command, timeout=timeout)
             if proc.returncode != 0:
                 return {"state": "unknown", "detail": f"{tool}: {ssh.last_line(proc.stderr)}"}
-            peers = parse_dump(proc.stdout, DEFAULT_INTERFACE)
+            peers = parse_handshakes(proc.stdout, DEFAULT_INTERFACE)
         except KloudError as exc:
             return {"state": "unknown", "detail": " ".join(str(exc).split())}
         now = time.time()
@@ -75,8 +77,7 @@ def mesh_reader(folder: Path) -> MeshReader | None:
         for commune, other in sorted(registry.active().items()):
             if commune == member.commune:
                 continue
-            peer = peers.get(other.wireguard_key)
-            seen = peer.latest_handshake if peer else None
+            seen = peers.get(other.wireguard_key)
             ages[commune] = None if seen is None else max(int(now - seen), 0)
         stale = [c for c, age in ages.items() if age is None or age > SESSION_LIFE]
         return {

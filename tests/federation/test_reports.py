@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kloudctl.answers import UnexpectedAnswer
 from kloudctl.errors import InputError
 from kloudctl.federation import mesh
 from kloudctl.federation.reports import ReportBook, checked_report, make_report, propagation
@@ -82,3 +83,14 @@ def test_the_mesh_configuration_has_one_slash_32_per_active_peer(federation: Fed
     rules = mesh.firewall("kfed0")
     assert 'iifname "kfed0" tcp dport { 8000, 8006, 8449 } accept' in rules
     assert 'iifname "kfed0" meta l4proto tcp reject with tcp reset' in rules
+
+
+def test_handshakes_are_read_per_peer_and_an_odd_answer_names_the_tool() -> None:
+    # The shape `wg show IF latest-handshakes` prints (the real one is read in test_mesh.py).
+    answer = "aZplqIiDGE85wRXvLRsRvQl34z5mm9I8CcZI56vZAms=\t1764480000\nD8T=\t0\n"
+    assert mesh.parse_handshakes(answer, "kfed0") == {
+        "aZplqIiDGE85wRXvLRsRvQl34z5mm9I8CcZI56vZAms=": 1764480000,
+        "D8T=": None,
+    }
+    with pytest.raises(UnexpectedAnswer, match="'wg show kfed0 latest-handshakes' answered"):
+        mesh.parse_handshakes("peer\tsoon\n", "kfed0")
