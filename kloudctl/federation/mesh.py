@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import re
 import shutil
 import socket
 import subprocess
@@ -40,6 +41,16 @@ SERVICE_PORTS = {"replication": 8000, "federation": 8449, "management": 8006}
 PROBE_PORT = SERVICE_PORTS["federation"]
 NFT_TABLE = "kloudctl_mesh"
 TIMEOUT = 20.0
+
+
+def checked_interface(name: str) -> str:
+    """A Linux interface name (1 to 15 characters, no space or slash); InputError otherwise."""
+    if not re.fullmatch(r"[A-Za-z0-9_.=+-]{1,15}", name):
+        raise InputError(
+            f"--interface: {name!r} is not an interface name (1 to 15 letters, digits, or"
+            " _ . = + -)"
+        )
+    return name
 
 
 @dataclass(frozen=True)

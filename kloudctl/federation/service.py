@@ -412,6 +412,8 @@ def sync(state: FederationState, interface: str | None = None) -> Synced:
     """Fetch the coordinator's registry, verify it, hold it unless older; with `interface`,
     apply it to this member's mesh interface; report the version held to the coordinator
     (the coordinator itself only applies what it holds, with `interface`)."""
+    if interface is not None:
+        mesh.checked_interface(interface)
     identity = state.identity()
     if identity.get("role") == "coordinator":
         if interface is None:
@@ -484,6 +486,8 @@ def _verified_for_member(
 def status(state: FederationState, interface: str | None = None) -> dict[str, Any]:
     """The registry held here; on the coordinator, what every member reported holding and
     the latest revocation's propagation; with `interface`, the mesh's health seen from here."""
+    if interface is not None:
+        mesh.checked_interface(interface)
     identity = state.identity()
     registry = state.store.load()
     me = identity["commune"]

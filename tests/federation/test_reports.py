@@ -94,3 +94,10 @@ def test_handshakes_are_read_per_peer_and_an_odd_answer_names_the_tool() -> None
     }
     with pytest.raises(UnexpectedAnswer, match="'wg show kfed0 latest-handshakes' answered"):
         mesh.parse_handshakes("peer\tsoon\n", "kfed0")
+
+
+def test_an_interface_name_linux_cannot_hold_is_bad_input() -> None:
+    assert mesh.checked_interface("kfed0") == "kfed0"
+    for bad in ("", "kfed0 up", "a/b", "sixteen-chars-xx"):
+        with pytest.raises(InputError, match="is not an interface name"):
+            mesh.checked_interface(bad)
