@@ -110,6 +110,38 @@ step "Replication: one round between the example cabinets (real restic, rest-ser
   kloudctl replication check --all --state-dir "$repl" || true
 )
 
+# --- Federation (issue 13) -------------------------------------------------------------
+# The demo's test cabinets are down by now: the three communes federate on loopback, each
+# with its own fleet folder, without the WireGuard mesh (tests/federation/test_cabinets_mesh.py
+# and bench/federation.py show the mesh on test cabinets and network namespaces).
+step "Federation: Brieux, Mortrée and Saint-Aubin form 'bocage' (on loopback, without the mesh)"
+(
+  fed=$(mktemp -d /tmp/kloudctl-demo-federation.XXXXXX)
+  trap 'kill "${serve_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$fed"' EXIT
+  for commune in brieux mortree saint-aubin; do
+    mkdir -p "$fed/$commune" && cp -r cabinets backups "$fed/$commune/"
+  done
+  port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  kloudctl --fleet "$fed/brieux" federation init bocage --endpoint "127.0.0.1:$port"
+  kloudctl --fleet "$fed/brieux" federation serve > "$fed/serve.log" 2>&1 &
+  serve_pid=$!
+  for _ in $(seq 100); do grep -q "join endpoint on" "$fed/serve.log" && break; sleep 0.2; done
+  for commune in mortree saint-aubin; do
+    invite=$(kloudctl --fleet "$fed/brieux" federation invite "$commune" --expires 10m 2>/dev/null)
+    joined=$(kloudctl --fleet "$fed/$commune" federation join "$invite" --cabinet "$commune")
+    echo "$joined"
+    fingerprint=$(sed -n 's/^fingerprint: //p' <<<"$joined")
+    kloudctl --fleet "$fed/brieux" federation admit "$commune" "$fingerprint"
+  done
+  for commune in mortree saint-aubin; do kloudctl --fleet "$fed/$commune" federation sync; done
+  step "Federation status on the coordinator: members, the registry version each holds"
+  kloudctl --fleet "$fed/brieux" federation status
+  step "Saint-Aubin leaves: the coordinator revokes it; Mortrée's next sync applies it"
+  kloudctl --fleet "$fed/brieux" federation revoke saint-aubin --reason "a quitté la fédération"
+  kloudctl --fleet "$fed/mortree" federation sync
+  kloudctl --fleet "$fed/brieux" federation status
+)
+
 # --- Status and the council's report (issue 14) -----------------------------------------
 # The simulated cabinets are still up (stopped on exit): status reads them for real, into a
 # history of the demo's own, and the report of Brieux is made from that history.

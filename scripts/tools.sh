@@ -114,6 +114,12 @@ go_tool restic github.com/restic/restic github.com/restic/restic/cmd/restic \
 go_tool rest-server github.com/restic/rest-server github.com/restic/rest-server/cmd/rest-server \
   '^rest-server (version )?(rest-server )?v?(0\.(1[3-9]|[2-9][0-9])|[1-9][0-9]*)\.' --version
 
+# wireguard-go: the userspace WireGuard for cabinets and test cabinets without the kernel module
+# (the federation mesh); the federation_mesh role ships this binary, like the replication roles
+# ship restic.
+go_tool wireguard-go golang.zx2c4.com/wireguard golang.zx2c4.com/wireguard \
+  '^wireguard-go v?0\.0\.[0-9]{8}' --version
+
 # pulumi_tool: the Pulumi CLI, pinned by scripts/tools/pulumi/go.mod (pkg/v3 and sdk/v3 at one
 # version), plus the two Python helpers the CLI runs from next to itself, which ship as files
 # in the sdk/v3 module: pulumi-language-python-exec and pulumi-resource-pulumi-python (the

@@ -40,14 +40,26 @@ def command() -> None:
 @click.argument("name")
 @click.option("--cabinet", shell_complete=cabinet_names, help="The coordinator cabinet.")
 @click.option("--endpoint", metavar="HOST:PORT", help="Where newcomers reach the join endpoint.")
+@click.option(
+    "--mesh-endpoint",
+    metavar="HOST:PORT",
+    help="Where peers reach this cabinet's WireGuard (default: WAN address and port).",
+)
 @state_option
 @pass_fleet
 def init(
-    ctx: FleetContext, name: str, cabinet: str | None, endpoint: str | None, state_dir: str | None
+    ctx: FleetContext,
+    name: str,
+    cabinet: str | None,
+    endpoint: str | None,
+    mesh_endpoint: str | None,
+    state_dir: str | None,
 ) -> None:
     """Create federation NAME, this fleet's coordinator cabinet its first member."""
     state = _state(ctx, state_dir)
-    registry = service.init(state, ctx.fleet(), name, cabinet, endpoint)
+    registry = service.init(
+        state, ctx.fleet(), name, cabinet, endpoint, mesh_endpoint=mesh_endpoint
+    )
     me = registry.members[registry.coordinator]
     console.line(
         f"federation '{name}' created (registry version 1): coordinator {me.commune},"
@@ -145,32 +157,64 @@ def admit(ctx: FleetContext, commune: str, fingerprint: str, state_dir: str | No
 def revoke(ctx: FleetContext, commune: str, reason: str, state_dir: str | None) -> None:
     """Revoke COMMUNE (coordinator); its mesh address is never given again."""
     registry = service.revoke(_state(ctx, state_dir), commune, reason)
-    console.line(f"revoked '{commune}': registry version {registry.version}")
+    console.line(
+        f"revoked '{commune}': registry version {registry.version}; every member drops its"
+        " key at its next sync (`kloudctl federation status` shows when the last one did)"
+    )
+
+
+interface_option = click.option(
+    "--interface",
+    metavar="IF",
+    help="This member's mesh interface (WireGuard, e.g. kfed0): apply to it / read its health.",
+)
 
 
 @command.command("sync")
+@interface_option
 @state_option
 @pass_fleet
-def sync(ctx: FleetContext, state_dir: str | None) -> None:
-    """Fetch the registry from the coordinator, verify it, keep it unless older."""
-    held, fetched = service.sync(_state(ctx, state_dir))
-    if fetched == held:
-        console.line(f"registry up to date (version {held})")
+def sync(ctx: FleetContext, interface: str | None, state_dir: str | None) -> None:
+    """Fetch the registry, verify it, keep it unless older; with --interface, apply it to
+    this member's mesh (revoked peers removed) and report the version held."""
+    done = service.sync(_state(ctx, state_dir), interface)
+    if done.fetched == done.held:
+        console.line(f"registry up to date (version {done.held}) {done.source}")
     else:
-        console.line(f"registry version {fetched} verified and held (was {held or 'none'})")
+        console.line(
+            f"registry version {done.fetched} verified and held (was {done.held or 'none'})"
+            f" {done.source}"
+        )
+    if done.applied is not None:
+        console.line(
+            f"mesh {interface}: {len(done.applied.peers)} peers"
+            f"; added: {', '.join(done.applied.added) or 'none'}"
+            f"; removed: {', '.join(done.applied.removed) or 'none'}"
+        )
+    if done.reported is not None:
+        console.line(f"sync report: {done.reported}")
 
 
 def _size(value: Any) -> str:
     return "-" if value is None else format_size(value)
 
 
+def _ago(value: Any) -> str:
+    return "-" if value is None else f"{value} s ago"
+
+
+def _rtt(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
 @command.command("status")
 @json_option
+@interface_option
 @state_option
 @pass_fleet
-def status(ctx: FleetContext, as_json: bool, state_dir: str | None) -> None:
-    """Members, registry version, mesh health, spare capacity and power headroom."""
-    report = service.status(_state(ctx, state_dir))
+def status(ctx: FleetContext, as_json: bool, interface: str | None, state_dir: str | None) -> None:
+    """Members, registry version each holds, mesh health, spare capacity, power headroom."""
+    report = service.status(_state(ctx, state_dir), interface)
     if as_json:
         console.emit_json(report)
         return
@@ -183,29 +227,44 @@ def status(ctx: FleetContext, as_json: bool, state_dir: str | None) -> None:
     for m in report["members"]:
         cap = m["capacity"]
         headroom = cap["power_headroom_measured"] or cap["power_headroom_declared"]
+        health = m["mesh"] or {}
         rows.append(
             [
                 m["commune"],
-                m["cabinet"],
                 m["state"],
                 m["mesh_address"],
-                ", ".join(m["endpoints"]),
                 "-" if m["registry_version"] is None else m["registry_version"],
+                m["synced_at"] or "-",
+                _ago(health.get("handshake_age_s")),
+                _rtt(health.get("rtt_ms")),
                 _size(cap["spare_disk_measured"] or cap["spare_disk_declared"]),
                 "-" if headroom is None else f"{headroom} W",
             ]
         )
     columns = [
         "commune",
-        "cabinet",
         "state",
         "mesh address",
-        "endpoints",
         "registry version",
+        "synced at",
+        "last handshake",
+        "round trip",
         "spare disk",
         "power headroom",
     ]
     console.show(console.table("members", columns, rows))
+    revocation = report["revocation"]
+    if revocation is not None:
+        if revocation["waiting_for"]:
+            console.line(
+                f"revocation of '{revocation['revoked']}' (version {revocation['version']}):"
+                f" not yet applied by {', '.join(revocation['waiting_for'])}"
+            )
+        else:
+            console.line(
+                f"revocation of '{revocation['revoked']}' (version {revocation['version']}):"
+                f" applied by every member {revocation['seconds']} s after it was made"
+            )
 
 
 @command.command("serve")

@@ -209,5 +209,12 @@ def _federation(s: CabinetStatus) -> str:
     f = s.federation
     if f.get("federation"):
         text = f"{f['state']} in {f['federation']} (registry v{f['registry_version']}"
-        return text + f", mesh {f['mesh']})"
+        mesh = f["mesh"]
+        if isinstance(mesh, dict):
+            stale = mesh.get("no_recent_handshake") or []
+            said = f"{mesh['state']}" + (
+                f", no recent handshake: {', '.join(stale)}" if stale else ""
+            )
+            return text + f", mesh {said})"
+        return text + f", mesh {mesh})"
     return str(f.get("detail") or f["state"]) if f["state"] == "error" else str(f["state"])

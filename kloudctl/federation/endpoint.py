@@ -1,9 +1,10 @@
 """The coordinator's join endpoint (HTTPS, self-signed certificate pinned by the invite)
 and the client newcomers and members use to reach it.
 
-Two routes: `POST /v1/join` (a join request and its HMAC proof: answers the short
-fingerprint, or 403 with the reason the invite is refused) and `GET /v1/registry` (the
-signed registry; its signatures, not the channel, make it trustworthy).
+Three routes: `POST /v1/join` (a join request and its HMAC proof: answers the short
+fingerprint, or 403 with the reason the invite is refused), `GET /v1/registry` (the
+signed registry; its signatures, not the channel, make it trustworthy) and `POST /v1/held`
+(a member's signed sync report: the version it holds and when it applied it to its mesh).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from kloudctl.answers import dig, parse_json
 from kloudctl.errors import ExternalError, InputError, KloudError
 from kloudctl.federation.invites import InviteBook, InviteRefused
 from kloudctl.federation.registry import RegistryStore
+from kloudctl.federation.reports import ReportBook, checked_report
 
 MAX_BODY = 64 * 1024
 TIMEOUT = 15.0
@@ -42,7 +44,7 @@ class JoinServer:
         on_event: Callable[[str], None] = lambda _message: None,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
-        book, store = InviteBook(folder), RegistryStore(folder)
+        book, store, reports = InviteBook(folder), RegistryStore(folder), ReportBook(folder)
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -68,7 +70,7 @@ class JoinServer:
                     self._answer(500, {"error": str(exc)})
 
             def do_POST(self) -> None:
-                if self.path != "/v1/join":
+                if self.path not in ("/v1/join", "/v1/held"):
                     self._answer(404, {"error": f"no route {self.path}"})
                     return
                 try:
@@ -76,7 +78,10 @@ class JoinServer:
                 except ValueError:
                     length = -1
                 if not 0 < length <= MAX_BODY:
-                    self._answer(400, {"error": f"a join request is 1 to {MAX_BODY} bytes"})
+                    self._answer(400, {"error": f"a request is 1 to {MAX_BODY} bytes"})
+                    return
+                if self.path == "/v1/held":
+                    self._held(length)
                     return
                 try:
                     data = json.loads(self.rfile.read(length))
@@ -100,6 +105,19 @@ class JoinServer:
                         f" `kloudctl federation admit {request['commune']} {fingerprint}`"
                     )
                     self._answer(200, {"status": "pending", "fingerprint": fingerprint})
+
+            def _held(self, length: int) -> None:
+                try:
+                    report = checked_report(json.loads(self.rfile.read(length)), store.load())
+                    reports.record(report)
+                except ValueError:
+                    self._answer(400, {"error": "held report: not JSON"})
+                except InputError as exc:
+                    self._answer(400, {"error": str(exc)})
+                except KloudError as exc:
+                    self._answer(500, {"error": str(exc)})
+                else:
+                    self._answer(200, {"status": "recorded"})
 
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2

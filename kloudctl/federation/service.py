@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from kloudctl.answers import dig
 from kloudctl.capacity.plan import plan_cabinet
 from kloudctl.errors import ExternalError, InputError, KloudError, NotFound
 from kloudctl.federation import endpoint as join_endpoint
+from kloudctl.federation import mesh
 from kloudctl.federation.invites import (
     Invite,
     InviteBook,
@@ -36,6 +38,12 @@ from kloudctl.federation.registry import (
     RegistryStore,
     create,
     parse,
+)
+from kloudctl.federation.reports import (
+    ReportBook,
+    make_report,
+    member_sync,
+    propagation,
 )
 from kloudctl.model import Fleet
 from kloudctl.model.schema import Cabinet
@@ -133,6 +141,7 @@ def init(
     cabinet_name: str | None,
     endpoint: str | None,
     now: datetime.datetime | None = None,
+    mesh_endpoint: str | None = None,
 ) -> Registry:
     """Create the federation with this fleet's coordinator cabinet as its first member.
 
@@ -174,7 +183,11 @@ def init(
     member = {
         "commune": cabinet.name,
         "cabinet": cabinet.name,
-        "endpoints": [f"{cabinet.networks.wan.address.ip}:{wireguard.port}"],
+        "endpoints": [
+            _endpoint(mesh_endpoint, "--mesh-endpoint")
+            if mesh_endpoint
+            else f"{cabinet.networks.wan.address.ip}:{wireguard.port}"
+        ],
         "wireguard_key": keys.wireguard_public,
         "signing_key": keys.signing_public,
         "mesh_address": str(wireguard.address.ip),
@@ -350,18 +363,104 @@ def join(
     return invite_, fingerprint
 
 
-def sync(state: FederationState) -> tuple[int, int]:
-    """Fetch the coordinator's registry, verify it, hold it unless older: (held, fetched)."""
+SYNCED_FILE = "synced.json"
+
+
+@dataclass
+class Synced:
+    """One sync: the version held before and after, what the mesh interface became, and
+    whether the coordinator recorded the report (None: no report to send)."""
+
+    held: int
+    fetched: int
+    source: str
+    applied: mesh.Applied | None = None
+    reported: str | None = None
+
+
+def _fetch(identity: dict[str, Any], sources: list[str]) -> tuple[Any, str]:
+    """The registry's JSON from the first source that answers (HOST:PORT each)."""
+    coordinator = identity["coordinator"]
+    problems = []
+    for where in sources:
+        try:
+            status_, answer = join_endpoint.call(
+                where, coordinator["tls_fingerprint"], "GET", "/v1/registry"
+            )
+        except ExternalError as exc:
+            problems.append(str(exc))
+            continue
+        if status_ == 200:
+            return answer, f"from the coordinator at {where}"
+        problems.append(f"{where}: {answer}")
+    raise ExternalError("registry: no source answered: " + "; ".join(problems))
+
+
+def _sources(state: FederationState, identity: dict[str, Any], interface: str | None) -> list[str]:
+    """Over the mesh first (the coordinator's mesh address, the join endpoint's port) when
+    this member has a mesh, then the endpoint its invite named."""
+    endpoint = identity["coordinator"]["endpoint"]
+    sources = []
+    if interface is not None and state.store.exists():
+        held = state.store.load()
+        port = endpoint.rpartition(":")[2]
+        sources.append(f"{held.members[held.coordinator].mesh_address}:{port}")
+    return [*sources, endpoint]
+
+
+def sync(state: FederationState, interface: str | None = None) -> Synced:
+    """Fetch the coordinator's registry, verify it, hold it unless older; with `interface`,
+    apply it to this member's mesh interface; report the version held to the coordinator
+    (the coordinator itself only applies what it holds, with `interface`)."""
+    if interface is not None:
+        mesh.checked_interface(interface)
     identity = state.identity()
     if identity.get("role") == "coordinator":
-        raise InputError("the coordinator holds the registry: nothing to fetch")
-    coordinator = identity["coordinator"]
-    source = f"from the coordinator at {coordinator['endpoint']}"
-    status, answer = join_endpoint.call(
-        coordinator["endpoint"], coordinator["tls_fingerprint"], "GET", "/v1/registry"
+        if interface is None:
+            raise InputError("the coordinator holds the registry: nothing to fetch")
+        registry = state.store.load()
+        result = Synced(registry.version, registry.version, "held here")
+    else:
+        answer, source = _fetch(identity, _sources(state, identity, interface))
+        registry = _verified_for_member(state, identity, answer, source)
+        held = state.store.held()[0]
+        state.store.accept(registry, source)
+        result = Synced(held, registry.version, source)
+    keys = load_keys(state.folder)
+    if interface is not None:
+        result.applied = mesh.apply(registry, identity["commune"], keys, interface)
+    # Without a mesh interface (a member on loopback, an admin box) holding is applying.
+    applied_at = time.time()
+    files.write_atomic(
+        state.folder / SYNCED_FILE,
+        json.dumps({"version": registry.version, "applied_at": applied_at}) + "\n",
+        what="sync record",
     )
-    if status != 200:
-        raise KloudError(f"registry {source}: {answer}")
+    report = make_report(identity["commune"], registry, applied_at, keys)
+    if identity.get("role") == "coordinator":
+        ReportBook(state.folder).record(report["report"])
+        result.reported = "recorded here"
+        return result
+    try:
+        for where in _sources(state, identity, interface):
+            status_, answer = join_endpoint.call(
+                where, identity["coordinator"]["tls_fingerprint"], "POST", "/v1/held", report
+            )
+            result.reported = (
+                f"recorded by the coordinator at {where}"
+                if status_ == 200
+                else (f"refused by the coordinator: {answer}")
+            )
+            break
+    except ExternalError as exc:  # the registry is applied; the report waits for next time
+        result.reported = f"not sent: {exc}"
+    return result
+
+
+def _verified_for_member(
+    state: FederationState, identity: dict[str, Any], answer: Any, source: str
+) -> Registry:
+    coordinator = identity["coordinator"]
     registry = parse(json.dumps(answer).encode(), source)
     anchor = registry.members[registry.coordinator].signing_key
     if key_fingerprint(anchor) != coordinator["key_fingerprint"]:
@@ -381,34 +480,60 @@ def sync(state: FederationState) -> tuple[int, int]:
             f" {registry.version}): the coordinator must confirm the fingerprint with"
             " `kloudctl federation admit`"
         )
-    held = state.store.held()[0]
-    state.store.accept(registry, source)
-    return held, registry.version
+    return registry
 
 
-def status(state: FederationState) -> dict[str, Any]:
+def status(state: FederationState, interface: str | None = None) -> dict[str, Any]:
+    """The registry held here; on the coordinator, what every member reported holding and
+    the latest revocation's propagation; with `interface`, the mesh's health seen from here."""
+    if interface is not None:
+        mesh.checked_interface(interface)
     identity = state.identity()
     registry = state.store.load()
-    return {
-        "federation": registry.federation,
-        "this_member": identity["commune"],
-        "role": identity.get("role"),
-        "coordinator": registry.coordinator,
-        "registry_version": registry.version,
-        "registry_head": registry.head,
-        "mesh": "not set up",
-        "pool": str(registry.pool),
-        "addresses_left": sum(1 for a in registry.pool.hosts() if a not in registry.used_addresses)
-        if registry.pool
-        else 0,
-        "members": [
+    me = identity["commune"]
+    coordinator = identity.get("role") == "coordinator"
+    reports = ReportBook(state.folder).read() if coordinator else {}
+    synced = _own_sync(state)
+    health = mesh.health(registry, me, interface) if interface else {}
+    members = []
+    for c, m in sorted(registry.members.items()):
+        version, synced_at = member_sync(reports.get(c))
+        if c == me:
+            version, synced_at = registry.version, synced[1] or synced_at
+        members.append(
             {
                 **m.to_dict(),
                 "state": m.state,
                 "admitted_in_version": m.since_version,
-                # Known for this member only until the mesh syncs every member's version.
-                "registry_version": registry.version if c == identity["commune"] else None,
+                # Known on the coordinator from the members' signed sync reports.
+                "registry_version": version,
+                "synced_at": synced_at,
+                "mesh": health.get(c),
             }
-            for c, m in sorted(registry.members.items())
-        ],
+        )
+    return {
+        "federation": registry.federation,
+        "this_member": me,
+        "role": identity.get("role"),
+        "coordinator": registry.coordinator,
+        "registry_version": registry.version,
+        "registry_head": registry.head,
+        "mesh": f"interface {interface}" if interface else "not read here (give --interface)",
+        "pool": str(registry.pool),
+        "addresses_left": sum(1 for a in registry.pool.hosts() if a not in registry.used_addresses)
+        if registry.pool
+        else 0,
+        "revocation": propagation(registry, reports) if coordinator else None,
+        "members": members,
     }
+
+
+def _own_sync(state: FederationState) -> tuple[int | None, str | None]:
+    path = state.folder / SYNCED_FILE
+    if not path.is_file():
+        return None, None
+    try:
+        data = json.loads(path.read_bytes())
+        return member_sync(data)
+    except (ValueError, AttributeError):
+        raise KloudError(f"{path}: unreadable (it is rewritten by the next sync)") from None

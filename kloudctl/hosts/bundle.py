@@ -40,6 +40,11 @@ DISTRIBUTIONS = (
     "typing-inspection",
     "annotated-types",
     "PyYAML",
+    # The federation's registry is verified on the cabinet (ed25519, X25519): `cryptography`
+    # (a compiled extension built for the controller's Python, which a cabinet shares).
+    "cryptography",
+    "cffi",
+    "pycparser",
 )
 #: Folders of the controller's package a cabinet never needs.
 _SKIP_PARTS = {"__pycache__"}

@@ -50,6 +50,7 @@ def host_vars(cabinet: Cabinet) -> dict[str, Any]:
         if cabinet.replication
         else [],
         "kloudctl_federation": cabinet.federation.name if cabinet.federation else None,
+        "kloudctl_federation_role": cabinet.federation.role if cabinet.federation else None,
         # proxmox_host
         "proxmox_host__hostname": node.name,
         "proxmox_host__domain": f"{cabinet.name}.{DOMAIN}",

@@ -108,6 +108,10 @@ class CabinetStatus:
         return data
 
 
+#: (cabinet, how to reach it, seconds left) -> its federation mesh's state.
+MeshProbe = Callable[[Cabinet, ssh.SshTarget, float], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Probes:
     """What status reads beside the API, per cabinet (tests and deployments fill it in)."""
@@ -121,6 +125,8 @@ class Probes:
     federation: Callable[[Cabinet], dict[str, Any]] | None = None
     #: Why the local federation registry does not verify (None: it does, or there is none).
     federation_error: str | None = None
+    #: A deployed member's mesh (its handshakes), read over SSH where `ssh` has its target.
+    federation_mesh: MeshProbe | None = None
 
 
 def gather(
@@ -195,6 +201,11 @@ def _cabinet(
         status.mail = {"state": "not probed", "domains": list(cabinet.mail.domains)}
     if probes.federation is not None:
         status.federation = probes.federation(cabinet)
+        reach = probes.ssh.get(cabinet.name)
+        left = deadline - time.monotonic()
+        active = status.federation.get("state") == "active"
+        if probes.federation_mesh is not None and reach is not None and left > 0 and active:
+            status.federation["mesh"] = probes.federation_mesh(cabinet, reach, left)
     status.elapsed = time.monotonic() - t0
     return status
 
@@ -387,7 +398,8 @@ def probes_for(
     from kloudctl.replication.ops import Replicator
     from kloudctl.status import federation
 
-    members, registry_error = federation.probe(federation_state or root / ".state" / "federation")
+    folder = federation_state or root / ".state" / "federation"
+    members, registry_error = federation.probe(folder)
     state = replication_state or Path(os.environ.get(STATE_ENV) or root / ".state" / "replication")
     if not state.is_dir():
         return Probes(federation=members, federation_error=registry_error)
@@ -411,6 +423,7 @@ def probes_for(
         replication=replication,
         federation=members,
         federation_error=registry_error,
+        federation_mesh=federation.mesh_reader(folder),
     )
 
 

@@ -160,7 +160,7 @@ def test_three_communes_federate(
     assert ran.code == 0, ran.output
 
     status = json.loads(k(mortree, "federation", "status", "--json").stdout)
-    assert status["registry_version"] == 3 and status["mesh"] == "not set up"
+    assert status["registry_version"] == 3 and status["mesh"].startswith("not read here")
     assert [(m["commune"], m["mesh_address"], m["state"]) for m in status["members"]] == [
         ("brieux", "10.250.0.1", "active"),
         ("mortree", "10.250.0.2", "active"),
@@ -168,7 +168,7 @@ def test_three_communes_federate(
     ]
     assert all(m["capacity"]["power_headroom_declared"] > 0 for m in status["members"])
     text = k(mortree, "federation", "status").flat()
-    assert "registry version 3 held here (mortree, member); mesh: not set up" in text
+    assert "registry version 3 held here (mortree, member); mesh: not read here" in text
 
     # Revocation: signed by the coordinator, reaches mortree at its next sync; the
     # revoked cabinet is no longer an acceptable peer.
@@ -182,6 +182,15 @@ def test_three_communes_federate(
     assert k(mortree, "federation", "sync").code == 0
     status = json.loads(k(mortree, "federation", "status", "--json").stdout)
     assert status["members"][2]["state"] == "revoked"
+    # The coordinator learnt from mortree's signed sync report that it holds version 4:
+    # the revocation reached every remaining member (no mesh here: holding is applying).
+    status = json.loads(k(brieux, "federation", "status", "--json").stdout)
+    held = {m["commune"]: m["registry_version"] for m in status["members"]}
+    assert held == {"brieux": 4, "mortree": 4, "saint-aubin": 3}, held
+    revocation = status["revocation"]
+    assert revocation["revoked"] == "saint-aubin" and revocation["waiting_for"] == []
+    assert 0 <= revocation["seconds"] < 30, revocation
+    assert "applied by every member" in k(brieux, "federation", "status").flat()
 
     # Rolled back on disk (an older backup restored): refused and said.
     held = mortree / ".state/federation/registry.json"

@@ -147,8 +147,11 @@ def test_an_unconfirmed_join_is_not_a_member(coordinator: Coordinator) -> None:
     # confirmed: admitted, and the newcomer verifies and holds the registry
     member = service.admit(coordinator.state, "mortree", fingerprint.lower().replace("-", ""))
     assert member.mesh_address == "10.250.0.2"
-    assert service.sync(newcomer) == (0, 2)
-    assert service.sync(newcomer) == (2, 2)
+    first = service.sync(newcomer)
+    assert (first.held, first.fetched, first.applied) == (0, 2, None)
+    assert first.reported is not None and first.reported.startswith("recorded by the coordinator")
+    again = service.sync(newcomer)
+    assert (again.held, again.fetched) == (2, 2)
     # the invite, now admitted, cannot admit twice
     with pytest.raises(InviteRefused, match="no join request from commune 'mortree'"):
         service.admit(coordinator.state, "mortree", fingerprint)

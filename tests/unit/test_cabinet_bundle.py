@@ -1,6 +1,7 @@
 """kloudctl for cabinets (kloudctl.hosts.bundle): the tarball alone, on Debian's python3
 isolated from every other library (-I -S, as the launcher the role installs runs it),
-must offer the replication commands the cabinet's timers and cron use."""
+must offer the replication commands the cabinet's timers and cron use, and the federation
+commands its mesh's sync timer and its operator use (with `cryptography`, carried)."""
 
 from __future__ import annotations
 
@@ -29,9 +30,12 @@ def test_bundle_runs_the_replication_commands_alone(tmp_path: Path) -> None:
         f"import sys; sys.path.insert(0, {str(unpacked)!r}); sys.argv[0] = 'kloudctl'; "
         "from kloudctl.cli import main; main()"
     )
-    # validate stays available: the federation's check needs `cryptography` only with a
-    # registry to verify, and a cabinet holds none
-    for args in (["--help"], ["replication", "check", "--help"], ["validate"]):
+    for args in (
+        ["--help"],
+        ["replication", "check", "--help"],
+        ["validate"],
+        ["federation", "sync", "--help"],
+    ):
         done = subprocess.run(
             ["/usr/bin/python3", "-I", "-S", "-c", launcher, "--fleet", str(REPO), *args],
             capture_output=True,
@@ -48,7 +52,7 @@ def test_bundle_runs_the_replication_commands_alone(tmp_path: Path) -> None:
     assert f"kloudctl/{kloudctl.CABINET_MARKER}" in names
     commands = {line.split()[0] for line in listed.split("Commands:")[1].splitlines() if line}
     assert "mail" not in commands and "tenants" not in commands and "sim" not in commands
-    assert "federation" not in commands and "validate" in commands
+    assert "federation" in commands and "validate" in commands
 
 
 #: Runs kloudctl's CLI with one library made unimportable (as if it were not installed).

@@ -1,0 +1,158 @@
+"""What each member holds and applied, as the coordinator learns it: sync reports.
+
+After each sync (fetch, verify, apply to its mesh interface) a member sends the coordinator
+a report `{commune, version, head, applied_at_ms}` signed with its ed25519 key; the
+coordinator checks the signature against the registry and that `head` is its own entry at
+`version`, then records it in `held-reports.json`, keeping for each member the first time it applied
+each version. From those, `federation status` shows per member the version held and when
+it synced, and the revocation's propagation: from the revoke entry's time to the moment
+the last remaining member applied a version that includes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from kloudctl import files
+from kloudctl.errors import InputError, KloudError
+from kloudctl.federation import canonical
+from kloudctl.federation.keys import MemberKeys, verify
+from kloudctl.federation.registry import Registry, entry_hash
+
+REPORTS_FILE = "held-reports.json"
+LOCK_FILE = "held-reports.lock"
+REPORT_KEYS = {"commune", "version", "head", "applied_at_ms"}
+
+
+def make_report(
+    commune: str, registry: Registry, applied_at: float, keys: MemberKeys
+) -> dict[str, Any]:
+    report = {
+        "commune": commune,
+        "version": registry.version,
+        "head": registry.head,
+        "applied_at_ms": int(applied_at * 1000),
+    }
+    return {"report": report, "signature": keys.sign(canonical.encode(report))}
+
+
+def checked_report(data: Any, registry: Registry) -> dict[str, Any]:
+    """The report in `data` if its member signed it and it names an entry of `registry`;
+    InputError saying what is wrong otherwise."""
+    if not isinstance(data, dict) or set(data) != {"report", "signature"}:
+        raise InputError("held report: expected report and signature")
+    report, signature = data["report"], data["signature"]
+    if not isinstance(report, dict) or set(report) != REPORT_KEYS:
+        raise InputError(f"held report: expected the fields {', '.join(sorted(REPORT_KEYS))}")
+    member = registry.members.get(report["commune"])
+    if member is None:
+        raise InputError(f"held report: '{report['commune']}' is not a member")
+    version = report["version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InputError("held report: version must be a whole number")
+    if not 1 <= version <= registry.version:
+        raise InputError(f"held report: version {version} is not in this registry")
+    if report["head"] != entry_hash(registry.entries[version - 1]):
+        raise InputError(f"held report: entry version {version} differs from this registry's")
+    moment = report["applied_at_ms"]
+    if not isinstance(moment, int) or isinstance(moment, bool) or moment < 0:
+        raise InputError("held report: applied_at_ms must be a time in milliseconds")
+    if not isinstance(signature, str) or not verify(
+        member.signing_key, signature, canonical.encode(report)
+    ):
+        raise InputError(f"held report: not signed by '{member.commune}'")
+    return report
+
+
+class ReportBook:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / REPORTS_FILE
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def read(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {}
+        try:
+            data = json.loads(self.path.read_bytes())
+        except ValueError as exc:
+            raise KloudError(f"held reports {self.path}: unreadable ({exc})") from None
+        if not isinstance(data, dict):
+            raise KloudError(f"held reports {self.path}: not a reports file")
+        return data
+
+    def record(self, report: dict[str, Any]) -> None:
+        with self._locked():
+            data = self.read()
+            entry = data.setdefault(report["commune"], {"first_applied": {}})
+            moment = report["applied_at_ms"] / 1000
+            if report["version"] >= entry.get("version", 0):
+                entry["version"] = report["version"]
+                entry["applied_at"] = moment
+            first = entry["first_applied"]
+            key = str(report["version"])
+            first[key] = min(first.get(key, moment), moment)
+            files.write_atomic(self.path, json.dumps(data, indent=1) + "\n", what="held reports")
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat(timespec="seconds")
+
+
+def first_holding(entry: dict[str, Any], version: int) -> float | None:
+    """When a member first applied `version` or a later one."""
+    times = [t for v, t in entry.get("first_applied", {}).items() if int(v) >= version]
+    return min(times) if times else None
+
+
+def propagation(registry: Registry, reports: dict[str, Any]) -> dict[str, Any] | None:
+    """The latest revocation and how far it has reached: the seconds from its entry to the
+    last remaining member applying it, or who has not applied it yet."""
+    revokes = [e for e in registry.entries if e["kind"] == "revoke"]
+    if not revokes:
+        return None
+    entry = revokes[-1]
+    version = entry["version"]
+    at = datetime.datetime.fromisoformat(entry["time"]).timestamp()
+    waiting, reached = [], []
+    for commune in sorted(registry.active()):
+        if commune == registry.coordinator and commune not in reports:
+            # A coordinator without a mesh never reports: it held the entry when it made it.
+            reached.append(at)
+            continue
+        moment = first_holding(reports.get(commune, {}), version)
+        if moment is None:
+            waiting.append(commune)
+        else:
+            reached.append(moment)
+    return {
+        "revoked": entry["body"]["commune"],
+        "version": version,
+        "revoked_at": entry["time"],
+        "waiting_for": waiting,
+        # Entry times are whole seconds: the figure is rounded up to the second at worst.
+        "seconds": None if waiting or not reached else round(max(max(reached) - at, 0.0), 1),
+    }
+
+
+def member_sync(entry: dict[str, Any] | None) -> tuple[int | None, str | None]:
+    if not entry:
+        return None, None
+    return entry.get("version"), _iso(entry.get("applied_at"))

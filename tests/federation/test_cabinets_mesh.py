@@ -1,0 +1,254 @@
+"""The federation's mesh end to end on three test cabinets (podman, systemd, SSH), with real
+WireGuard: wireguard-go installed by the federation_mesh role (the containers have
+/dev/net/tun and NET_ADMIN, no kernel module), `wg` and nftables from Debian.
+
+playbooks/federation.yml puts brieux (coordinator), mortree and saint-aubin on the mesh (a
+second run changes nothing); the federation then forms with kloudctl on the cabinets
+themselves, over SSH, as their operators would: `init` on brieux (its endpoint starts by
+itself), `invite`, `join` on the newcomer showing the fingerprint, `admit` with it. From
+there the cabinets' systemd timers (every 5 s here) fetch, verify and apply the registry:
+every pair handshakes and reaches the other's replication endpoint port over the mesh, a
+port outside the federation's services is refused; after `revoke`, the others drop the
+revoked cabinet's key within one sync period, its traffic stops, and the two others still
+reach each other; brieux's `federation status` reports the propagation it measured.
+
+Reuse, expiry and forgery of invites, tampered and rolled-back registries are tested on
+loopback (test_end_to_end.py, test_invites.py, test_registry.py), not again here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kloudctl import ssh
+from kloudctl.hosts import bundle
+from kloudctl.hosts.runner import run_playbook
+from kloudctl.model import load_fleet
+from kloudctl.status.federation import mesh_reader
+from kloudctl.testbed import cabinets, image
+from kloudctl.testbed.fleets import make_fleet_root
+from kloudctl.testbed.podman import podman_problem
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+
+NAMES = ["brieux", "mortree", "saint-aubin"]
+MESH = {"brieux": "10.250.0.1", "mortree": "10.250.0.2", "saint-aubin": "10.250.0.3"}
+STATE = "/var/lib/kloudctl/federation"
+FLEET = "/etc/kloudctl/fleet"
+PERIOD = 5  # federation_mesh__sync_period for this test
+REPLICATION_PORT, OUTSIDE_PORT = 8000, 9999
+#: A TCP probe run on a cabinet: prints "open", "refused" or "timeout".
+PROBE = (
+    "import socket,sys\n"
+    "s=socket.socket(); s.settimeout(float(sys.argv[3]))\n"
+    "try:\n s.connect((sys.argv[1], int(sys.argv[2]))); print('open')\n"
+    "except ConnectionRefusedError: print('refused')\n"
+    "except OSError: print('timeout')\n"
+)
+#: Stand-ins for the replication endpoint (8000) and a service outside the federation's.
+LISTEN = (
+    "import socket,time\n"
+    "socks=[]\n"
+    f"for p in ({REPLICATION_PORT}, {OUTSIDE_PORT}):\n"
+    " s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    " s.bind(('0.0.0.0', p)); s.listen(16); socks.append(s)\n"
+    "time.sleep(36000)\n"
+)
+
+
+@dataclass
+class Mesh:
+    bed: cabinets.Testbed
+    changed: list[dict[str, int]]
+    root: Path
+
+    def kloudctl(self, cabinet: str, *args: str) -> tuple[int, str, str]:
+        done = self.bed.ssh(
+            cabinet, "kloudctl", "--fleet", FLEET, "federation", *args, "--state-dir", STATE,
+            check=False,
+        )  # fmt: skip
+        return done.returncode, done.stdout, done.stderr
+
+    def probe(self, cabinet: str, address: str, port: int, timeout: float = 3.0) -> str:
+        done = self.bed.ssh(cabinet, "python3", "-c", PROBE, address, str(port), str(timeout))
+        return done.stdout.strip()
+
+    def peers(self, cabinet: str) -> set[str]:
+        return set(self.bed.ssh(cabinet, "wg", "show", "kfed0", "peers").stdout.split())
+
+    def last_sync_run(self, cabinet: str) -> float:
+        """Seconds the cabinet's last sync ran, from start to exit, as systemd recorded."""
+        shown = self.bed.ssh(
+            cabinet, "systemctl", "show", "kloudctl-federation-sync.service",
+            "-p", "ExecMainStartTimestampMonotonic", "-p", "ExecMainExitTimestampMonotonic",
+        ).stdout  # fmt: skip
+        values = dict(line.split("=", 1) for line in shown.split())
+        start = int(values["ExecMainStartTimestampMonotonic"])
+        end = int(values["ExecMainExitTimestampMonotonic"])
+        return max(end - start, 0) / 1e6
+
+    def address(self, cabinet: str) -> str:
+        return self.bed.hosts[cabinet].address
+
+    def fleet_status_mesh(self, tmp: Path) -> dict[str, dict]:  # type: ignore[type-arg]
+        """What `kloudctl status` says of each cabinet's mesh: the coordinator's registry
+        held on the controller, each cabinet's `wg show kfed0 dump` read over SSH."""
+        tmp.mkdir(exist_ok=True)
+        registry = self.bed.ssh("brieux", "cat", f"{STATE}/registry.json").stdout
+        (tmp / "registry.json").write_text(registry)
+        read = mesh_reader(tmp)
+        assert read is not None
+        fleet = load_fleet(self.root)
+        options = tuple(self.bed.ssh_options())
+        return {
+            c: read(fleet.cabinet(c), ssh.SshTarget(self.address(c), "root", options=options), 20)
+            for c in NAMES
+        }
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    problem = podman_problem()
+    if problem:
+        pytest.skip(problem)
+    name = image.ensure_image(("wireguard-tools", "nftables"))
+    base = tmp_path_factory.mktemp("fedmesh")
+    root = make_fleet_root(base / "fleet")
+    built = bundle.build(base / "bundles")
+    bed_dir = base / "testbed"
+    extra = ["--device", "/dev/net/tun", "--cap-add", "NET_ADMIN"]
+    with cabinets.running(
+        NAMES, prefix="kloudctl-fedmesh", state_dir=bed_dir, image=name, extra_args=extra
+    ) as bed:
+        changed = []
+        for _ in range(2):  # the second run must change nothing
+            result = run_playbook(
+                root,
+                "federation.yml",
+                limit=NAMES,
+                testbed_state=bed_dir / "testbed.json",
+                extravars={
+                    "kloudctl_bundle": str(built),
+                    "federation_mesh__sync_period": PERIOD,
+                    # wireguard-go, as on cabinets without the module (auto would pick the
+                    # kernel's where it loads)
+                    "federation_mesh__implementation": "userspace",
+                },
+            )
+            result.raise_for_status()
+            changed.append({h: r.changed for h, r in result.recaps.items()})
+        for cabinet in NAMES:
+            bed.ssh(cabinet, "systemd-run", "--unit", "kfed-listen", "python3", "-c", LISTEN)
+        yield Mesh(bed, changed, root)
+
+
+def _form(mesh: Mesh) -> None:
+    brieux = mesh.address("brieux")
+    code, out, err = mesh.kloudctl(
+        "brieux", "init", "bocage", "--endpoint", f"{brieux}:8449",
+        "--mesh-endpoint", f"{brieux}:51820",
+    )  # fmt: skip
+    assert code == 0, err
+    deadline = time.monotonic() + 60  # the path unit starts the endpoint by itself
+    while mesh.probe("mortree", brieux, 8449, 1) != "open":
+        assert time.monotonic() < deadline, "the coordinator's endpoint never started"
+        time.sleep(0.5)
+    for commune in ("mortree", "saint-aubin"):
+        code, invite, err = mesh.kloudctl("brieux", "invite", commune, "--expires", "10m")
+        assert code == 0, err
+        code, out, err = mesh.kloudctl(
+            commune, "join", invite.strip(), "--cabinet", commune,
+            "--endpoint", f"{mesh.address(commune)}:51820",
+        )  # fmt: skip
+        assert code == 0, err
+        found = re.search(r"fingerprint: ([A-Z2-7]{4}-[A-Z2-7]{4})", out)
+        assert found, out
+        code, out, err = mesh.kloudctl("brieux", "admit", commune, found.group(1))
+        assert code == 0, err
+
+
+def test_the_role_converges_and_the_mesh_reaches_only_the_federation_services(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    assert all(n > 0 for n in mesh.changed[0].values()), mesh.changed
+    assert mesh.changed[1] == dict.fromkeys(NAMES, 0), "the second run changed something"
+    _form(mesh)
+    # The timers apply the registry: every pair handshakes and reaches the replication port.
+    deadline = time.monotonic() + 6 * PERIOD
+    pairs = [(a, b) for a in NAMES for b in NAMES if a != b]
+    waiting = list(pairs)
+    while waiting and time.monotonic() < deadline:
+        waiting = [
+            (a, b) for a, b in waiting if mesh.probe(a, MESH[b], REPLICATION_PORT, 2) != "open"
+        ]
+    assert not waiting, f"no mesh between {waiting}"
+    for cabinet in NAMES:
+        handshakes = mesh.bed.ssh(cabinet, "wg", "show", "kfed0", "latest-handshakes").stdout
+        stamps = [int(line.split("\t")[1]) for line in handshakes.splitlines()]
+        assert len(stamps) == 2 and all(s > 0 for s in stamps), (cabinet, handshakes)
+    # The fleet's status reads each deployed cabinet's handshakes over SSH.
+    seen = mesh.fleet_status_mesh(tmp_path / "before")
+    for cabinet in NAMES:
+        assert seen[cabinet]["state"] == "up", seen
+        assert len(seen[cabinet]["handshake_age_s"]) == 2, seen
+    # Outside the federation's services: answered on the cabinets' network, refused on the mesh.
+    assert mesh.probe("mortree", mesh.address("brieux"), OUTSIDE_PORT) == "open"
+    assert mesh.probe("mortree", MESH["brieux"], OUTSIDE_PORT) == "refused"
+    assert mesh.probe("saint-aubin", MESH["mortree"], OUTSIDE_PORT) == "refused"
+
+
+def test_a_revoked_cabinet_is_dropped_within_one_sync_period(mesh: Mesh, tmp_path: Path) -> None:
+    code, out, err = mesh.kloudctl("brieux", "status", "--json")
+    assert code == 0, err
+    key = next(
+        m["wireguard_key"] for m in json.loads(out)["members"] if m["commune"] == "saint-aubin"
+    )
+    code, out, err = mesh.kloudctl(
+        "brieux", "revoke", "saint-aubin", "--reason", "a quitté la fédération"
+    )
+    assert code == 0, err
+    revoked = time.monotonic()
+    dropped: dict[str, float] = {}
+    while len(dropped) < 2 and time.monotonic() - revoked < 4 * PERIOD:
+        for cabinet in ("brieux", "mortree"):
+            if cabinet not in dropped and key not in mesh.peers(cabinet):
+                dropped[cabinet] = time.monotonic() - revoked
+    assert set(dropped) == {"brieux", "mortree"}, dropped
+    # The bound: one period, plus the sync's own run on the cabinet (the run that applied
+    # the revocation, as systemd timed it) and this loop's SSH round trips (2 s at most).
+    run = max(mesh.last_sync_run(c) for c in ("brieux", "mortree"))
+    assert max(dropped.values()) <= PERIOD + run + 2, (dropped, run)
+    # The revoked cabinet's handshakes fail: nothing passes either way; the others still talk.
+    assert mesh.probe("saint-aubin", MESH["brieux"], REPLICATION_PORT) == "timeout"
+    assert mesh.probe("saint-aubin", MESH["mortree"], REPLICATION_PORT) == "timeout"
+    assert mesh.probe("brieux", MESH["saint-aubin"], REPLICATION_PORT) != "open"
+    assert mesh.probe("mortree", MESH["brieux"], REPLICATION_PORT) == "open"
+    assert mesh.probe("brieux", MESH["mortree"], REPLICATION_PORT) == "open"
+    # The coordinator measured the propagation from the members' signed sync reports.
+    deadline = time.monotonic() + 4 * PERIOD
+    while True:
+        code, out, err = mesh.kloudctl("brieux", "status", "--interface", "kfed0")
+        if "applied by every member" in out or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert code == 0, err
+    found = re.search(
+        r"revocation of 'saint-aubin' \(version 4\): applied by every member ([0-9.]+) s", out
+    )
+    assert found, out
+    assert float(found.group(1)) <= PERIOD + run + 1  # the entry's time is whole seconds
+    seen = mesh.fleet_status_mesh(tmp_path / "after")
+    assert seen["saint-aubin"] == {"state": "not set up"}, seen  # revoked: no mesh to read
+    assert seen["brieux"]["state"] == "up" and list(seen["brieux"]["handshake_age_s"]) == [
+        "mortree"
+    ]
+    assert seen["mortree"]["state"] == "up" and list(seen["mortree"]["handshake_age_s"]) == [
+        "brieux"
+    ]

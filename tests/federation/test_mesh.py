@@ -1,0 +1,257 @@
+"""The federation's WireGuard mesh with real WireGuard (wireguard-go) between three members,
+each a network namespace (kloudctl.testbed.netns) on an underlay bridge with its example
+cabinet's WAN address; everything through the real CLI, run inside each namespace.
+
+brieux coordinates (`federation serve` in its namespace), mortree and saint-aubin join with
+fingerprint confirmation; `federation sync --interface kfed0` applies the registry to each
+member's interface. All pairs handshake and reach each other's replication endpoint over the
+mesh; a port outside the federation's services answers on the underlay but is refused over
+the mesh. Then each member syncs on a period (the role's systemd timer, here a loop per
+namespace) and `revoke` removes saint-aubin's key everywhere within one period: its traffic
+stops, brieux and mortree still reach each other, and the coordinator reports the
+propagation it measured from the members' signed sync reports.
+
+Needs root (namespaces, nftables), wireguard-go from the tools step and Debian's `wg`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kloudctl.testbed import netns
+
+REPO = Path(__file__).resolve().parents[2]
+KLOUDCTL = str(REPO / ".venv" / "bin" / "kloudctl")
+WIREGUARD_GO = REPO / ".tools" / "bin" / "wireguard-go"
+#: Each member's underlay address: its example cabinet's WAN address (the registry's
+#: WireGuard endpoints come from the cabinet files).
+UNDERLAY = {"brieux": "203.0.113.10", "mortree": "203.0.113.26", "saint-aubin": "203.0.113.18"}
+MESH = {"brieux": "10.250.0.1", "mortree": "10.250.0.2", "saint-aubin": "10.250.0.3"}
+JOIN_PORT = 8449
+REPLICATION_PORT = 8000
+OUTSIDE_PORT = 9999
+PERIOD = 5.0  # the sync period of this test (the role's timer: federation_mesh__sync_period)
+
+#: A TCP probe run inside a namespace: prints "open", "refused" or "timeout".
+PROBE = (
+    "import socket,sys\n"
+    "s=socket.socket(); s.settimeout(float(sys.argv[3]))\n"
+    "try:\n s.connect((sys.argv[1], int(sys.argv[2]))); print('open')\n"
+    "except ConnectionRefusedError: print('refused')\n"
+    "except OSError: print('timeout')\n"
+)
+LISTEN = (
+    "import socket,sys,time\n"
+    "socks=[]\n"
+    "for p in sys.argv[1:]:\n"
+    " s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    " s.bind(('0.0.0.0', int(p))); s.listen(16); socks.append(s)\n"
+    "time.sleep(3600)\n"
+)
+
+
+@dataclass
+class Federation:
+    lab: netns.Lab
+    fleets: dict[str, Path]
+
+    def cli(self, commune: str, *args: str, inside: bool = True) -> tuple[int, str]:
+        argv = [KLOUDCTL, "--fleet", str(self.fleets[commune]), *args]
+        env = {**os.environ, "COLUMNS": "200"}
+        done = subprocess.run(
+            self.lab.argv(commune, argv) if inside else argv,
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+        return done.returncode, done.stdout + done.stderr
+
+    def probe(self, commune: str, address: str, port: int, timeout: float = 2.0) -> str:
+        done = self.lab.run(
+            commune, ["python3", "-c", PROBE, address, str(port), str(timeout)], timeout=30
+        )
+        return done.stdout.strip()
+
+    def peers(self, commune: str) -> set[str]:
+        return set(self.lab.run(commune, ["wg", "show", self.wg(commune), "peers"]).stdout.split())
+
+    def wg(self, commune: str) -> str:
+        """The member's mesh interface (kfed0 on a cabinet; unique names here, see netns)."""
+        return self.lab.interface(commune)
+
+    def sync(self, commune: str) -> str:
+        code, out = self.cli(commune, "federation", "sync", "--interface", self.wg(commune))
+        assert code == 0, out
+        return out
+
+
+def _problem() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, nftables)"
+    for tool in ("ip", "wg", "nft"):
+        if shutil.which(tool) is None:
+            return f"'{tool}' is missing (scripts/setup-system.sh installs it)"
+    if not WIREGUARD_GO.exists():
+        return "wireguard-go is missing (make tools builds it)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    problem = _problem()
+    assert problem is None, problem  # the project's set-up provides all of it
+    base = tmp_path_factory.mktemp("mesh")
+    fleets = {}
+    for commune in UNDERLAY:
+        root = base / commune
+        for folder in ("cabinets", "backups"):
+            shutil.copytree(REPO / folder, root / folder)
+        fleets[commune] = root
+    helpers: list[subprocess.Popen[str]] = []
+    with netns.running(f"kfm{os.getpid() % 100000}", UNDERLAY) as lab:
+        fed = Federation(lab, fleets)
+        try:
+            code, out = fed.cli(
+                "brieux", "federation", "init", "bocage",
+                "--endpoint", f"{UNDERLAY['brieux']}:{JOIN_PORT}",
+            )  # fmt: skip
+            assert code == 0, out
+            serve = [KLOUDCTL, "--fleet", str(fleets["brieux"]), "federation", "serve",
+                     "--listen", f"0.0.0.0:{JOIN_PORT}"]  # fmt: skip
+            helpers.append(
+                subprocess.Popen(lab.argv("brieux", serve), stderr=subprocess.PIPE, text=True)
+            )
+            for commune in UNDERLAY:
+                # The replication endpoint's port and one outside the federation's services.
+                listen = ["python3", "-c", LISTEN, str(REPLICATION_PORT), str(OUTSIDE_PORT)]
+                helpers.append(subprocess.Popen(lab.argv(commune, listen)))
+                lab.wireguard_go(commune, str(WIREGUARD_GO))
+            deadline = time.monotonic() + 60
+            while fed.probe("mortree", UNDERLAY["brieux"], JOIN_PORT, 1) != "open":
+                assert time.monotonic() < deadline, "the join endpoint never listened"
+                time.sleep(0.2)
+            yield fed
+        finally:
+            for helper in helpers:
+                helper.terminate()
+                helper.wait(timeout=30)
+
+
+def _admit(fed: Federation, commune: str) -> None:
+    code, out = fed.cli("brieux", "federation", "invite", commune, "--expires", "10m")
+    assert code == 0, out
+    invite = next(line for line in out.splitlines() if line.startswith("kfi1."))
+    code, out = fed.cli(commune, "federation", "join", invite, "--cabinet", commune)
+    assert code == 0, out
+    found = re.search(r"fingerprint: ([A-Z2-7]{4}-[A-Z2-7]{4})", out)
+    assert found, out
+    code, out = fed.cli("brieux", "federation", "admit", commune, found.group(1))
+    assert code == 0, out
+
+
+def test_members_form_a_mesh_that_reaches_only_the_federation_services(
+    federation: Federation,
+) -> None:
+    fed = federation
+    _admit(fed, "mortree")
+    _admit(fed, "saint-aubin")
+    out = fed.sync("brieux")
+    assert f"mesh {fed.wg('brieux')}: 2 peers; added: mortree, saint-aubin; removed: none" in out
+    for commune in ("mortree", "saint-aubin"):
+        out = fed.sync(commune)
+        assert "registry version 3 verified and held (was none)" in out, out
+        assert f"mesh {fed.wg(commune)}: 2 peers" in out and "sync report: recorded" in out, out
+    # Every pair reaches the other's replication endpoint over the mesh (a handshake first).
+    for a in UNDERLAY:
+        for b in UNDERLAY:
+            if a != b:
+                assert fed.probe(a, MESH[b], REPLICATION_PORT, 5) == "open", (a, b)
+    # Outside the federation's services: open on the underlay, refused over the mesh.
+    assert fed.probe("mortree", UNDERLAY["brieux"], OUTSIDE_PORT) == "open"
+    assert fed.probe("mortree", MESH["brieux"], OUTSIDE_PORT) == "refused"
+    # AllowedIPs: one /32 per peer, nothing else.
+    dump = fed.lab.run("mortree", ["wg", "show", fed.wg("mortree"), "allowed-ips"]).stdout
+    assert sorted(line.split("\t")[1] for line in dump.splitlines()) == [
+        "10.250.0.1/32",
+        "10.250.0.3/32",
+    ]
+    code, out = fed.cli("brieux", "federation", "status", "--json", "--interface", fed.wg("brieux"))
+    assert code == 0, out
+    status = json.loads(out)
+    for member in status["members"]:
+        assert member["registry_version"] == 3, member
+        if member["commune"] != "brieux":
+            assert member["mesh"]["handshake_age_s"] is not None, member
+            assert member["mesh"]["rtt_ms"] is not None and member["mesh"]["rtt_ms"] < 1000
+
+
+def test_a_revocation_reaches_every_member_within_one_sync_period(
+    federation: Federation,
+) -> None:
+    fed = federation
+    stop = threading.Event()
+    problems: list[str] = []
+
+    runs: list[float] = []  # how long each sync of brieux and mortree took
+
+    def timer(commune: str) -> None:
+        """What the role's systemd timer does: a sync started every PERIOD (OnUnitActiveSec
+        counts from each start), never two at once."""
+        while not stop.is_set():
+            started = time.monotonic()
+            code, out = fed.cli(commune, "federation", "sync", "--interface", fed.wg(commune))
+            if commune != "saint-aubin":
+                runs.append(time.monotonic() - started)
+                if code != 0:
+                    problems.append(f"{commune}: {out}")
+            stop.wait(max(started + PERIOD - time.monotonic(), 0))
+
+    threads = [threading.Thread(target=timer, args=(c,)) for c in UNDERLAY]
+    revoked_key = next(
+        m["wireguard_key"]
+        for m in json.loads(fed.cli("brieux", "federation", "status", "--json")[1])["members"]
+        if m["commune"] == "saint-aubin"
+    )
+    for thread in threads:
+        thread.start()
+    try:
+        code, out = fed.cli("brieux", "federation", "revoke", "saint-aubin", inside=False)
+        assert code == 0, out
+        revoked = time.monotonic()
+        dropped: dict[str, float] = {}
+        while len(dropped) < 2 and time.monotonic() - revoked < 3 * PERIOD:
+            for commune in ("brieux", "mortree"):
+                if commune not in dropped and revoked_key not in fed.peers(commune):
+                    dropped[commune] = time.monotonic() - revoked
+            time.sleep(0.1)
+        # The bound: one sync period, plus one sync's own run (start, fetch, verify, apply:
+        # the slowest seen here, the machine being shared) and this loop's polling.
+        assert set(dropped) == {"brieux", "mortree"}, dropped
+        assert max(dropped.values()) <= PERIOD + max(runs) + 0.5, (dropped, max(runs))
+        # The revoked member's traffic no longer passes; the others still reach each other.
+        assert fed.probe("saint-aubin", MESH["brieux"], REPLICATION_PORT) == "timeout"
+        assert fed.probe("saint-aubin", MESH["mortree"], REPLICATION_PORT) == "timeout"
+        assert fed.probe("mortree", MESH["brieux"], REPLICATION_PORT) == "open"
+        assert fed.probe("brieux", MESH["mortree"], REPLICATION_PORT) == "open"
+        deadline = time.monotonic() + 3 * PERIOD
+        while True:
+            code, out = fed.cli("brieux", "federation", "status", "--interface", fed.wg("brieux"))
+            if "applied by every member" in out or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert code == 0 and "revocation of 'saint-aubin' (version 4): applied by" in out, out
+        seconds = float(re.search(r"applied by every member ([0-9.]+) s", out).group(1))  # type: ignore[union-attr]
+        assert seconds <= PERIOD + max(runs) + 1.0  # the entry's time is whole seconds
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not problems, problems
