@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kloudctl import console
 from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
-from kloudctl.failover.ops import Failover, describe_age
 from kloudctl.federation import service
 from kloudctl.federation.endpoint import JoinServer
 from kloudctl.federation.invites import parse_ttl
-from kloudctl.model.types import format_size
+from kloudctl.model.types import format_duration, format_size
 from kloudctl.netloc import split_host_port
 from kloudctl.replication.layout import Layout
+
+if TYPE_CHECKING:
+    from kloudctl.failover.ops import Failover
 
 state_option = click.option(
     "--state-dir",
@@ -304,8 +306,14 @@ replication_state_option = click.option(
 )
 
 
-def _failover(ctx: FleetContext, state_dir: str | None, replication_state: str | None) -> Failover:
-    layout = Layout.for_fleet(ctx.root, replication_state)
+def _failover(
+    ctx: FleetContext, state_dir: str | None, replication_state: str | None, read_only: bool = False
+) -> Failover:
+    # Imported here: failover drives Proxmox's API, whose client the trimmed kloudctl on a
+    # cabinet does not carry, and `federation sync` must load there.
+    from kloudctl.failover.ops import Failover
+
+    layout = Layout.for_fleet(ctx.root, replication_state, read_only=read_only)
     return Failover(ctx.fleet(), layout, _state(ctx, state_dir).folder)
 
 
@@ -375,10 +383,8 @@ def failover(
     )
     for step in done["steps"]:
         console.line(f"  - {step}")
-    console.line(
-        f"recovery point: {done['recovery_point']} (data {describe_age(done['data_age_seconds'])}"
-        " old)"
-    )
+    age = format_duration(max(int(done["data_age_seconds"]), 1))
+    console.line(f"recovery point: {done['recovery_point']} (data {age} old)")
     if not dry_run:
         since = ""
         if done["resumed"]:
@@ -433,8 +439,7 @@ def failovers(
     ctx: FleetContext, as_json: bool, state_dir: str | None, replication_state: str | None
 ) -> None:
     """Council VMs failed over to a peer (and back), as recorded here."""
-    layout = Layout.for_fleet(ctx.root, replication_state, read_only=True)
-    found = Failover(ctx.fleet(), layout, _state(ctx, state_dir).folder).journals()
+    found = _failover(ctx, state_dir, replication_state, read_only=True).journals()
     if as_json:
         console.emit_json(found)
         return

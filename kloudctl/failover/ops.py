@@ -26,7 +26,7 @@ from kloudctl.errors import InputError, KloudError, NotFound
 from kloudctl.federation.registry import RegistryStore
 from kloudctl.model import Fleet
 from kloudctl.model.schema import Cabinet, FederationGuests, Vm
-from kloudctl.model.types import format_duration, format_size
+from kloudctl.model.types import format_size
 from kloudctl.proxmox.client import Client, ProxmoxError, RetryPolicy
 from kloudctl.proxmox.target import cabinet_target
 from kloudctl.replication import restic as r
@@ -677,7 +677,3 @@ class Failover:
 
 def _show(kind: str, value: int) -> str:
     return str(value) if kind == "vcpu" else format_size(value)
-
-
-def describe_age(seconds: float) -> str:
-    return format_duration(max(int(seconds), 1))
