@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import shutil
 import socket
 import socketserver
 import ssl
@@ -27,12 +28,15 @@ import pytest
 
 from kloudctl import tls
 from kloudctl.cli import status as status_cli
+from kloudctl.errors import KloudError
 from kloudctl.mail.store import LocalTransport, MailStore
+from kloudctl.model import load_fleet
 from kloudctl.status import history, prometheus
-from kloudctl.status.gather import CabinetStatus, Probes, gather
+from kloudctl.status.gather import CabinetStatus, Probes, gather, mail_targets
 from kloudctl.status.mailprobe import NO_PROBE_ACCOUNT, SELF_SIGNED, MailTarget, probe
 from kloudctl.testbed.simfleet import SimFleet
 
+REPO = Path(__file__).resolve().parents[2]
 HOST = "mail.brieux.fr"
 LOGIN = "sonde@brieux.fr"
 PASSWORD = "sonde-mot-de-passe-42"
@@ -355,3 +359,44 @@ def test_status_probes_mail_beside_the_api_within_its_budget(
     assert [(m["domain"], m["tenant"], m["mailboxes"]) for m in row["mailboxes"]] == [
         ("brieux.fr", None, 1)
     ]
+
+
+def test_mail_targets_from_the_fleet(tmp_path: Path) -> None:
+    """What `status` probes: each declared mail service by its host name, the probe
+    account's password read from its secret reference only when asked; none for a cabinet
+    a simulator stands for (its mail host is not in this world)."""
+    root = tmp_path / "fleet"
+    for part in ("cabinets", "backups"):
+        shutil.copytree(REPO / part, root / part)
+    (root / "secrets").mkdir()
+    (root / "secrets" / "sonde").write_text(PASSWORD + "\n")
+    path = root / "cabinets" / "brieux.yaml"
+    path.write_text(path.read_text().replace(
+        "  postmaster: postmaster@brieux.fr\n",
+        "  postmaster: postmaster@brieux.fr\n"
+        "  probe: {address: sonde@brieux.fr, password: file:secrets/sonde}\n"))  # fmt: skip
+    targets = mail_targets(load_fleet(root))
+    target = targets["brieux"]
+    assert (target.cabinet, target.hostname, target.address) == (
+        "brieux", "mail.brieux.fr", "mail.brieux.fr")  # fmt: skip
+    assert target.probe_login == "sonde@brieux.fr"
+    assert target.probe_password is not None and target.probe_password() == PASSWORD
+    (root / ".state" / "sim").mkdir(parents=True)
+    (root / ".state" / "sim" / "targets.json").write_text('{"brieux": {}}')
+    assert "brieux" not in mail_targets(load_fleet(root))
+    assert set(mail_targets(load_fleet(root))) == set(targets) - {"brieux"}
+
+
+def test_a_probe_account_outside_the_mail_domains_is_bad_input(tmp_path: Path) -> None:
+    root = tmp_path / "fleet"
+    for part in ("cabinets", "backups"):
+        shutil.copytree(REPO / part, root / part)
+    path = root / "cabinets" / "brieux.yaml"
+    path.write_text(path.read_text().replace(
+        "  postmaster: postmaster@brieux.fr\n",
+        "  postmaster: postmaster@brieux.fr\n"
+        "  probe: {address: sonde@example.org, password: file:secrets/sonde}\n"))  # fmt: skip
+    with pytest.raises(KloudError) as refused:
+        load_fleet(root)
+    assert "probe.address sonde@example.org: not in the mail domains" in str(refused.value.problems)
+    assert "brieux.yaml" in str(refused.value.problems)
