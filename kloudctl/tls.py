@@ -26,6 +26,7 @@ def self_signed(
     organization: str | None = None,
     as_trust_root: bool = False,
     backdate: datetime.timedelta = datetime.timedelta(days=1),
+    valid_for: datetime.timedelta = datetime.timedelta(days=3650),
 ) -> tuple[bytes, bytes]:
     """(certificate PEM, private key PEM) for `host` and the `dns` names.
 
@@ -47,7 +48,7 @@ def self_signed(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - backdate)
-        .not_valid_after(now + datetime.timedelta(days=3650))
+        .not_valid_after(now + valid_for)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=as_trust_root, path_length=None), critical=True)
     )

@@ -7,6 +7,13 @@ export PATH=$PWD/.tools/bin:$PWD/.venv/bin:$PATH
 export COLUMNS=${COLUMNS:-120}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Where the demo keeps its own state (default .state/ here); KLOUDCTL_DEMO_KEEP=1 leaves its
+# temporary folders (under $TMPDIR) for whoever ran it to inspect and remove (the secrets
+# sweep, tests/security/test_secrets_sweep.py); KLOUDCTL_DEMO_PREFIX names its containers.
+demo_state=${KLOUDCTL_DEMO_STATE:-.state}
+demo_keep=${KLOUDCTL_DEMO_KEEP:-}
+demo_prefix=${KLOUDCTL_DEMO_PREFIX:-kloudctl-demo}
+drop() { [[ -n $demo_keep ]] || rm -rf "$@"; }
 
 step "Validate the example fleet (cabinets/ and backups/)"
 kloudctl validate
@@ -20,7 +27,7 @@ for cabinet in brieux saint-aubin mortree; do
 done
 
 # --- Proxmox VE API simulator (issue 3) ---------------------------------------------------
-sim_dir=.state/demo-sim
+sim_dir=$demo_state/demo-sim
 step "Start the example fleet on the Proxmox VE 9.1 API simulator (kloudctl sim up)"
 kloudctl sim down --state-dir "$sim_dir" >/dev/null 2>&1 || true
 kloudctl sim up brieux saint-aubin mortree --ephemeral --port 0 --task-seconds 0.2 --state-dir "$sim_dir"
@@ -53,7 +60,7 @@ kloudctl sim coverage | tail -1
 demo_tenants=$(mktemp -d)
 export KLOUDCTL_PULUMI_STATE=$demo_tenants/pulumi  # throw-away stacks for throw-away cabinets
 export KLOUDCTL_PROXMOX_TARGETS=$demo_tenants/targets.json
-trap 'kloudctl sim down --state-dir "$sim_dir" >/dev/null 2>&1 || true; rm -rf "$demo_tenants"' EXIT
+trap 'kloudctl sim down --state-dir "$sim_dir" >/dev/null 2>&1 || true; drop "$demo_tenants"' EXIT
 
 step "Point the tenants commands at the simulated cabinets (automation token bootstrapped as root)"
 KLOUDCTL_SIM_DIR=$sim_dir kloudctl tenants use-sim
@@ -73,7 +80,7 @@ kloudctl tenant token brieux boulangerie-leroy | sed 's/\(PROXMOX_TOKEN_SECRET=\
 step "Test cabinets: the three example cabinets as real Debian systems in podman"
 if problem=$(python -c 'from kloudctl.testbed.podman import podman_problem; print(podman_problem() or "")') && [[ -z $problem ]]; then
   (
-    export KLOUDCTL_TESTBED_PREFIX=kloudctl-demo
+    export KLOUDCTL_TESTBED_PREFIX=$demo_prefix
     trap 'kloudctl testbed down >/dev/null 2>&1 || true' EXIT
     kloudctl testbed up
     step "Bootstrap the three cabinets in parallel (roles base, proxmox_host, power_budget)"
@@ -90,8 +97,8 @@ python scripts/demo_mail.py
 # --- Replication (issue 6) ------------------------------------------------------------
 step "Replication: one round between the example cabinets (real restic, rest-servers on loopback), then status"
 (
-  repl=$(mktemp -d /tmp/kloudctl-demo-replication.XXXXXX)
-  trap 'kill "${repl_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$repl"' EXIT
+  repl=$(mktemp -d "${TMPDIR:-/tmp}/kloudctl-demo-replication.XXXXXX")
+  trap 'kill "${repl_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; drop "$repl"' EXIT
   endpoints='{"cabinets": {'
   for cabinet in brieux saint-aubin mortree; do
     # Each cabinet's files, simulated as a folder: what the `standard` policy backs up.
@@ -145,7 +152,7 @@ step "Federation: Brieux, Mortrée and Saint-Aubin form 'bocage' (on loopback, w
 # --- Status and the council's report (issue 14) -----------------------------------------
 # The simulated cabinets are still up (stopped on exit): status reads them for real, into a
 # history of the demo's own, and the report of Brieux is made from that history.
-demo_history=.state/demo-status/history.sqlite
+demo_history=$demo_state/demo-status/history.sqlite
 mkdir -p "$(dirname "$demo_history")"
 step "The fleet at a glance (kloudctl status --all), added to the demo's status history"
 kloudctl status --all --history "$demo_history"

@@ -4,6 +4,7 @@ Needs root and podman (test cabinets); skipped otherwise."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,11 +57,34 @@ def show(done) -> None:  # type: ignore[no-untyped-def]
         raise SystemExit(done.returncode)
 
 
+@contextlib.contextmanager
+def _state_dir() -> Iterator[str]:
+    """The mail cabinet's state (keys, artifacts): removed after, unless KLOUDCTL_DEMO_KEEP
+    asks to leave it for inspection (the secrets sweep reads it)."""
+    if os.environ.get("KLOUDCTL_DEMO_KEEP"):
+        yield tempfile.mkdtemp(prefix="kloudctl-demo-mail.")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield tmp
+
+
+def _hand_over(passwords: dict[str, str]) -> None:
+    """The residents' new passwords go to them, never to the output: with
+    KLOUDCTL_DEMO_SECRETS set, into a 0600 file there (what the secrets sweep looks for)."""
+    folder = os.environ.get("KLOUDCTL_DEMO_SECRETS")
+    if folder:
+        from kloudctl import files
+
+        path = Path(folder) / "mailbox-passwords.json"
+        files.write_atomic(path, json.dumps(passwords), mode=0o600, what="mailbox passwords")
+
+
 def main() -> None:
     if os.geteuid() != 0 or shutil.which("podman") is None:
         print("mail demo skipped: needs root and podman for a test cabinet")
         return
-    with tempfile.TemporaryDirectory() as tmp, mail_cabinet(Path(tmp), "kloudctl-mail-demo") as cab:
+    prefix = os.environ.get("KLOUDCTL_DEMO_PREFIX", "kloudctl-demo") + "-mail"
+    with _state_dir() as tmp, mail_cabinet(Path(tmp), prefix) as cab:
         print(
             f"test cabinet mail.brieux.fr at {cab.address}: mail role applied twice"
             f" (second run: ok={cab.recap.ok} changed={cab.recap.changed}"
@@ -93,6 +118,7 @@ def main() -> None:
             a: add_mailbox(cab, a)
             for a in ("jean.dupont@brieux.fr", "marie.leroy@brieux.fr", "paul.martin@mortree.fr")
         }
+        _hand_over(passwords)
         show(
             kloudctl(
                 cab,

@@ -144,14 +144,7 @@ def cabinet(report: dict[str, Any]) -> str:
     out += [_p(line) for line in backup_lines(report, lang)]
 
     out.append(f"<h2>{escape(w['h_mail'])}</h2>")
-    mail = report["mail"]
-    out.append(
-        _p(
-            w["mail_line"].format(domains=", ".join(mail["domains"]), max=mail["max_mailboxes"])
-            if mail
-            else w["mail_none"]
-        )
-    )
+    out += [_p(line) for line in mail_lines(report, lang)]
     out.append(f"<h2>{escape(w['h_federation'])}</h2>")
     fed = report["federation"]
     out.append(_p(w["fed_line"].format(**fed) if fed else w["fed_none"]))
@@ -210,6 +203,28 @@ def incident_lines(report: dict[str, Any], lang: str) -> list[str]:
     return lines
 
 
+def mail_lines(report: dict[str, Any], lang: str) -> list[str]:
+    """The mail section's sentences: the domains, then the mailboxes open per domain as the
+    last sample recorded them (or that they are not recorded)."""
+    w = i18n.words(lang)
+    mail = report["mail"]
+    if not mail:
+        return [w["mail_none"]]
+    lines = [w["mail_line"].format(domains=", ".join(mail["domains"]), max=mail["max_mailboxes"])]
+    if mail["mailboxes"] is None:
+        lines.append(w["mail_not_recorded"])
+    else:
+        per_domain = ", ".join(
+            w["mail_domain"].format(domain=d, count=n) for d, n in mail["mailboxes"].items()
+        )
+        lines.append(
+            w["mail_open"].format(total=sum(mail["mailboxes"].values()), per_domain=per_domain)
+        )
+    if mail.get("health"):
+        lines.append(w["mail_health"].format(state=w.get("mail_" + mail["health"], mail["health"])))
+    return lines
+
+
 def usage_rows(report: dict[str, Any], lang: str) -> tuple[list[str], list[list[tuple[str, bool]]]]:
     w = i18n.words(lang)
     currency = (report["billing"] or {}).get("currency", "EUR")
@@ -225,10 +240,21 @@ def usage_rows(report: dict[str, Any], lang: str) -> tuple[list[str], list[list[
         rows.append([
             (u["display_name"], False), (number(float(u["days_measured"]), lang, 2), True),
             (pair("vcpu_days"), True), (pair("ram_gib_days"), True), (pair("disk_gib_days"), True),
-            (w["not_recorded"], False),
+            (_mailbox_cell(u, lang), u["mailbox_days"] is not None),
             (money(u["amount"], lang, currency) if u["amount"] is not None else "—", True),
         ])  # fmt: skip
     return headers, rows
+
+
+def _mailbox_cell(u: dict[str, Any], lang: str) -> str:
+    w = i18n.words(lang)
+    if u["mailbox_days"] is None:
+        return str(w["not_recorded"])
+    return str(
+        w["u_mail_cell"].format(
+            count=u["mailboxes"], days=number(float(u["mailbox_days"]), lang, 2)
+        )
+    )
 
 
 def usage_table(report: dict[str, Any], lang: str) -> str:

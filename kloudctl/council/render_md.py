@@ -49,6 +49,8 @@ def cabinet(report: dict[str, Any]) -> str:
                                  total=size(storage["total_bytes"], lang))))  # fmt: skip
     out += ["", "## " + md(w["h_backups"])]
     out += [md(line) for line in render_html.backup_lines(report, lang)]
+    out += ["", "## " + md(w["h_mail"])]
+    out += [md(line) for line in render_html.mail_lines(report, lang)]
     out += ["", "## " + md(w["h_incidents"])]
     out += [md(line) for line in render_html.uptime_lines(report, lang)]
     out += ["- " + md(line) for line in render_html.incident_lines(report, lang)] or [

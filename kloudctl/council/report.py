@@ -101,15 +101,7 @@ def build(
         },
         "tenants": _tenants(cabinet, last_up),
         "backups": _backups(cabinet, last, now),
-        "mail": (
-            {
-                "domains": list(cabinet.mail.domains),
-                "max_mailboxes": cabinet.mail.max_mailboxes,
-                "mailboxes": None,
-            }
-            if cabinet.mail
-            else None
-        ),
+        "mail": _mail(cabinet, in_period),
         "federation": (
             {"name": cabinet.federation.name, "role": cabinet.federation.role}
             if cabinet.federation
@@ -132,6 +124,27 @@ def build(
     }
     report["summary"] = summary(report, lang)
     return report
+
+
+def _mail(cabinet: Cabinet, in_period: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The declared service, the mailboxes per domain of the period's last sample that
+    read the accounts store (None: not recorded), and the last probe's verdict."""
+    if cabinet.mail is None:
+        return None
+    counted = next((s for s in reversed(in_period) if s.get("mailboxes")), None)
+    probed = next(
+        (s for s in reversed(in_period) if s.get("mail_state") in ("ok", "attention", "down")),
+        None,
+    )
+    return {
+        "domains": list(cabinet.mail.domains),
+        "max_mailboxes": cabinet.mail.max_mailboxes,
+        "mailboxes": (
+            {m["domain"]: m["mailboxes"] for m in counted["mailboxes"]} if counted else None
+        ),
+        "mailboxes_at": iso(counted["taken_at"]) if counted else None,
+        "health": probed["mail_state"] if probed else None,
+    }
 
 
 def problems(report: dict[str, Any], lang: str) -> list[str]:

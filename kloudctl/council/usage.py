@@ -9,8 +9,15 @@ statement says how many days were measured.
 Money is `decimal.Decimal`, never a float: each quantity is kept to 4 decimals, each line's
 amount is quantity x unit price rounded to the cent (half up, as French invoices do), and
 the total is the sum of the rounded lines, so the CSV adds up exactly. Only level-2
-clients are priced; billing is on what is reserved; mailboxes are not recorded in the
-history yet, so they are shown as not recorded and never billed by guess.
+clients are priced; billing is on what is reserved.
+
+Mailboxes: the history's mailbox samples (one per domain, with the tenant the cabinet file
+bills it to, `mail.billed_to`; none named: the commune's own, shown under its level-1
+tenant) integrate the same way into mailbox-days, whether or not the Proxmox API answered
+(the accounts store is read apart). Priced per month (`billing.mailbox_month`) as a
+commercial month of 30 days: mailbox-months = mailbox-days / 30, billed only when that
+price is set. A history without mailbox samples (before version 2, or no mail) shows
+mailboxes as not recorded, never billed by guess.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from kloudctl.model.schema import Billing, Cabinet
 
 GIB = 1024**3
 DAY = 86400
+#: Days in the month mailboxes are priced by (a commercial month).
+MONTH_DAYS = Decimal(30)
 QUANTITY = Decimal("0.0001")
 CENT = Decimal("0.01")
 
@@ -55,6 +64,10 @@ class TenantUsage:
     days_measured: Decimal
     lines: list[dict[str, Any]] = field(default_factory=list)
     amount: Decimal | None = None
+    #: Mailbox-days over the period; None: no mailbox was recorded for this tenant.
+    mailbox_days: Decimal | None = None
+    #: Mailboxes in the last sample of the period that recorded them.
+    mailboxes: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,7 +76,8 @@ class TenantUsage:
             "level": self.level,
             "days_measured": str(self.days_measured),
             **{k: str(v) for k, v in self.quantities.items()},
-            "mailboxes": None,
+            "mailboxes": self.mailboxes,
+            "mailbox_days": None if self.mailbox_days is None else str(self.mailbox_days),
             "lines": [
                 {
                     **line,
@@ -98,7 +112,9 @@ def usage(
                 acc[key] += _decimal(t[column]) * seconds / divisor
             seconds_seen[t["tenant"]] = seconds_seen.get(t["tenant"], Decimal(0)) + seconds
     declared = {t.name: t for t in cabinet.tenants}
-    order = [t.name for t in cabinet.tenants] + sorted(set(raw) - set(declared))
+    mail_days, mail_last = _mailboxes(cabinet, samples, start, end)
+    known = set(raw) | set(mail_days)
+    order = [t.name for t in cabinet.tenants] + sorted(known - set(declared))
     found = []
     for name in order:
         tenant = declared.get(name)
@@ -113,12 +129,39 @@ def usage(
             quantities=quantities,
             days_measured=(seconds_seen.get(name, Decimal(0)) / DAY).quantize(QUANTITY),
         )
+        if name in mail_days:
+            entry.mailbox_days = (mail_days[name] / DAY).quantize(QUANTITY, ROUND_HALF_UP)
+            entry.mailboxes = mail_last[name]
         # Level-2 clients are billed; the council itself (level 1) and guests in pools the
         # file does not declare are shown, never priced.
         if cabinet.billing is not None and entry.level == 2:
             _price(entry, cabinet.billing)
         found.append(entry)
     return found
+
+
+def _mailboxes(
+    cabinet: Cabinet, samples: list[dict[str, Any]], start: float, end: float
+) -> tuple[dict[str, Decimal], dict[str, int]]:
+    """Per tenant: mailbox-seconds over [start, end), and the mailboxes of the last sample
+    that recorded any. A domain billed to no tenant counts for the council (level 1)."""
+    council = next((t.name for t in cabinet.tenants if t.level == 1), None)
+    seconds: dict[str, Decimal] = {}
+    last: dict[str, int] = {}
+    for piece in pieces(samples, start, end):
+        rows = piece.sample.get("mailboxes") or []
+        if not rows:
+            continue
+        counts: dict[str, int] = {}
+        for row in rows:
+            owner = row["tenant"] or council or "(commune)"
+            counts[owner] = counts.get(owner, 0) + int(row["mailboxes"])
+        for owner, count in counts.items():
+            seconds[owner] = seconds.get(owner, Decimal(0)) + count * _decimal(piece.seconds)
+        for owner in set(last) - set(counts):
+            last[owner] = 0  # its domains left the store
+        last.update(counts)
+    return seconds, last
 
 
 def _price(entry: TenantUsage, billing: Billing) -> None:
@@ -131,6 +174,14 @@ def _price(entry: TenantUsage, billing: Billing) -> None:
             "unit_price": unit_price,
             "amount": (quantity * unit_price).quantize(CENT, ROUND_HALF_UP),
         })  # fmt: skip
+    if billing.mailbox_month > 0 and entry.mailbox_days is not None:
+        months = (entry.mailbox_days / MONTH_DAYS).quantize(QUANTITY, ROUND_HALF_UP)
+        entry.lines.append({
+            "item": "mailbox_months",
+            "quantity": months,
+            "unit_price": billing.mailbox_month,
+            "amount": (months * billing.mailbox_month).quantize(CENT, ROUND_HALF_UP),
+        })  # fmt: skip
     entry.amount = sum((line["amount"] for line in entry.lines), Decimal(0))
 
 
@@ -142,6 +193,7 @@ _UNITS = {
     "vcpu_days_reserved": "vCPU-day",
     "ram_gib_days_reserved": "GiB-day",
     "disk_gib_days_reserved": "GiB-day",
+    "mailbox_months": "mailbox-month",
 }
 
 

@@ -113,6 +113,8 @@ class SshTransport:
     #: A domain administrator's key: the host's forced command runs the store as the
     #: login its key line names; only {op, args} is sent (no script, no actor, no paths).
     domain_admin: bool = False
+    #: Seconds each request may take over SSH (status gives what is left of its budget).
+    timeout: float = 300
 
     def target(self) -> ssh.SshTarget:
         options: list[str] = []
@@ -134,7 +136,7 @@ class SshTransport:
         script = f"{source}\n_remote_main({json.dumps(request)!r}, {schema_text()!r})\n"
         command = ("sudo -n " if self.sudo else "") + "python3 -"
         try:
-            done = ssh.run(self.target(), command, stdin=script, timeout=300)
+            done = ssh.run(self.target(), command, stdin=script, timeout=self.timeout)
         except ssh.Unreachable as exc:
             raise ExternalError(f"cannot reach mail host {self.describe()}: {exc}") from None
         if done.returncode != 0:
@@ -149,7 +151,7 @@ class SshTransport:
         answers a JSON line, exit 0 (done or refused by the store) or 2 (refused first)."""
         payload = json.dumps({"op": request["op"], "args": request.get("args", {})})
         try:
-            done = ssh.run(self.target(), accounts_db.PROTOCOL, stdin=payload, timeout=300)
+            done = ssh.run(self.target(), accounts_db.PROTOCOL, stdin=payload, timeout=self.timeout)
         except ssh.Unreachable as exc:
             raise ExternalError(f"cannot reach mail host {self.describe()}: {exc}") from None
         if done.returncode not in (0, 2) or not done.stdout.strip():

@@ -113,6 +113,24 @@ def _check_cabinet(
             )
         )
 
+    if cab.mail is not None:
+        tenant_names = [t.name for t in cab.tenants]
+        for domain, renter in cab.mail.billed_to.items():
+            if domain not in cab.mail.domains:
+                problems.append(
+                    src.problem(
+                        ("mail", "billed_to", domain),
+                        f"{domain} is not one of the mail domains ({', '.join(cab.mail.domains)})",
+                    )
+                )
+            if renter not in tenant_names:
+                problems.append(
+                    src.problem(
+                        ("mail", "billed_to", domain),
+                        f"no tenant {renter} on this cabinet{did_you_mean(renter, tenant_names)}",
+                    )
+                )
+
     councils = [i for i, t in enumerate(cab.tenants) if t.level == 1]
     if len(councils) != 1:
         problems.append(

@@ -293,6 +293,14 @@ class Tenant(Strict):
         return [*self.vms, *self.containers]
 
 
+class MailProbeAccount(Strict):
+    """A dedicated mailbox `kloudctl status` logs into over IMAP to prove logins work; its
+    password is a secret reference, read when status runs and never shown."""
+
+    address: Email
+    password: SecretRef
+
+
 class MailService(Strict):
     domains: Annotated[list[Domain], Unique("domain")] = Field(min_length=1)
     hostname: Domain
@@ -300,6 +308,18 @@ class MailService(Strict):
     default_quota: Size = 2 * 1024**3
     total_quota: Size
     postmaster: Email
+    probe: MailProbeAccount | None = None
+    #: domain -> the tenant that rents its mailboxes (billed to it); a domain not named
+    #: here is the commune's own.
+    billed_to: dict[Domain, Name] = {}
+
+    @model_validator(mode="after")
+    def _probe_in_domains(self) -> MailService:
+        if self.probe is not None:
+            domain = self.probe.address.rpartition("@")[2].lower()
+            if domain not in (d.lower() for d in self.domains):
+                raise fail(f"probe.address {self.probe.address}: not in the mail domains")
+        return self
 
 
 #: `peers: auto` (kloudctl chooses among the federation's members) or the peers' names.

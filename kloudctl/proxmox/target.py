@@ -41,6 +41,12 @@ def _overrides(root: Path) -> dict[str, Any]:
     return data
 
 
+def simulated_cabinets(root: Path) -> set[str]:
+    """The cabinets a simulator serves (named in the targets file): their declared hosts,
+    mail host included, are not this world's."""
+    return set(_overrides(root))
+
+
 def cabinet_target(fleet: Fleet, name: str) -> ApiTarget:
     """The API target of a cabinet: the simulator's when one serves it, else the declared,
     its secret read by the fleet's one resolver (`kloudctl.model.secrets`)."""

@@ -248,10 +248,12 @@ async def _serve(
 
 
 def show_endpoints(cabinets: list[dict[str, Any]]) -> None:
-    """Each simulated cabinet's URL, nodes, root credentials and fingerprint (for people)."""
+    """Each simulated cabinet's URL, nodes, root user and fingerprint (for people). The root
+    password is not printed (a terminal's output ends up in logs and CI records): it is in
+    the state folder's run.json (0600), which `--json` prints for tools."""
     for c in cabinets:
         console.line(f"{c['name']}  {c['url']}  nodes: {', '.join(c['nodes'])}")
-        console.line(f"  user: {c['user']}  password: {c['password']}")
+        console.line(f"  user: {c['user']}  password: in the state folder's run.json (0600)")
         console.line(f"  fingerprint: {c['fingerprint']}")
 
 

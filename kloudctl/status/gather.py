@@ -17,13 +17,15 @@ checks from `replication.status`; the federation membership from the fleet's loc
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kloudctl import ssh
 from kloudctl.answers import UnexpectedAnswer, dig, number
@@ -34,6 +36,10 @@ from kloudctl.model.schema import Cabinet
 from kloudctl.power import node_watts
 from kloudctl.proxmox.client import ApiTarget, Client, ProxmoxError, RetryPolicy, api_tool
 from kloudctl.proxmox.target import cabinet_target
+from kloudctl.status.mailprobe import MailTarget, probe
+
+if TYPE_CHECKING:
+    from kloudctl.mail.store import SshTransport
 
 #: Where the `power_budget` role appends the measured draw (its `record_file` default).
 POWER_RECORD = "/var/lib/kloudctl-power/draw.csv"
@@ -127,6 +133,8 @@ class Probes:
     federation_error: str | None = None
     #: A deployed member's mesh (its handshakes), read over SSH where `ssh` has its target.
     federation_mesh: MeshProbe | None = None
+    #: cabinet -> how to probe its mail service (cabinets that declare mail).
+    mail: dict[str, MailTarget] = field(default_factory=dict)
 
 
 def gather(
@@ -183,6 +191,7 @@ def _cabinet(
     deadline = t0 + timeout
     status = CabinetStatus(cabinet.name, time.time())
     _declared(status, cabinet)
+    mail = _MailProbe(probes.mail.get(cabinet.name), deadline) if cabinet.mail else None
     try:
         _api(status, cabinet, target or cabinet_target(fleet, name), timeout, deadline)
         status.reachable = True
@@ -197,8 +206,12 @@ def _cabinet(
             found = {"state": "unknown", "detail": _one_line(exc)}
         if found is not None:
             status.replication = found
-    if cabinet.mail is not None:
-        status.mail = {"state": "not probed", "domains": list(cabinet.mail.domains)}
+    if cabinet.mail is not None and mail is not None:
+        status.mail = {
+            "domains": list(cabinet.mail.domains),
+            "billed_to": dict(cabinet.mail.billed_to),
+            **mail.result(),
+        }
     if probes.federation is not None:
         status.federation = probes.federation(cabinet)
         reach = probes.ssh.get(cabinet.name)
@@ -208,6 +221,38 @@ def _cabinet(
             status.federation["mesh"] = probes.federation_mesh(cabinet, reach, left)
     status.elapsed = time.monotonic() - t0
     return status
+
+
+class _MailProbe:
+    """The mail service probed beside the API, in its own thread, so that a cabinet whose
+    API does not answer still has its mail checked within the same budget."""
+
+    def __init__(self, target: MailTarget | None, deadline: float) -> None:
+        self.target = target
+        self.deadline = deadline
+        self.found: dict[str, Any] | None = None
+        self.thread: threading.Thread | None = None
+        if target is not None:
+            self.thread = threading.Thread(target=self._run, name=f"mail-{target.cabinet}")
+            self.thread.daemon = True  # every socket it uses times out at the deadline
+            self.thread.start()
+
+    def _run(self) -> None:
+        assert self.target is not None
+        try:
+            self.found = probe(self.target, self.deadline)
+        except (KloudError, OSError, ValueError) as exc:  # said in the status, never raised
+            self.found = {"state": "unknown", "detail": _one_line(exc)}
+
+    def result(self) -> dict[str, Any]:
+        if self.thread is None:
+            detail = "no mail host given to probe (a simulated cabinet)"
+            return {"state": "not probed", "detail": detail}
+        # The probe stops itself at the deadline; a moment more lets it say so.
+        self.thread.join(max(0.0, self.deadline - time.monotonic()) + 0.5)
+        if self.found is None:
+            return {"state": "unknown", "detail": "no mail status within the time left"}
+        return self.found
 
 
 def _declared(status: CabinetStatus, cabinet: Cabinet) -> None:
@@ -400,9 +445,10 @@ def probes_for(
 
     folder = federation_state or root / ".state" / "federation"
     members, registry_error = federation.probe(folder)
+    mail = mail_targets(fleet)
     state = replication_state or Path(os.environ.get(STATE_ENV) or root / ".state" / "replication")
     if not state.is_dir():
-        return Probes(federation=members, federation_error=registry_error)
+        return Probes(federation=members, federation_error=registry_error, mail=mail)
     layout = Layout(state.resolve(), read_only=True)
     replicator = Replicator(fleet, layout)
     targets: dict[str, ssh.SshTarget] = {}
@@ -424,7 +470,40 @@ def probes_for(
         federation=members,
         federation_error=registry_error,
         federation_mesh=federation.mesh_reader(folder),
+        mail=mail,
     )
+
+
+def mail_targets(fleet: Fleet) -> dict[str, MailTarget]:
+    """How to probe each declared mail service: its host name, the probe account's secret
+    (read only when the login is tried), the accounts store as root over SSH (as `kloudctl
+    mail --cabinet`). A cabinet a simulator stands for has no mail host in this world: it
+    is not probed."""
+    from kloudctl.model import secrets
+    from kloudctl.proxmox.target import simulated_cabinets
+
+    simulated = simulated_cabinets(fleet.root)
+    out = {}
+    for cabinet in fleet:
+        mail = cabinet.mail
+        if mail is None or cabinet.name in simulated:
+            continue
+        account = mail.probe
+        out[cabinet.name] = MailTarget(
+            cabinet.name,
+            mail.hostname,
+            mail.hostname,
+            probe_login=account.address if account else None,
+            probe_password=(partial(secrets.resolve, account.password, fleet) if account else None),
+            accounts=partial(_root_transport, mail.hostname),
+        )
+    return out
+
+
+def _root_transport(host: str, timeout: float) -> SshTransport:
+    from kloudctl.mail.store import SshTransport
+
+    return SshTransport(host, user="root", timeout=timeout)
 
 
 def _replication_rows(replicator: Any, cabinet: str, timeout: float) -> list[dict[str, Any]]:

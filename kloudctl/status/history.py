@@ -7,8 +7,10 @@ samples written in one `BEGIN IMMEDIATE` transaction (all of a run, or none). Bo
 every write deletes the samples older than the retention (default 400 days, a year and a
 bit, so a council report can compare a period with the same one a year before).
 
-Schema (version 1, kept in `meta.schema_version`; a newer version is refused, never
-rewritten):
+Schema (version 2, kept in `meta.schema_version`; a newer version is refused, never
+rewritten; a version 1 file is migrated in place by the first writer, in the same
+`BEGIN IMMEDIATE` transaction that checks the version, so two runs never migrate twice,
+and is read as it is by readers, with no mailboxes):
 
 `samples`: one row per cabinet and run.
     id                     INTEGER PRIMARY KEY
@@ -31,6 +33,8 @@ rewritten):
     power_measured_at      REAL     Unix time of that record
     replication_state      TEXT     'not set up', 'ok', 'unknown' ...
     replication_lag_seconds REAL    the worst peer's lag (NULL: unknown or not set up)
+    mail_state             TEXT     v2: 'ok', 'attention', 'down', 'not probed'... (NULL: no
+                                    mail declared, or a v1 sample)
 
 `tenant_samples`: one row per tenant present in a reachable sample.
     sample_id              INTEGER  REFERENCES samples(id) ON DELETE CASCADE
@@ -41,6 +45,13 @@ rewritten):
     vcpu_reserved, ram_reserved_bytes, disk_reserved_bytes   the guests' sizes
     cpu_used_cores, ram_used_bytes, disk_used_bytes          what Proxmox measures
 
+`mailbox_samples` (v2): one row per mail domain in a sample whose accounts store was read.
+    sample_id              INTEGER  REFERENCES samples(id) ON DELETE CASCADE
+    domain                 TEXT
+    tenant                 TEXT     the tenant its mailboxes are billed to (`mail.billed_to`
+                                    in the cabinet file then); NULL: the commune's own
+    mailboxes              INTEGER  mailboxes in the accounts store
+
 What a report computes from it, per cabinet and period [a, b):
 - uptime: each sample stands for the time until the next one (capped, e.g. at twice the
   run interval, so a stopped cron is a gap, not uptime); uptime = reachable time / known
@@ -48,7 +59,8 @@ What a report computes from it, per cabinet and period [a, b):
 - kWh: the same weighting of `power_measured_watts` (else `power_estimated_watts`) / 1000
   x hours;
 - storage over time: `storage_used_bytes` per sample (or per day: the last sample);
-- per-tenant usage: `tenant_samples` joined to `samples`, averaged or integrated alike.
+- per-tenant usage: `tenant_samples` joined to `samples`, averaged or integrated alike;
+  mailbox-days: `mailbox_samples.mailboxes` integrated alike, per tenant.
 """
 
 from __future__ import annotations
@@ -65,7 +77,7 @@ from kloudctl import files
 from kloudctl.errors import InputError, KloudError
 from kloudctl.status.gather import CabinetStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_RETENTION_DAYS = 400
 #: How long a writer waits for another run's transaction before giving up.
 BUSY_TIMEOUT_MS = 30_000
@@ -96,7 +108,8 @@ CREATE TABLE IF NOT EXISTS samples (
     power_measured_watts REAL,
     power_measured_at REAL,
     replication_state TEXT,
-    replication_lag_seconds REAL
+    replication_lag_seconds REAL,
+    mail_state TEXT
 );
 CREATE INDEX IF NOT EXISTS samples_by_time ON samples (taken_at);
 CREATE INDEX IF NOT EXISTS samples_by_cabinet ON samples (cabinet, taken_at);
@@ -117,7 +130,16 @@ CREATE TABLE IF NOT EXISTS tenant_samples (
     disk_used_bytes INTEGER NOT NULL,
     PRIMARY KEY (sample_id, tenant)
 );
+CREATE TABLE IF NOT EXISTS mailbox_samples (
+    sample_id INTEGER NOT NULL REFERENCES samples (id) ON DELETE CASCADE,
+    domain TEXT NOT NULL,
+    tenant TEXT,
+    mailboxes INTEGER NOT NULL CHECK (mailboxes >= 0),
+    PRIMARY KEY (sample_id, domain)
+);
 """
+#: What version 1 lacks, added in place (SQLite adds a column without rewriting rows).
+_MIGRATE_FROM_1 = ("ALTER TABLE samples ADD COLUMN mail_state TEXT",)
 
 
 class HistoryError(KloudError):
@@ -161,6 +183,14 @@ def open_history(path: Path, *, create_folder: bool = False) -> sqlite3.Connecti
             if row is None:
                 db.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) == 1:
+                # The new tables were made above (IF NOT EXISTS); the new column here.
+                for statement in _MIGRATE_FROM_1:
+                    db.execute(statement)
+                db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'",
                     (str(SCHEMA_VERSION),),
                 )
             elif int(row[0]) > SCHEMA_VERSION:
@@ -228,10 +258,17 @@ def _insert(db: sqlite3.Connection, s: CabinetStatus) -> None:
         "power_measured_at": s.power.get("measured_at"),
         "replication_state": s.replication.get("state"),
         "replication_lag_seconds": lag if isinstance(lag, int | float) else None,
+        "mail_state": s.mail.get("state") if s.mail.get("state") != "not set up" else None,
     }
     names = ", ".join(row)
     marks = ", ".join(f":{k}" for k in row)
     cursor = db.execute(f"INSERT INTO samples ({names}) VALUES ({marks})", row)
+    billed_to = s.mail.get("billed_to") or {}
+    for domain, count in sorted((s.mail.get("mailboxes") or {}).items()):
+        db.execute(
+            "INSERT INTO mailbox_samples VALUES (?, ?, ?, ?)",
+            (cursor.lastrowid, domain, billed_to.get(domain), count),
+        )
     if not s.reachable:
         return
     for t in s.tenants:
@@ -285,10 +322,20 @@ def read_samples(
             args,
         ):
             tenants.setdefault(t["sample_id"], []).append(dict(t))
+        mailboxes: dict[int, list[dict[str, Any]]] = {}
+        if int(version[0]) >= 2:  # a version 1 file, read as it is, has no mailboxes
+            for m in db.execute(
+                "SELECT * FROM mailbox_samples WHERE sample_id IN "
+                f"(SELECT id FROM samples {clause}) ORDER BY sample_id, domain",
+                args,
+            ):
+                mailboxes.setdefault(m["sample_id"], []).append(dict(m))
     except sqlite3.DatabaseError as exc:
         raise HistoryError(f"{path}: not a readable status history ({exc})") from None
     finally:
         db.close()
     for r in rows:
+        r.setdefault("mail_state", None)
         r["tenants"] = tenants.get(r["id"], [])
+        r["mailboxes"] = mailboxes.get(r["id"], [])
     return rows

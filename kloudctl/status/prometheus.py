@@ -16,6 +16,7 @@ from typing import Any
 
 from kloudctl import files
 from kloudctl.status.gather import CabinetStatus
+from kloudctl.status.mailprobe import NO_PROBE_ACCOUNT
 
 Sample = tuple[dict[str, str], float]
 #: Federation states that come from a verified registry.
@@ -199,7 +200,82 @@ def render(statuses: list[CabinetStatus]) -> str:
             if s.federation.get("state") in (*_MEMBER_STATES, "error")
         ],
     )
+    _mail(f, statuses)
     return "\n".join(f.lines) + "\n"
+
+
+def _mail(f: _Families, statuses: list[CabinetStatus]) -> None:
+    """The mail probe's findings; cabinets whose mail was not probed are left out."""
+    probed = [s for s in statuses if "up" in s.mail]
+    f.add(
+        "kloudctl_mail_up",
+        "1 when every mail service (SMTP banners, IMAPS greeting) answered the last status.",
+        [({"cabinet": s.cabinet}, 1.0 if s.mail["up"] else 0.0) for s in probed],
+    )
+    f.add(
+        "kloudctl_mail_healthy",
+        "1 when the last mail probe found nothing needing attention.",
+        [({"cabinet": s.cabinet}, 1.0 if s.mail["state"] == "ok" else 0.0) for s in probed],
+    )
+    f.add(
+        "kloudctl_mail_smtp_up",
+        "1 when the SMTP port greeted with a 220 banner.",
+        [
+            ({"cabinet": s.cabinet, "port": str(p["port"])}, 1.0 if p["banner"] else 0.0)
+            for s in probed
+            for p in s.mail["smtp"]
+        ],
+    )
+    f.add(
+        "kloudctl_mail_smtp_starttls",
+        "1 when the SMTP port offered STARTTLS and the handshake worked.",
+        [
+            ({"cabinet": s.cabinet, "port": str(p["port"])}, 0.0 if p["error"] else 1.0)
+            for s in probed
+            for p in s.mail["smtp"]
+            if p["banner"]
+        ],
+    )
+    f.add(
+        "kloudctl_mail_imap_login_ok",
+        "1 when the probe account logged in over IMAPS; absent without a probe account.",
+        [
+            ({"cabinet": s.cabinet}, 1.0 if s.mail["imap"]["login"] == "ok" else 0.0)
+            for s in probed
+            if s.mail["imap"]["login"] not in (None, NO_PROBE_ACCOUNT)
+        ],
+    )
+    certs = [s for s in probed if s.mail.get("certificate")]
+    f.add(
+        "kloudctl_mail_certificate_expiry_seconds",
+        "Unix time the mail certificate that expires first ends (not after).",
+        [({"cabinet": s.cabinet}, s.mail["certificate"]["expires_at"]) for s in certs],
+    )
+    f.add(
+        "kloudctl_mail_certificate_trusted",
+        "1 when the mail certificate verifies against the system's roots for the host name.",
+        [
+            ({"cabinet": s.cabinet}, 1.0 if s.mail["certificate"]["trust"] == "trusted" else 0.0)
+            for s in certs
+        ],
+    )
+    f.add(
+        "kloudctl_mail_certificate_self_signed",
+        "1 when the mail certificate is self-signed (the mail role's fallback without ACME).",
+        [
+            ({"cabinet": s.cabinet}, 1.0 if s.mail["certificate"]["self_signed"] else 0.0)
+            for s in certs
+        ],
+    )
+    f.add(
+        "kloudctl_mail_mailboxes",
+        "Mailboxes per domain, read from the accounts store.",
+        [
+            ({"cabinet": s.cabinet, "domain": domain}, float(count))
+            for s in probed
+            for domain, count in sorted((s.mail.get("mailboxes") or {}).items())
+        ],
+    )
 
 
 def write_textfile(path: Path, statuses: list[CabinetStatus]) -> None:

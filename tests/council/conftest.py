@@ -19,12 +19,14 @@ GIB = 1024**3
 
 def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
     """Samples as given (the schema made by kloudctl's own history module): each row is
-    a sample's columns plus `tenants`, a list of tenant_samples columns."""
+    a sample's columns plus `tenants`, a list of tenant_samples columns, and `mailboxes`,
+    a list of (domain, tenant or None, count)."""
     db = history.open_history(path)
     try:
         db.execute("BEGIN IMMEDIATE")
         for row in rows:
             tenants = row.pop("tenants", [])
+            mailboxes = row.pop("mailboxes", [])
             sample = {"reachable": 1, "elapsed_seconds": 0.1, **row}
             names = ", ".join(sample)
             marks = ", ".join(f":{k}" for k in sample)
@@ -37,6 +39,9 @@ def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
                 names = ", ".join(t)
                 marks = ", ".join(f":{k}" for k in t)
                 db.execute(f"INSERT INTO tenant_samples ({names}) VALUES ({marks})", t)
+            for m in mailboxes:  # (domain, tenant or None, mailboxes)
+                db.execute("INSERT INTO mailbox_samples VALUES (?, ?, ?, ?)",
+                           (cursor.lastrowid, *m))  # fmt: skip
         db.execute("COMMIT")
     finally:
         db.close()

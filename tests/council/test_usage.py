@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -123,3 +124,96 @@ def test_csv_needs_usage_and_nothing_is_written(fleet_copy: Path) -> None:
     assert result.returncode == 2
     assert "--csv goes with --usage" in result.stderr
     assert not (fleet_copy / ".state").exists()
+
+
+def _with_rented_mail(fleet: Path) -> None:
+    """Brieux's file, edited: the bakery rents the mailboxes of its own domain (the file's
+    price list says 1.50 a mailbox-month)."""
+    path = fleet / "cabinets" / "brieux.yaml"
+    text = path.read_text()
+    text = text.replace(
+        "  domains: [brieux.fr, mortree.fr]\n",
+        "  domains: [brieux.fr, mortree.fr, boulangerie-leroy.fr]\n"
+        "  billed_to: {boulangerie-leroy.fr: boulangerie-leroy}\n",
+    )
+    path.write_text(text)
+
+
+def _history_with_mailboxes(fleet: Path) -> None:
+    """The known history above, plus mailbox samples: boulangerie-leroy.fr (billed to the
+    bakery) 2 mailboxes in samples 0-3, 3 from sample 4 on; brieux.fr (the commune's own)
+    10 throughout. Sample 2 (Proxmox unreachable) still read the accounts store."""
+    _known_history(fleet)
+    db = sqlite3.connect(fleet / "history.sqlite")
+    try:
+        ids = [i for (i,) in db.execute("SELECT id FROM samples ORDER BY taken_at")]
+        for k, sample_id in enumerate(ids):
+            db.execute(
+                "INSERT INTO mailbox_samples VALUES (?, ?, ?, ?)",
+                (sample_id, "boulangerie-leroy.fr", "boulangerie-leroy", 3 if k >= 4 else 2),
+            )
+            db.execute(
+                "INSERT INTO mailbox_samples VALUES (?, ?, ?, ?)",
+                (sample_id, "brieux.fr", None, 10),
+            )
+        db.execute("UPDATE samples SET mail_state = 'ok'")
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_mailbox_days_billed_by_hand(fleet_copy: Path) -> None:
+    _with_rented_mail(fleet_copy)
+    _history_with_mailboxes(fleet_copy)
+    result = _run(fleet_copy, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    usage = {u["tenant"]: u for u in report["usage"]}
+    leroy = usage["boulangerie-leroy"]
+    # Samples 0-3 stand for 0.25 day each (sample 2 too: the accounts store answered):
+    # 2 x 4 x 0.25 = 2.0; samples 4-6: 3 x 3 x 0.25 = 2.25; sample 7: 3 x 0.5 = 1.5.
+    assert leroy["mailbox_days"] == "5.7500"
+    assert leroy["mailboxes"] == 3  # the last sample
+    # 5.75 / 30 = 0.19166.. -> 0.1917 mailbox-month x 1.50 = 0.28755 -> 0.29
+    mail_line = leroy["lines"][-1]
+    assert (mail_line["item"], mail_line["quantity"], mail_line["amount"]) == (
+        "mailbox_months", "0.1917", "0.29")  # fmt: skip
+    assert leroy["amount"] == "0.66"  # 0.37 (as above) + 0.29
+    # The commune's own domain counts for the council: 10 x (7 x 0.25 + 0.5) = 22.5, unpriced.
+    assert usage["council"]["mailbox_days"] == "22.5000"
+    assert usage["council"]["amount"] is None
+    assert usage["comite-des-fetes"]["mailbox_days"] is None  # no mailbox of its own
+    assert [line["item"] for line in usage["comite-des-fetes"]["lines"]][-1] != "mailbox_months"
+    # The report's mail section: the last sample's mailboxes per domain, and the health.
+    assert report["mail"]["mailboxes"] == {"boulangerie-leroy.fr": 3, "brieux.fr": 10}
+    assert report["mail"]["health"] == "ok"
+
+
+def test_mailboxes_in_the_french_report_and_csv(fleet_copy: Path) -> None:
+    _with_rented_mail(fleet_copy)
+    _history_with_mailboxes(fleet_copy)
+    md_report = _run(fleet_copy, "--format", "md")
+    assert md_report.returncode == 0, md_report.stderr
+    assert (
+        "13 boîtes ouvertes : 3 pour boulangerie-leroy.fr, 10 pour brieux.fr." in md_report.stdout
+    )
+    assert "État de la messagerie au dernier relevé : tout fonctionne." in md_report.stdout
+    assert r"| 3 \(boîtes-jours : 5,75\) |" in md_report.stdout  # Markdown escapes ( )
+    result = _run(fleet_copy, "--usage", "--csv")
+    rows = list(csv.DictReader(io.StringIO(result.stdout), delimiter=";"))
+    line = next(r for r in rows if r["item"] == "mailbox_months")
+    assert (line["tenant"], line["quantity"], line["unit"], line["unit_price"], line["amount"]) == (
+        "boulangerie-leroy", "0.1917", "mailbox-month", "1.50", "0.29")  # fmt: skip
+
+
+def test_billed_to_an_unknown_tenant_is_bad_input(fleet_copy: Path) -> None:
+    path = fleet_copy / "cabinets" / "brieux.yaml"
+    path.write_text(path.read_text().replace(
+        "  domains: [brieux.fr, mortree.fr]\n",
+        "  domains: [brieux.fr, mortree.fr]\n  billed_to: {mortree.fr: boulangerie-lerox}\n"))  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "kloudctl", "--fleet", str(fleet_copy), "validate"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    line = next(x for x in done.stderr.splitlines() if "billed_to" in x)
+    assert "brieux.yaml:" in line and "mail.billed_to.mortree.fr" in line
+    assert "no tenant boulangerie-lerox on this cabinet; did you mean 'boulangerie-leroy'?" in line

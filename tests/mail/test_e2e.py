@@ -573,3 +573,52 @@ def test_after_revoke_the_key_is_refused(world: World, maire_key: Path) -> None:
     assert cab.sh("cat /etc/kloudctl-mail/domain-admin-keys").stdout == ""
     admins = json.loads(kloudctl(cab, "admin", "list", "--json").stdout)
     assert MAIRE not in [a["login"] for a in admins]
+
+
+def test_status_mail_probe_against_the_real_servers(world: World) -> None:
+    """`kloudctl status`'s mail probe against Postfix, Dovecot and the accounts store of the
+    test cabinet (as root over SSH): banners and STARTTLS on 25 and 587, the probe
+    account's IMAPS login, the role's self-signed certificate named as the fallback it is
+    (no ACME directory here), and the mailboxes per domain as `mailbox list` counts them."""
+    from dataclasses import replace
+
+    from kloudctl.mail.store import SshTransport
+    from kloudctl.status.mailprobe import SELF_SIGNED, MailTarget, probe
+    from kloudctl.testbed.mailbed import HOSTNAME
+
+    cab = world.cab
+    password = add_mailbox(cab, "sonde@brieux.fr")
+
+    def accounts(left: float) -> SshTransport:
+        return SshTransport(cab.address, user="root", key_filename=str(cab.ssh_key),
+                            known_hosts=str(cab.known_hosts), timeout=left)  # fmt: skip
+
+    target = MailTarget("brieux", HOSTNAME, cab.address, probe_login="sonde@brieux.fr",
+                        probe_password=lambda: password, accounts=accounts)  # fmt: skip
+    found = probe(target, time.monotonic() + 60)
+    assert [s["banner"].startswith(f"220 {HOSTNAME} ESMTP") for s in found["smtp"]] == [True] * 2
+    assert [(s["port"], s["starttls"], s["error"]) for s in found["smtp"]] == [
+        (25, True, None), (587, True, None)]  # fmt: skip
+    assert found["imap"]["login"] == "ok"
+    cert = found["certificate"]
+    assert (cert["issuer"], cert["trust"], cert["self_signed"]) == (
+        f"CN={HOSTNAME}", SELF_SIGNED, True)  # fmt: skip
+    assert 3640 < cert["days_left"] <= 3650  # mail__tls_selfsigned_days
+    assert found["state"] == "attention" and found["problems"] == [
+        f"the certificate is {SELF_SIGNED}"
+    ]
+    listed = kloudctl(cab, "mailbox", "list", "--json")
+    counts: dict[str, int] = {}
+    for m in json.loads(listed.stdout):
+        counts[m["address"].split("@")[1]] = counts.get(m["address"].split("@")[1], 0) + 1
+    assert found["mailboxes"] == counts and counts["brieux.fr"] >= 4
+
+    # Trusting the cabinet's own certificate (as clients given Pebble's root would trust an
+    # ACME one): all is well.
+    trusted = probe(replace(target, cafile=cab.cafile), time.monotonic() + 60)
+    assert trusted["certificate"]["trust"] == "trusted" and trusted["state"] == "ok"
+    # A wrong password is refused by Dovecot, and said so.
+    refused = probe(replace(target, probe_password=lambda: "not-the-password-42"),
+                    time.monotonic() + 60)  # fmt: skip
+    assert refused["imap"]["login"] == "refused"
+    assert "IMAP login of sonde@brieux.fr: refused" in refused["problems"]

@@ -86,3 +86,24 @@ def test_up_hints_name_the_same_state_folder(tmp_path, monkeypatch):
     ran = invoke("--fleet", str(ROOT), "sim", "up")
     assert ran.stderr.rstrip().endswith("stop it with: kloudctl sim down")
     assert runner.option_of(runner.DEFAULT_DIR) == ""
+
+
+def test_people_see_where_the_root_password_is_never_the_password(tmp_path):
+    """The table of `sim up` and `sim status` goes to terminals, logs and CI records: the
+    root password stays in the run file (found by the secrets sweep in the demo's output)."""
+    state = ["--state-dir", str(tmp_path)]
+    up = kloudctl(
+        "sim", "up", "--count", "1", "--port", "0", "--base-address", "127.0.0.44", *state
+    )
+    try:
+        assert up.returncode == 0, up.stderr
+        run = json.loads((tmp_path / "run.json").read_text())
+        [password] = [c["password"] for c in run["cabinets"]]
+        assert len(password) >= 12
+        status = kloudctl("sim", "status", *state)
+        assert status.returncode == 0, status.stderr
+        assert "password: in the state folder's run.json (0600)" in up.stdout
+        for shown in (up, status):
+            assert password not in shown.stdout + shown.stderr
+    finally:
+        assert kloudctl("sim", "down", *state).returncode == 0
