@@ -123,8 +123,8 @@ step "Replication: one round between the example cabinets (real restic, rest-ser
 # and bench/federation.py show the mesh on test cabinets and network namespaces).
 step "Federation: Brieux, Mortrée and Saint-Aubin form 'bocage' (on loopback, without the mesh)"
 (
-  fed=$(mktemp -d /tmp/kloudctl-demo-federation.XXXXXX)
-  trap 'kill "${serve_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$fed"' EXIT
+  fed=$(mktemp -d "${TMPDIR:-/tmp}/kloudctl-demo-federation.XXXXXX")
+  trap 'kill "${serve_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; drop "$fed"' EXIT
   for commune in brieux mortree saint-aubin; do
     mkdir -p "$fed/$commune" && cp -r cabinets backups "$fed/$commune/"
   done

@@ -17,7 +17,10 @@ The secrets are collected from where they really are, never listed here:
 - the restic repository keys and rest-server passwords of replication, from its secret
   files;
 - the residents' mailbox passwords the mail stage made, from the 0600 file it hands them
-  over in (`KLOUDCTL_DEMO_SECRETS`).
+  over in (`KLOUDCTL_DEMO_SECRETS`);
+- each federation member's private keys (ed25519 signing, WireGuard) and its join
+  endpoint's TLS key, from the PEM files the federation scene made; a raw key is also
+  looked for in WireGuard's own form (base64 of its 32 bytes).
 
 Each value is looked for as written and as base64 (standard and URL-safe, as any of the
 three alignments can show it) in every file under the demo's folders, except the secret
@@ -38,6 +41,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from kloudctl.model import load_fleet
 
@@ -197,6 +204,19 @@ def _collect(demo: Demo) -> tuple[dict[str, str], set[Path]]:
                 f"the replication secret {path.name}"
             )
     assert any("replication" in w for w in found.values()), "no replication secret found"
+    for path in demo.tmp.rglob("*.key"):
+        pem = path.read_bytes() if path.is_file() else b""
+        if b"PRIVATE KEY-----" not in pem:
+            continue
+        homes.add(path)
+        what = f"the private key {path.parent.name}/{path.name}"
+        key = serialization.load_pem_private_key(pem, password=None)
+        if isinstance(key, (Ed25519PrivateKey, X25519PrivateKey)):
+            raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+            found[base64.b64encode(raw).decode()] = what
+        body = "".join(line for line in pem.decode().splitlines() if "-----" not in line)
+        found[body] = what
+    assert any("/signing.key" in w for w in found.values()), "no federation key found"
     handed = demo.handed / "mailbox-passwords.json"
     homes.add(handed)
     if handed.exists():
