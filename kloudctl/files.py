@@ -19,6 +19,7 @@ standard library only, where kloudctl is not installed.)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
@@ -193,3 +194,12 @@ def existing_store(path: str | Path, what: str, remedy: str, *, folder: bool = F
     if not folder and not stat.S_ISREG(mode):
         raise InputError(f"{what} {checked} is {_kind(mode)}, not a file: {remedy}")
     return checked
+
+
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256, read in 1 MiB blocks (archives may be larger than memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -9,7 +9,6 @@ started again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from kloudctl.answers import dig
 from kloudctl.capacity.plan import plan_cabinet
 from kloudctl.errors import InputError, KloudError, NotFound
 from kloudctl.federation.registry import RegistryStore
+from kloudctl.files import sha256_of
 from kloudctl.model import Fleet
 from kloudctl.model.schema import Cabinet, FederationGuests, Vm
 from kloudctl.model.types import format_size
@@ -79,14 +79,6 @@ def failover_vms(fleet: Fleet, cabinet: str) -> list[FailoverVm]:
     cab = fleet.cabinet(cabinet)
     names = [vm.name for t in cab.tenants if t.level == 1 for vm in t.vms if vm.failover]
     return [failover_vm(fleet, cabinet, n) for n in names]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _tag_value(snapshot: dict[str, Any], prefix: str) -> str | None:

@@ -7,7 +7,6 @@ source file, when the source has not changed since the snapshot.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import shutil
 import tempfile
@@ -16,20 +15,13 @@ from typing import Any
 
 from kloudctl.answers import UnexpectedAnswer, dig
 from kloudctl.errors import KloudError
+from kloudctl.files import sha256_of
 from kloudctl.replication import restic as r
 from kloudctl.replication.agent_interface import RestoreTestOptions, tool_name
 from kloudctl.replication.layout import probe
 from kloudctl.replication.ops import Replicator
 from kloudctl.replication.remote import ask_agent
 from kloudctl.replication.restic import parse_time
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def newest_paths_snapshot(rep: Replicator, cabinet: str, peer: str) -> dict[str, Any]:
@@ -124,7 +116,7 @@ def restore_test(
                     abs(parse_time(f["mtime"]) - source.stat().st_mtime) > 1e-3
                 ):
                     entry["result"] = "restored; source changed since the snapshot"
-                elif _sha256(restored) == _sha256(source):
+                elif sha256_of(restored) == sha256_of(source):
                     entry["result"] = "identical"
                 else:
                     entry["result"] = "DIFFERENT"

@@ -17,12 +17,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pulumi.dynamic import CheckFailure, DiffResult
+from pulumi.dynamic import CheckFailure
 
 from kloudctl.model.types import format_size
 from kloudctl.proxmox.client import Client, ProxmoxError
-from kloudctl.tenants.providers.base import ProxmoxProvider
-from kloudctl.tenants.providers.guest import MIB, parse_disk_size
+from kloudctl.tenants.providers.guest import MIB, TenantGuestProvider, parse_disk_size
 
 GIB = 1024**3
 _CREATE_ATTEMPTS = 5
@@ -55,7 +54,7 @@ def _guest_path(guest: dict[str, Any]) -> str:
     return f"nodes/{guest['node']}/lxc/{guest['vmid']}"
 
 
-class ContainerProvider(ProxmoxProvider):
+class ContainerProvider(TenantGuestProvider):
     kind = "container"
     replace_on = ("template", "pool", "storage", "unprivileged")
     computed = ("vmid",)
@@ -75,22 +74,9 @@ class ContainerProvider(ProxmoxProvider):
                     "disks; to shrink, replace the container and restore its data)",
                 )
             )
-        if int(news.get("memory") or 0) % MIB:
-            failures.append(CheckFailure("memory", "memory must be a whole number of MiB"))
         if int(news.get("disk") or 0) % GIB:
             failures.append(CheckFailure("disk", "the root disk must be a whole number of GiB"))
-        first, last = int(news.get("vmid_first", 0)), int(news.get("vmid_last", 0))
-        if not first <= int(news.get("vmid_hint", first)) <= last:
-            failures.append(CheckFailure("vmid_hint", f"not within {first}-{last}"))
-        return failures
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        result = super().diff(_id, olds, news)
-        vmid = int(olds.get("vmid") or _id)
-        if not int(news["vmid_first"]) <= vmid <= int(news["vmid_last"]):
-            replaces = [*(result.replaces or []), "vmid_first"]
-            return DiffResult(changes=True, replaces=replaces, delete_before_replace=True)
-        return result
+        return failures + self.placement_failures(news)
 
     # -- helpers -----------------------------------------------------------------------
 

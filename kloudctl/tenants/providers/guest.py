@@ -69,7 +69,29 @@ def _net0(props: dict[str, Any], current: str | None) -> str:
     return ",".join(parts)
 
 
-class GuestProvider(ProxmoxProvider):
+class TenantGuestProvider(ProxmoxProvider):
+    """What VMs and containers share: memory in whole MiB, a VMID within the tenant's range,
+    and a guest whose VMID left the range is replaced (deleted first: the VMID is its name)."""
+
+    def placement_failures(self, news: dict[str, Any]) -> list[CheckFailure]:
+        failures = []
+        if int(news.get("memory") or 0) % MIB:
+            failures.append(CheckFailure("memory", "memory must be a whole number of MiB"))
+        first, last = int(news.get("vmid_first", 0)), int(news.get("vmid_last", 0))
+        if not first <= int(news.get("vmid_hint", first)) <= last:
+            failures.append(CheckFailure("vmid_hint", f"not within {first}-{last}"))
+        return failures
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        result = super().diff(_id, olds, news)
+        vmid = int(olds.get("vmid") or _id)
+        if not int(news["vmid_first"]) <= vmid <= int(news["vmid_last"]):
+            replaces = [*(result.replaces or []), "vmid_first"]
+            return DiffResult(changes=True, replaces=replaces, delete_before_replace=True)
+        return result
+
+
+class GuestProvider(TenantGuestProvider):
     kind = "guest"
     replace_on = ("template", "pool")
     computed = ("vmid",)
@@ -88,20 +110,7 @@ class GuestProvider(ProxmoxProvider):
                     "replace the guest by changing its template or name and restore its data)",
                 )
             )
-        if int(news.get("memory") or 0) % MIB:
-            failures.append(CheckFailure("memory", "memory must be a whole number of MiB"))
-        first, last = int(news.get("vmid_first", 0)), int(news.get("vmid_last", 0))
-        if not first <= int(news.get("vmid_hint", first)) <= last:
-            failures.append(CheckFailure("vmid_hint", f"not within {first}-{last}"))
-        return failures
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        result = super().diff(_id, olds, news)
-        vmid = int(olds.get("vmid") or _id)
-        if not int(news["vmid_first"]) <= vmid <= int(news["vmid_last"]):
-            replaces = [*(result.replaces or []), "vmid_first"]
-            return DiffResult(changes=True, replaces=replaces, delete_before_replace=True)
-        return result
+        return failures + self.placement_failures(news)
 
     # -- helpers -----------------------------------------------------------------------
 
