@@ -149,6 +149,70 @@ step "Federation: Brieux, Mortrée and Saint-Aubin form 'bocage' (on loopback, w
   kloudctl --fleet "$fed/brieux" federation status
 )
 
+# --- Failover of a council VM to a federation peer (issue 13 part 5) ---------------------
+# A block of its own: brieux and saint-aubin each in their own simulator (so brieux can be
+# stopped alone), their own replication state, federation registry and API targets.
+step "Failover: brieux's council website restored on saint-aubin from its replica while brieux is down"
+(
+  fo=$(mktemp -d "${TMPDIR:-/tmp}/kloudctl-demo-failover.XXXXXX")
+  export KLOUDCTL_PROXMOX_TARGETS=$fo/targets.json
+  repl=(--replication-state "$fo/replication")
+  fed=(--state-dir "$fo/federation")
+  sim_up() {  # `sim up` records the cabinet's storage folders where the failover reads them
+    kloudctl sim up "$1" --port 0 --base-address "$2" --task-seconds 0.2 \
+      --state-dir "$fo/sim-$1" "${repl[@]}" >/dev/null
+    KLOUDCTL_SIM_DIR=$fo/sim-$1 kloudctl tenants use-sim >/dev/null
+  }
+  cleanup() {
+    kill "${serve_pid:-}" "${join_pid:-}" 2>/dev/null || true
+    wait 2>/dev/null || true
+    for cabinet in brieux saint-aubin; do
+      kloudctl sim down --state-dir "$fo/sim-$cabinet" >/dev/null 2>&1 || true
+    done
+    drop "$fo"
+  }
+  trap cleanup EXIT
+  sim_up brieux 127.0.0.50
+  sim_up saint-aubin 127.0.0.60
+  # brieux-web (declared `failover: true`) runs at home
+  python - <<'PY'
+from pathlib import Path
+from kloudctl.model import load_fleet
+from kloudctl.proxmox.client import Client
+from kloudctl.proxmox.target import cabinet_target
+api = Client(cabinet_target(load_fleet(Path(".")), "brieux"), component="demo")
+api.post("nodes/pve1/qemu/9000/clone", newid=1000, name="brieux-web", full=1)
+api.post("nodes/pve1/qemu/1000/status/start")
+print("brieux-web (VMID 1000) runs on brieux")
+PY
+  # the federation: brieux (coordinator) admits saint-aubin, which holds its replica
+  port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  kloudctl federation init bocage --endpoint "127.0.0.1:$port" "${fed[@]}" >/dev/null
+  kloudctl federation serve "${fed[@]}" > "$fo/join.log" 2>&1 &
+  join_pid=$!
+  for _ in $(seq 100); do grep -q "join endpoint on" "$fo/join.log" && break; sleep 0.2; done
+  invite=$(kloudctl federation invite saint-aubin --expires 10m "${fed[@]}")
+  fingerprint=$(kloudctl federation join "$invite" --cabinet saint-aubin --state-dir "$fo/federation-saint-aubin" \
+    | sed -n 's/^fingerprint: //p')
+  kloudctl federation admit saint-aubin "$fingerprint" "${fed[@]}"
+  kill "$join_pid"
+  # the rest-servers of the replication (loopback), then brieux's failover backup
+  kloudctl replication serve --state-dir "$fo/replication" > "$fo/serve.log" 2>&1 &
+  serve_pid=$!
+  for _ in $(seq 100); do grep -q ready "$fo/serve.log" && break; sleep 0.2; done
+  step "federation backup brieux: vzdump of brieux-web into brieux's restic repository, copied to saint-aubin"
+  kloudctl federation backup brieux "${fed[@]}" "${repl[@]}"
+  step "brieux goes down (its simulator stops); brieux-web fails over to saint-aubin"
+  kloudctl sim down --state-dir "$fo/sim-brieux"
+  kloudctl federation failover brieux brieux-web --to saint-aubin --dry-run "${fed[@]}" "${repl[@]}"
+  kloudctl federation failover brieux brieux-web --to saint-aubin "${fed[@]}" "${repl[@]}"
+  kloudctl federation failovers "${fed[@]}" "${repl[@]}"
+  step "brieux is back: brieux-web returns home with the data written meanwhile (failback)"
+  sim_up brieux 127.0.0.50
+  kloudctl federation failback brieux brieux-web "${fed[@]}" "${repl[@]}"
+  kloudctl federation failovers "${fed[@]}" "${repl[@]}"
+)
+
 # --- Status and the council's report (issue 14) -----------------------------------------
 # The simulated cabinets are still up (stopped on exit): status reads them for real, into a
 # history of the demo's own, and the report of Brieux is made from that history.

@@ -9,6 +9,7 @@ import click
 
 from kloudctl import console
 from kloudctl.cli.options import FleetContext, FloatRange, json_option, pass_fleet
+from kloudctl.replication.layout import Layout
 from kloudctl.sim import runner
 from kloudctl.sim import serve as sim_serve
 from kloudctl.sim.faults import KINDS
@@ -70,6 +71,12 @@ def _serve_args(f: Any) -> Any:
 
 @command.command("up")
 @_serve_args
+@click.option(
+    "--replication-state",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to record the cabinets' storage folders (endpoints.json of the replication"
+    " state; default: KLOUDCTL_REPLICATION_STATE or <fleet>/.state/replication).",
+)
 @json_option
 @pass_fleet
 def up(
@@ -81,9 +88,12 @@ def up(
     base_address: str,
     port: int,
     state_dir: Path,
+    replication_state: Path | None,
     as_json: bool,
 ) -> None:
-    """Start simulated cabinets in the background (named from the fleet, or --count N)."""
+    """Start simulated cabinets in the background (named from the fleet, or --count N);
+    the fleet's cabinets' storage folders are recorded for the replication and failover
+    commands."""
     names = list(cabinets)
     sim_serve.check_addresses(base_address, len(sim_serve.cabinet_names(names, count)))
     if names:
@@ -101,6 +111,12 @@ def up(
         port=port,
     )
     run = runner.start_background(options)
+    if names:
+        # The failover commands move backup archives through these folders.
+        layout = Layout.for_fleet(ctx.root, replication_state)
+        layout.record_storages(
+            {c["name"]: c["storages"] for c in run["cabinets"] if c["name"] in names}
+        )
     _show_endpoints(run["cabinets"], as_json)
     if not as_json:
         stop = f"kloudctl sim down{runner.option_of(state_dir)}"

@@ -27,8 +27,13 @@ testbed, or by hand for real cabinets):
                                         "data_dir": "/path/only/where/the/owner/runs"},
                              "ssh": {"address": "192.0.2.10", "user": "root",
                                      "options": ["-i", "/path/key"],
-                                     "fleet": "/etc/kloudctl/fleet"}}},
+                                     "fleet": "/etc/kloudctl/fleet"},
+                             "storages": {"pve1/local": "/folder/of/the/storage"}}},
      "generate_secrets": true}
+
+`storages` says where a cabinet's path-based Proxmox storages are on this machine (written
+by `kloudctl sim up` for simulated cabinets): the failover commands move backup archives
+through them.
 
 A cabinet with `ssh` is a real host where kloudctl itself is installed (`kloudctl
 replication deploy`): its runs, status and restore tests execute there, over SSH, and the
@@ -204,6 +209,15 @@ class Layout:
         """Replace the entries of these cabinets, keep the others."""
         data = self.endpoints()
         data["cabinets"].update(cabinets)
+        self.write_endpoints(data)
+
+    def record_storages(self, storages: dict[str, dict[str, str]]) -> None:
+        """Record where each cabinet's storage folders are on this machine (`storages:
+        {"NODE/STORAGE": FOLDER}`, what `kloudctl sim up` reports for a simulated cabinet),
+        keeping the rest of each entry."""
+        data = self.endpoints()
+        for cabinet, folders in storages.items():
+            data["cabinets"].setdefault(cabinet, {})["storages"] = dict(folders)
         self.write_endpoints(data)
 
     # ---- secrets

@@ -27,7 +27,14 @@ from kloudctl.sim.auth import AuthError, TicketSigner, parse_token_header
 from kloudctl.sim.errors import ApiError
 from kloudctl.sim.perms import AccessControl, Identity
 from kloudctl.sim.schema import Method
-from kloudctl.sim.state import hash_secret, new_secret, new_state, verify_secret
+from kloudctl.sim.state import (
+    ARCHIVE_DISK_BYTES,
+    PATH_STORAGE_TYPES,
+    hash_secret,
+    new_secret,
+    new_state,
+    verify_secret,
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,9 @@ class SimCabinet:
         self.root_password = root_password
         self.state_file = state_file
         self.task_seconds = task_seconds
+        #: bytes of stand-in data per disk in a vzdump archive (a bench sets archives of a
+        #: realistic size)
+        self.archive_disk_bytes = ARCHIVE_DISK_BYTES
         self.control_token = control_token
         self.faults = faultmod.Faults()
         self.signer = TicketSigner()
@@ -136,6 +146,17 @@ class SimCabinet:
         in `dump/`). A shared storage has one folder for every node."""
         where = "shared" if self.state["storages"][storage].get("shared") else node
         return self.files_root / where / storage
+
+    def path_storages(self) -> dict[str, str]:
+        """`{"NODE/STORAGE": FOLDER}` for every path-based storage on every node: where the
+        files of its storages are, for a client on this machine (kloudctl's failover reads
+        and writes backup archives there, as it would on a cabinet's host)."""
+        return {
+            f"{node}/{sid}": str(self.storage_folder(node, sid))
+            for sid, st in sorted(self.state["storages"].items())
+            if st.get("type") in PATH_STORAGE_TYPES
+            for node in sorted(self.state["nodes"])
+        }
 
     def node(self, name: str) -> dict[str, Any]:
         node = self.state["nodes"].get(name)

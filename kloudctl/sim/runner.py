@@ -95,6 +95,12 @@ def check_run(path: str, run: Any) -> dict[str, Any]:
             isinstance(nodes, list) and all(isinstance(n, str) for n in nodes),
             "nodes of each cabinet to be a list of names",
         )
+        storages = cab.get("storages", {})
+        need(
+            isinstance(storages, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in storages.items()),
+            "storages of each cabinet to map NODE/STORAGE to a folder",
+        )
     return dict(run)
 
 

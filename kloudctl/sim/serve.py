@@ -11,7 +11,8 @@ a detached process. kloudctl never runs its own CLI for this.
 
 Once every cabinet listens, the process writes `run.json` (mode 0600) in its state folder:
 its pid, the control token of the fault endpoint, and every cabinet's endpoint (URL,
-fingerprint, root password); it removes it when it stops.
+fingerprint, root password) and storage folders (`"storages": {"NODE/STORAGE": FOLDER}`,
+where the files of its path-based storages are); it removes it when it stops.
 """
 
 from __future__ import annotations
@@ -228,7 +229,11 @@ async def _serve(
         "started": int(time.time()),
         "control_token": simulator.control_token,
         "ephemeral": options.ephemeral,
-        "cabinets": [e.as_dict() for e in endpoints],
+        # each cabinet's storage folders too: kloudctl moves backup archives through them
+        "cabinets": [
+            {**e.as_dict(), "storages": simulator.cabinets[e.name].path_storages()}
+            for e in endpoints
+        ],
     }
     write_atomic(state_dir / "run.json", json.dumps(run, indent=2).encode(), 0o600)
     on_ready(run)

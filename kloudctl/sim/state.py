@@ -21,6 +21,12 @@ TEMPLATE_NAME = "debian-12-cloud"
 TEMPLATE_DISK = 3 * GiB
 
 
+#: Storage types whose content is files in a folder (Proxmox's path-based storages).
+PATH_STORAGE_TYPES = ("dir", "nfs", "cifs", "cephfs", "glusterfs", "btrfs")
+#: Stand-in data per disk in a simulated vzdump archive, unless a cabinet says otherwise.
+ARCHIVE_DISK_BYTES = 4096
+
+
 def hash_secret(secret: str, salt: str | None = None) -> str:
     salt = salt or secrets.token_hex(8)
     digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt.encode(), 1000).hex()

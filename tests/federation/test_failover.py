@@ -1,7 +1,8 @@
 """Failover of a council VM from a stopped cabinet to a federation peer, and its return.
 
 Real parts: the Proxmox VE simulator for both cabinets (brieux, the home, and mortree, the
-peer; each in its own simulator so brieux can be stopped while mortree runs), the real
+peer; each started by `kloudctl sim up` in its own process, so brieux can be stopped while
+mortree runs, and each recording its storage folders where the failover reads them), the real
 restic and the real rest-server (append-only, on loopback) for the replica, the real
 signed registry for membership, the real CLI in a subprocess. Nothing is mocked.
 """
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,8 @@ from kloudctl.replication import restic as r
 from kloudctl.replication.layout import Layout
 from kloudctl.replication.restic import Restic
 from kloudctl.replication.serve import loopback
-from kloudctl.sim.testing import RunningSim, running_sim
-from kloudctl.tenants.simtargets import bootstrap_target, write_targets
+from kloudctl.sim.runner import read_run
+from kloudctl.tenants.simtargets import use_simulator
 from tests.conftest import REPO, run_kloudctl
 from tests.federation.conftest import Federation
 
@@ -60,49 +62,57 @@ def sha256(path: Path) -> str:
 
 
 def make_fleet(root: Path) -> Path:
-    """The example fleet; brieux-web fails over, brieux replicates to mortree, and mortree
-    (and saint-aubin, which is no federation member) lend a guest quota."""
+    """The example fleet, where brieux-web fails over and saint-aubin lends a guest quota;
+    here brieux replicates to mortree instead, which lends one too (saint-aubin is then
+    no federation member)."""
     for folder in ("cabinets", "backups"):
         (root / folder).mkdir(parents=True)
         for f in (REPO / folder).glob("*.yaml"):
             (root / folder / f.name).write_text(f.read_text())
     brieux = root / "cabinets" / "brieux.yaml"
     text = brieux.read_text()
-    text = text.replace(
-        "load: 0.15, tags: [website]}", "load: 0.15, tags: [website], failover: true}"
-    )
-    text = text.replace("peers: [saint-aubin]", "peers: [mortree]")
-    brieux.write_text(text)
-    for name in (PEER, OUTSIDER):
-        path = root / "cabinets" / f"{name}.yaml"
-        path.write_text(path.read_text().rstrip("\n") + "\n" + GUESTS)
+    assert "tags: [website], failover: true}" in text  # the example fleet declares it
+    brieux.write_text(text.replace("peers: [saint-aubin]", "peers: [mortree]"))
+    assert "guests:" in (root / "cabinets" / f"{OUTSIDER}.yaml").read_text()
+    path = root / "cabinets" / f"{PEER}.yaml"
+    path.write_text(path.read_text().rstrip("\n") + "\n" + GUESTS)
     return root
+
+
+@dataclass(frozen=True)
+class CabinetSim:
+    """A simulated cabinet started by `kloudctl sim up`: its run record's entry."""
+
+    entry: dict[str, Any]
+
+    def storage_folder(self, node: str, storage: str) -> Path:
+        # where `kloudctl sim up` said the storage is (the failover reads the same record)
+        return Path(self.entry["storages"][f"{node}/{storage}"])
 
 
 @contextmanager
 def cabinet_sim(
-    fleet: Fleet, name: str, state: Path, first_host: int, task_seconds: float = 0.05
-) -> Iterator[RunningSim]:
-    """One simulated cabinet, its state kept in `state` (it can stop and come back), its
-    API target and storage folders written where kloudctl reads them."""
-    with running_sim(
-        [name], fleet=fleet, state_dir=state, task_seconds=task_seconds, first_host=first_host
-    ) as sim:
-        ep = sim[name]
-        target = bootstrap_target(
-            fleet,
-            name,
-            {"url": ep.url, "fingerprint": ep.fingerprint, "password": ep.root_password},
-        )
-        write_targets(fleet.root, {name: target})
-        layout = Layout(fleet.root / ".state" / "replication")
-        data = layout.endpoints()
-        nodes = [n.name for n in fleet.cabinet(name).hardware.nodes]
-        data["cabinets"].setdefault(name, {})["storages"] = {
-            f"{node}/local": str(sim.storage_folder(name, node, "local")) for node in nodes
-        }
-        layout.write_endpoints(data)
-        yield sim
+    root: Path, name: str, state: Path, base_address: str, task_seconds: float = 0.05
+) -> Iterator[CabinetSim]:
+    """One simulated cabinet started the operator's way, `kloudctl sim up` in its own
+    process (so it can stop and come back with its state kept in `state`), pointed at by
+    the fleet's API targets; the storage folders it records are all the failover needs."""
+    up = run_kloudctl(
+        "--fleet", str(root), "sim", "up", name, "--state-dir", str(state), "--port", "0",
+        "--base-address", base_address, "--task-seconds", str(task_seconds), cwd=root,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    try:
+        run = read_run(state)
+        assert run is not None
+        use_simulator(load_fleet(root), root, run)
+        [entry] = run["cabinets"]
+        recorded = Layout(root / ".state" / "replication").endpoints()["cabinets"][name]
+        assert recorded["storages"] == entry["storages"]
+        yield CabinetSim(entry)
+    finally:
+        down = run_kloudctl("sim", "down", "--state-dir", str(state), cwd=root)
+        assert down.returncode == 0, down.stderr
 
 
 def client(fleet: Fleet, name: str) -> Client:
@@ -184,10 +194,10 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
     restic = Restic()
     with (
         loopback(layout, fleet, [PEER]),
-        cabinet_sim(fleet, PEER, tmp_path / "sim-mortree", 20, task_seconds=0.5) as peer_sim,
+        cabinet_sim(fleet_root, PEER, tmp_path / "sim-mortree", "127.0.0.40", 0.5) as peer_sim,
     ):
         # --- brieux runs: its council website is backed up into its replica on mortree
-        with cabinet_sim(fleet, HOME, tmp_path / "sim-brieux", 10) as home_sim:
+        with cabinet_sim(fleet_root, HOME, tmp_path / "sim-brieux", "127.0.0.30") as home_sim:
             home = client(fleet, HOME)
             home.post("nodes/pve1/qemu/9000/clone", newid=HOME_VMID, name=VM, full=1)
             home.put(f"nodes/pve1/qemu/{HOME_VMID}/config", description="mairie", memory="2048")
@@ -195,7 +205,7 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
             done = cli(fleet_root, "backup", HOME, "--json")
             assert done.returncode == 0, done.stderr
             [backed] = json.loads(done.stdout)
-            archive = home_sim.storage_folder(HOME, "pve1", "local") / "dump" / backed["archive"]
+            archive = home_sim.storage_folder("pve1", "local") / "dump" / backed["archive"]
             assert sha256(archive) == backed["sha256"]
             assert "1 snapshot(s) copied" in backed["copies"][PEER]
             original = guest_config(home, HOME_VMID)
@@ -203,7 +213,7 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
 
         peer = client(fleet, PEER)
         guests_before = peer.guests()
-        dump = peer_sim.storage_folder(PEER, "pve1", "local") / "dump"
+        dump = peer_sim.storage_folder("pve1", "local") / "dump"
         files_before = sorted(dump.glob("*")) if dump.exists() else []
 
         # dry run: the plan, and nothing changes on the peer or in the journal
@@ -281,7 +291,7 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
         assert guest_config(peer, GUEST_FIRST)["status"] == "running"
 
         # --- brieux is back (the same state: its old guest is still there)
-        with cabinet_sim(fleet, HOME, tmp_path / "sim-brieux", 10) as home_sim:
+        with cabinet_sim(fleet_root, HOME, tmp_path / "sim-brieux", "127.0.0.30") as home_sim:
             home = client(fleet, HOME)
             assert guest_config(home, HOME_VMID)["description"] == "mairie"
             # the failback, killed once the guest's new archive is kept in the replica...
@@ -312,7 +322,7 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
             moved = json.loads(back.stdout)
             assert moved["archive"] == kept["return"]["archive"]
             assert not any("backed up on" in step for step in moved["steps"])
-            came_home = home_sim.storage_folder(HOME, "pve1", "local") / "dump" / moved["archive"]
+            came_home = home_sim.storage_folder("pve1", "local") / "dump" / moved["archive"]
             assert sha256(came_home) == moved["sha256"]
             now_home = guest_config(home, HOME_VMID)
             assert now_home["description"] == "écrit pendant la panne"
@@ -337,8 +347,8 @@ def test_refused_while_the_home_runs_the_vm_then_a_planned_failover(
     layout = Layout(fleet_root / ".state" / "replication")
     with (
         loopback(layout, fleet, [PEER]),
-        cabinet_sim(fleet, PEER, tmp_path / "sim-mortree", 20),
-        cabinet_sim(fleet, HOME, tmp_path / "sim-brieux", 10),
+        cabinet_sim(fleet_root, PEER, tmp_path / "sim-mortree", "127.0.0.40"),
+        cabinet_sim(fleet_root, HOME, tmp_path / "sim-brieux", "127.0.0.30"),
     ):
         home = client(fleet, HOME)
         home.post("nodes/pve1/qemu/9000/clone", newid=HOME_VMID, name=VM, full=1)

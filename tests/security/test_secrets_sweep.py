@@ -137,13 +137,15 @@ class Demo:
 
     def _watch_sim(self, proc: subprocess.Popen[bytes]) -> None:
         """The simulator's root passwords, read from its run.json while it exists."""
-        run_file = self.state / "demo-sim" / "run.json"
         while proc.poll() is None:
-            try:
-                run = json.loads(run_file.read_text())
-                self.sim_passwords |= {c["password"] for c in run["cabinets"]}
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
+            # the fleet's simulator, and the failover scene's own (one per cabinet)
+            runs = [self.state / "demo-sim" / "run.json", *self.tmp.glob("*/sim-*/run.json")]
+            for run_file in runs:
+                try:
+                    run = json.loads(run_file.read_text())
+                    self.sim_passwords |= {c["password"] for c in run["cabinets"]}
+                except (OSError, ValueError, KeyError, TypeError):
+                    pass
             time.sleep(0.5)
 
     def _tail(self) -> str:

@@ -34,11 +34,18 @@ def kloudctl(*args: str) -> subprocess.CompletedProcess[str]:
 def test_up_status_fault_down(tmp_path):
     state = ["--state-dir", str(tmp_path)]
     up = kloudctl("sim", "up", "saint-aubin", "--count", "1", "--port", "0", "--base-address", "127.0.0.40",
-                  "--task-seconds", "0.05", "--json", *state)  # fmt: skip
+                  "--task-seconds", "0.05", "--json", *state,
+                  "--replication-state", str(tmp_path / "repl"))  # fmt: skip
     assert up.returncode == 0, up.stderr
     try:
         cabinets = {c["name"]: c for c in json.loads(up.stdout)}
         assert set(cabinets) == {"saint-aubin", "sim01"}
+        # the fleet's cabinet's storage folders are recorded where the failover reads them
+        # (real folders of the simulator's kept state); an anonymous cabinet's are not
+        recorded = json.loads((tmp_path / "repl" / "endpoints.json").read_text())["cabinets"]
+        local = tmp_path / "saint-aubin" / "storage" / "pve1" / "local"
+        assert recorded == {"saint-aubin": {"storages": {"pve1/local": str(local)}}}
+        assert cabinets["saint-aubin"]["storages"] == {"pve1/local": str(local)}
         c = cabinets["saint-aubin"]
         assert (
             c["url"].startswith("https://127.0.0.40:") and cabinets["sim01"]["host"] == "127.0.0.41"

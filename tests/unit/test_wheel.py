@@ -110,7 +110,8 @@ def test_simulator_from_the_wheel(installed: Path, tmp_path: Path) -> None:
     state = tmp_path / "sim"
     fleet = ("--fleet", str(REPO))
     up = _run(installed, tmp_path, *fleet, "sim", "up", "brieux", "--ephemeral", "--port", "0",
-              "--state-dir", str(state), "--json")  # fmt: skip
+              "--state-dir", str(state), "--replication-state", str(tmp_path / "repl"),
+              "--json")  # fmt: skip
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         status = _run(installed, tmp_path, "sim", "status", "--state-dir", str(state), "--json")

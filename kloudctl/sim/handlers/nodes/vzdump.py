@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import time
 import uuid
@@ -27,7 +28,7 @@ from typing import Any
 
 from kloudctl.sim.api import ApiError, Call, Routes, bad_request
 from kloudctl.sim.handlers import common as c
-from kloudctl.sim.state import add_guest, add_volume
+from kloudctl.sim.state import ARCHIVE_DISK_BYTES, PATH_STORAGE_TYPES, add_guest, add_volume
 
 routes = Routes()
 N = "/nodes/{node}"
@@ -37,7 +38,7 @@ _NAME = re.compile(
     r"^vzdump-(qemu|lxc)-(\d+)-(\d{4})_(\d\d)_(\d\d)-(\d\d)_(\d\d)_(\d\d)\.(vma|tar)(\.(?:zst|gz|lzo))?$"
 )
 _EXT = {None: "", "0": "", "1": ".lzo", "lzo": ".lzo", "gzip": ".gz", "zstd": ".zst"}
-_PATH_TYPES = ("dir", "nfs", "cifs", "cephfs", "glusterfs", "btrfs")
+_PATH_TYPES = PATH_STORAGE_TYPES
 
 
 # --- where the files are --------------------------------------------------------------------
@@ -138,13 +139,21 @@ def parse_conf(text: str) -> dict[str, Any]:
     return config
 
 
-def _content(vmid: int, key: str, size: int) -> bytes:
-    """Deterministic stand-in for a disk's data: 4 KiB derived from the guest and disk."""
+def _content(vmid: int, key: str, size: int, length: int = ARCHIVE_DISK_BYTES) -> bytes:
+    """Deterministic stand-in for a disk's data, derived from the guest and disk: 4 KiB by
+    default; another length (a bench's realistic archives) is pseudo-random, so neither
+    compression nor restic's deduplication shrinks it the way they would not a real disk."""
     seed = hashlib.sha256(f"{vmid}:{key}:{size}".encode()).digest()
-    return seed * 128
+    if length == ARCHIVE_DISK_BYTES:
+        return seed * (ARCHIVE_DISK_BYTES // len(seed))
+    rng = random.Random(seed)  # stand-in data, not a secret
+    # by 1 MiB: randbytes of much more overflows (it draws n * 8 bits at once)
+    return b"".join(rng.randbytes(min(1 << 20, length - i)) for i in range(0, length, 1 << 20))
 
 
-def write_archive(path: Path, g: dict[str, Any], node: str) -> None:
+def write_archive(
+    path: Path, g: dict[str, Any], node: str, disk_bytes: int = ARCHIVE_DISK_BYTES
+) -> None:
     disks = {}
     for key, value in g["config"].items():
         if c.DISK_KEYS.match(key) and not key.startswith("unused"):
@@ -159,7 +168,7 @@ def write_archive(path: Path, g: dict[str, Any], node: str) -> None:
         "values": {k: v for k, v in g["config"].items() if k not in ("lock", "digest")},
         "disks": disks,
     }
-    body = b"".join(_content(g["vmid"], k, s) for k, s in sorted(disks.items()))
+    body = b"".join(_content(g["vmid"], k, s, disk_bytes) for k, s in sorted(disks.items()))
     data = MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + body
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".tmp")
@@ -264,7 +273,7 @@ def vzdump(call: Call) -> str:
             log.append(f"INFO: creating vzdump archive '{path}'")
             if g["config"].get("lock") == "backup":
                 g["config"].pop("lock")
-            write_archive(path, g, node)
+            write_archive(path, g, node, call.cab.archive_disk_bytes)
             text = "\n".join(log[-5:]) + "\n"
             path.with_name(re.sub(r"\.(vma|tar)(\.\w+)?$", ".log", name)).write_text(text)
             if notes:
