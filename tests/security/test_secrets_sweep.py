@@ -186,6 +186,8 @@ def _collect(demo: Demo) -> tuple[dict[str, str], set[Path]]:
         for cabinet, target in json.loads(targets.read_text()).items():
             found[target["secret"]] = f"the automation token of {cabinet}"
         passphrase = folder / "pulumi" / "passphrase"
+        if not passphrase.is_file():
+            continue  # API targets only (the failover scene's): no stacks there
         homes.add(passphrase)
         found[passphrase.read_text().strip()] = "the Pulumi passphrase"
         env = {"KLOUDCTL_PULUMI_STATE": str(folder / "pulumi"),
