@@ -256,6 +256,13 @@ class SimCabinet:
                     on_error()
                 tasks.finish(task, error=exc.message)
                 return
+            except Exception as exc:  # a worker that dies ends its task
+                # As a PVE worker's `die` does: the task ends with the message as its exit
+                # status; a client polling it must never wait for a task nobody runs.
+                if on_error:
+                    on_error()
+                tasks.finish(task, error=f"{type(exc).__name__}: {exc}".strip())
+                return
             tasks.finish(task, warnings=warnings)
         finally:
             if lock is not None and self.locks.get(lock) == task["upid"]:

@@ -245,3 +245,24 @@ def test_a_failed_backup_or_restore_leaves_nothing_behind(two):
     config = node.qemu(700).config.get()  # a failed forced restore keeps the old guest
     assert "lock" not in config and config["name"] == "council-web"
     assert node.storage("local-lvm").content.get(vmid=700)
+
+
+def test_a_worker_that_dies_ends_its_task_with_the_error(two):
+    """A task whose work fails unexpectedly (here the backup storage's `dump/` folder is a
+    file, as when a storage is mounted wrongly) ends with an error status, as a PVE worker's
+    `die` does: a client polling it never waits for a task nobody runs any more."""
+    sim, _ = two
+    root = root_api(sim["brieux"])
+    node = root.nodes("pve1")
+    dump = sim.storage_folder("brieux", "pve1", "local") / "dump"
+    moved = dump.with_name("dump.moved")
+    dump.rename(moved)
+    try:
+        dump.write_text("not a folder")
+        status = wait(root, node.vzdump.post(vmid=700, storage="local"))
+        assert status["status"] == "stopped" and status["exitstatus"] != "OK"
+        assert "lock" not in node.qemu(700).config.get()  # the lock went with the task
+    finally:
+        dump.unlink()
+        moved.rename(dump)
+    assert wait(root, node.vzdump.post(vmid=700, storage="local"))["exitstatus"] == "OK"
