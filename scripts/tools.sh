@@ -230,3 +230,7 @@ langhost_build() {
 }
 
 pulumi_tool
+# pebble: Let's Encrypt's ACME test server, the directory the mail role's ACME end-to-end test
+# gets its certificates from (tests/mail/pebble.py). Unstamped builds report "dev".
+go_tool pebble github.com/letsencrypt/pebble/v2 github.com/letsencrypt/pebble/v2/cmd/pebble \
+  '^Pebble version: ' -version

@@ -22,13 +22,17 @@ import ssl
 import subprocess
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kloudctl.errors import ExternalError
 from kloudctl.hosts.runner import HostRecap, run_playbook
+
+if TYPE_CHECKING:
+    from kloudctl.testbed.cabinets import Testbed
 
 #: The checkout this module runs from: the example fleet, its playbooks and roles.
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +50,8 @@ MAIL_PACKAGES = (
     "nginx",
     "sqlite3",
     "openssl",
+    # ACME client of the role's certificates (tasks/acme.yml).
+    "certbot",
 )
 
 #: The example fleet's mail cabinet, run as a test cabinet.
@@ -60,6 +66,9 @@ ROLE_VARS = {
     "mail__outbound": "sink",
     # No internet: modules that only query remote services are off.
     "mail__rspamd_disabled_modules": ["fuzzy_check", "rbl", "dcc", "asn"],
+    # Nor to an ACME directory on the internet: ACME is off (the self-signed certificate)
+    # unless a test points it at the Pebble it runs on its own test network.
+    "mail__acme_directory": "",
 }
 
 
@@ -182,14 +191,15 @@ def message(sender: str, to: str, subject: str, body: str = "Bonjour.\n") -> byt
     return msg.as_bytes()
 
 
-def apply_mail_role(state_dir: Path) -> HostRecap:
+def apply_mail_role(state_dir: Path, extravars: dict[str, object] | None = None) -> HostRecap:
     """playbooks/mail.yml on the running test cabinet (the testbed in `state_dir`),
-    through the fleet's inventory; the cabinet's recap, or ExternalError with what failed."""
+    through the fleet's inventory, with ROLE_VARS and `extravars` over them; the cabinet's
+    recap, or ExternalError with what failed."""
     from kloudctl.testbed.cabinets import STATE_FILE
 
     result = run_playbook(
         ROOT, "mail.yml", limit=[CABINET], testbed_state=state_dir / STATE_FILE,
-        extravars=ROLE_VARS,
+        extravars={**ROLE_VARS, **(extravars or {})},
     )  # fmt: skip
     if result.failures or result.rc != 0:
         failures = "; ".join(f"{f.host}: {f.task}: {f.message}" for f in result.failures)
@@ -201,7 +211,13 @@ def apply_mail_role(state_dir: Path) -> HostRecap:
 
 
 @contextmanager
-def mail_cabinet(state_dir: Path, prefix: str = "kloudctl-mail-e2e") -> Iterator[MailCabinet]:
+def mail_cabinet(
+    state_dir: Path,
+    prefix: str = "kloudctl-mail-e2e",
+    extravars: Callable[[Testbed], dict[str, object]] | None = None,
+) -> Iterator[MailCabinet]:
+    """A running mail test cabinet, the role applied twice; `extravars`, given the testbed
+    (its gateway address...), returns role variables to set over ROLE_VARS."""
     from kloudctl.testbed import cabinets, image
 
     name = image.ensure_image(MAIL_PACKAGES)
@@ -211,8 +227,9 @@ def mail_cabinet(state_dir: Path, prefix: str = "kloudctl-mail-e2e") -> Iterator
         host = bed.hosts[CABINET]
         # No DNS beyond the cabinet: lookups (rspamd, Postfix) fail at once, nothing leaks.
         bed.exec(CABINET, "sh", "-c", "echo 'nameserver 127.0.0.1' > /etc/resolv.conf")
-        apply_mail_role(state_dir)
-        recap = apply_mail_role(state_dir)
+        more = extravars(bed) if extravars else None
+        apply_mail_role(state_dir, more)
+        recap = apply_mail_role(state_dir, more)
         cafile = state_dir / "mail-ca.pem"
         cafile.write_text(bed.exec(CABINET, "cat", "/etc/kloudctl-mail/tls/cert.pem").stdout)
         yield MailCabinet(
