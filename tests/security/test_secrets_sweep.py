@@ -178,6 +178,13 @@ def _collect(demo: Demo) -> tuple[dict[str, str], set[Path]]:
     homes: set[Path] = set()
     for password in demo.sim_passwords:
         found[password] = "the simulator's root password"
+    # A simulator kept in a state folder (the failover scene's, stopped and started again)
+    # keeps its root password in its own 0600 credentials file: that file is its home.
+    for credentials in demo.tmp.glob("*/sim-*/*/credentials.json"):
+        homes.add(credentials)
+        found[json.loads(credentials.read_text())["root_password"]] = (
+            "the simulator's root password"
+        )
     tenants_dirs = [p.parent for p in demo.tmp.glob("*/targets.json")]
     assert tenants_dirs, "the demo wrote no targets file (tenants use-sim)"
     for folder in tenants_dirs:
