@@ -84,6 +84,7 @@ class Federation:
     #: cabinet's files, its local repository, the rest-server identities, endpoints.json.
     replication: Layout
     helpers: list[subprocess.Popen[str]]
+    coordinator_endpoint: subprocess.Popen[str] | None = None
 
     def cli(self, commune: str, *args: str, inside: bool = True) -> tuple[int, str]:
         done = self._run(commune, args, inside)
@@ -112,6 +113,14 @@ class Federation:
     def wg(self, commune: str) -> str:
         """The member's mesh interface (kfed0 on a cabinet; unique names here, see netns)."""
         return self.lab.interface(commune)
+
+    def start_coordinator_endpoint(self) -> None:
+        serve = [KLOUDCTL, "--fleet", str(self.fleets["brieux"]), "federation", "serve",
+                 "--listen", f"0.0.0.0:{JOIN_PORT}"]  # fmt: skip
+        self.coordinator_endpoint = subprocess.Popen(
+            self.lab.argv("brieux", serve), stderr=subprocess.PIPE, text=True
+        )
+        self.helpers.append(self.coordinator_endpoint)
 
     def sync(self, commune: str) -> str:
         code, out = self.cli(commune, "federation", "sync", "--interface", self.wg(commune))
@@ -205,11 +214,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
                 "--endpoint", f"{UNDERLAY['brieux']}:{JOIN_PORT}",
             )  # fmt: skip
             assert code == 0, out
-            serve = [KLOUDCTL, "--fleet", str(fleets["brieux"]), "federation", "serve",
-                     "--listen", f"0.0.0.0:{JOIN_PORT}"]  # fmt: skip
-            helpers.append(
-                subprocess.Popen(lab.argv("brieux", serve), stderr=subprocess.PIPE, text=True)
-            )
+            fed.start_coordinator_endpoint()
             for commune in UNDERLAY:
                 # A port outside the federation's services (the replication endpoint's
                 # rest-server starts once the member has its mesh address).
@@ -299,6 +304,72 @@ def test_members_replicate_to_each_other_over_the_mesh(federation: Federation) -
             assert data is not None and (data / commune / "config").is_file(), (commune, peer)
 
 
+def test_members_sync_from_each_other_when_the_coordinator_is_unreachable(
+    federation: Federation, tmp_path: Path
+) -> None:
+    fed = federation
+    # A fourth commune that never runs a mesh here, only to be admitted and revoked (its
+    # join request made with mortree's cabinet file, from a state folder of its own).
+    code, out = fed.cli("brieux", "federation", "invite", "lanvallay", "--expires", "10m")
+    assert code == 0, out
+    invite = next(line for line in out.splitlines() if line.startswith("kfi1."))
+    code, out = fed.cli("mortree", "federation", "join", invite, "--cabinet", "mortree",
+                        "--endpoint", "203.0.113.99:51820", "--state-dir", str(tmp_path))  # fmt: skip
+    assert code == 0, out
+    fingerprint = re.search(r"fingerprint: ([A-Z2-7]{4}-[A-Z2-7]{4})", out)
+    assert fingerprint, out
+    code, out = fed.cli("brieux", "federation", "admit", "lanvallay", fingerprint.group(1))
+    assert code == 0, out
+    for commune in UNDERLAY:
+        assert f"mesh {fed.wg(commune)}: 3 peers" in fed.sync(commune)
+    # Every member but the coordinator serves the registry it holds, read-only, on its mesh
+    # address (the role's endpoint unit on every member).
+    for commune in ("mortree", "saint-aubin"):
+        serve = [KLOUDCTL, "--fleet", str(fed.fleets[commune]), "federation", "serve"]
+        fed.helpers.append(subprocess.Popen(fed.lab.argv(commune, serve), text=True))
+        deadline = time.monotonic() + 30
+        while fed.probe("brieux", MESH[commune], JOIN_PORT, 1) != "open":
+            assert time.monotonic() < deadline, f"{commune}'s registry endpoint never listened"
+            time.sleep(0.2)
+    lanvallay_key = next(
+        m["wireguard_key"]
+        for m in json.loads(fed.cli("brieux", "federation", "status", "--json")[1])["members"]
+        if m["commune"] == "lanvallay"
+    )
+    code, out = fed.cli("brieux", "federation", "revoke", "lanvallay", inside=False)
+    assert code == 0, out
+    assert "removed: lanvallay" in fed.sync("brieux")
+    out = fed.sync("mortree")
+    assert (
+        f"registry version 5 verified and held (was 4) from the coordinator at"
+        f" {MESH['brieux']}:{JOIN_PORT}" in out
+    ), out
+    assert "removed: lanvallay" in out, out
+    # The coordinator's endpoint stops: saint-aubin gets the revocation from mortree.
+    assert fed.coordinator_endpoint is not None
+    fed.coordinator_endpoint.terminate()
+    fed.coordinator_endpoint.wait(timeout=30)
+    try:
+        out = fed.sync("saint-aubin")
+        assert (
+            f"registry version 5 verified and held (was 4) from member 'mortree' at"
+            f" {MESH['mortree']}:{JOIN_PORT}" in out
+        ), out
+        assert "removed: lanvallay" in out and "sync report: not sent" in out, out
+        assert lanvallay_key not in fed.peers("saint-aubin")
+        # The next sync, the coordinator still away: the same version, from mortree again.
+        code, out = fed.cli(
+            "saint-aubin", "federation", "sync", "--interface", fed.wg("saint-aubin")
+        )
+        assert code == 0 and "registry up to date (version 5) from member 'mortree'" in out, out
+    finally:
+        fed.start_coordinator_endpoint()
+        deadline = time.monotonic() + 60
+        while fed.probe("mortree", UNDERLAY["brieux"], JOIN_PORT, 1) != "open":
+            assert time.monotonic() < deadline, "the join endpoint never listened again"
+            time.sleep(0.2)
+
+
 def test_a_revocation_reaches_every_member_within_one_sync_period(
     federation: Federation,
 ) -> None:
@@ -341,6 +412,8 @@ def test_a_revocation_reaches_every_member_within_one_sync_period(
         # The bound: one sync period, plus one sync's own run (start, fetch, verify, apply:
         # the slowest seen here, the machine being shared) and this loop's polling.
         assert set(dropped) == {"brieux", "mortree"}, dropped
+        while not runs and time.monotonic() - revoked < 3 * PERIOD:  # the first still running
+            time.sleep(0.1)
         assert max(dropped.values()) <= PERIOD + max(runs) + 0.5, (dropped, max(runs))
         # The revoked member's traffic no longer passes; the others still reach each other.
         assert fed.probe("saint-aubin", MESH["brieux"], REPLICATION_PORT) == "timeout"
@@ -366,7 +439,7 @@ def test_a_revocation_reaches_every_member_within_one_sync_period(
             if "applied by every member" in out or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        assert code == 0 and "revocation of 'saint-aubin' (version 4): applied by" in out, out
+        assert code == 0 and "revocation of 'saint-aubin' (version 6): applied by" in out, out
         seconds = float(re.search(r"applied by every member ([0-9.]+) s", out).group(1))  # type: ignore[union-attr]
         assert seconds <= PERIOD + max(runs) + 1.0  # the entry's time is whole seconds
     finally:
