@@ -21,8 +21,8 @@ from kloudctl import files, tls
 from kloudctl.answers import dig
 from kloudctl.capacity.plan import plan_cabinet
 from kloudctl.errors import ExternalError, InputError, KloudError, NotFound
+from kloudctl.federation import choice, mesh
 from kloudctl.federation import endpoint as join_endpoint
-from kloudctl.federation import mesh
 from kloudctl.federation.invites import (
     Invite,
     InviteBook,
@@ -568,6 +568,9 @@ def status(state: FederationState, interface: str | None = None) -> dict[str, An
     reports = ReportBook(state.folder).read() if coordinator else {}
     synced = _own_sync(state)
     health = mesh.health(registry, me, interface) if interface else {}
+    if interface:
+        # The last measurement is what `replication.peers: auto` ranks by (`kloudctl plan`).
+        choice.record_rtts(state.folder, me, interface, health)
     members = []
     for c, m in sorted(registry.members.items()):
         version, synced_at = member_sync(reports.get(c))

@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from kloudctl.federation.choice import measured_rtts
 from kloudctl.model import load_fleet
 from kloudctl.replication import serve
 from kloudctl.replication.layout import Layout
@@ -280,6 +281,10 @@ def test_members_form_a_mesh_that_reaches_only_the_federation_services(
         if member["commune"] != "brieux":
             assert member["mesh"]["handshake_age_s"] is not None, member
             assert member["mesh"]["rtt_ms"] is not None and member["mesh"]["rtt_ms"] < 1000
+    # The round trips just measured are kept for `replication.peers: auto` (kloudctl plan).
+    record = measured_rtts(fed.fleets["brieux"] / ".state" / "federation")
+    assert record is not None and record.by == "brieux" and record.interface == fed.wg("brieux")
+    assert set(record.rtt_ms) == {"mortree", "saint-aubin"}, record
 
 
 def _copied(steps: dict[str, dict[str, Any]], peer: str) -> int:
