@@ -397,7 +397,7 @@ class Source:
         return self.tls_fingerprint is not None
 
 
-def _fetch(
+def fetch_registry(
     state: FederationState, identity: dict[str, Any], sources: list[Source]
 ) -> tuple[Registry, str]:
     """The verified registry from the first source that gives one.
@@ -495,7 +495,7 @@ def sync(state: FederationState, interface: str | None = None) -> Synced:
         registry = state.store.load()
         result = Synced(registry.version, registry.version, "held here")
     else:
-        registry, source = _fetch(state, identity, _sources(state, identity, interface))
+        registry, source = fetch_registry(state, identity, _sources(state, identity, interface))
         held = state.store.held()[0]
         state.store.accept(registry, source)
         result = Synced(held, registry.version, source)
