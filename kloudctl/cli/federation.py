@@ -15,7 +15,6 @@ from kloudctl.federation import service
 from kloudctl.federation.endpoint import JoinServer
 from kloudctl.federation.invites import parse_ttl
 from kloudctl.model.types import format_duration, format_size
-from kloudctl.netloc import split_host_port
 from kloudctl.replication.layout import Layout
 
 if TYPE_CHECKING:
@@ -270,28 +269,33 @@ def status(ctx: FleetContext, as_json: bool, interface: str | None, state_dir: s
 
 
 @command.command("serve")
-@click.option("--listen", metavar="HOST:PORT", help="Default: the endpoint given to `init`.")
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Default: the endpoint given to `init` (coordinator), this member's mesh address"
+    " and the join endpoint's port (other members).",
+)
 @state_option
 @pass_fleet
 def serve(ctx: FleetContext, listen: str | None, state_dir: str | None) -> None:
-    """Run the join endpoint in the foreground (coordinator) until interrupted."""
+    """Run the join endpoint in the foreground (coordinator), or this member's registry
+    read-only over the mesh (other members), until interrupted."""
     state = _state(ctx, state_dir)
-    identity, _, _ = state.coordinator()
-    host, port = split_host_port(listen or identity["endpoint"], "--listen")
+    host, port, read_only = service.serving(state, listen)
     server = JoinServer(
         state.folder,
         state.folder / service.TLS_CERT,
         state.folder / service.TLS_KEY,
         host,
-        port or service.DEFAULT_JOIN_PORT,
+        port,
         on_event=console.info,
+        read_only=read_only,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server.start()
-    console.info(
-        f"join endpoint on {host}:{server.port}, certificate {service.tls_fingerprint(state)}"
-    )
+    what = "registry endpoint (read-only)" if read_only else "join endpoint"
+    console.info(f"{what} on {host}:{server.port}, certificate {service.tls_fingerprint(state)}")
     try:
         stop.wait()
     finally:

@@ -5,6 +5,10 @@ Three routes: `POST /v1/join` (a join request and its HMAC proof: answers the sh
 fingerprint, or 403 with the reason the invite is refused), `GET /v1/registry` (the
 signed registry; its signatures, not the channel, make it trustworthy) and `POST /v1/held`
 (a member's signed sync report: the version it holds and when it applied it to its mesh).
+
+Every other member runs the same server read-only on its mesh address: `GET /v1/registry`
+only (the registry it verified and holds), so members sync from each other when the
+coordinator cannot be reached.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class JoinServer:
         *,
         on_event: Callable[[str], None] = lambda _message: None,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        read_only: bool = False,
     ) -> None:
         book, store, reports = InviteBook(folder), RegistryStore(folder), ReportBook(folder)
 
@@ -70,6 +75,15 @@ class JoinServer:
                     self._answer(500, {"error": str(exc)})
 
             def do_POST(self) -> None:
+                if read_only:
+                    self._answer(
+                        404,
+                        {
+                            "error": f"{self.path}: this member serves its registry only"
+                            " (joins and sync reports go to the coordinator)"
+                        },
+                    )
+                    return
                 if self.path not in ("/v1/join", "/v1/held"):
                     self._answer(404, {"error": f"no route {self.path}"})
                     return
@@ -149,18 +163,26 @@ class JoinServer:
             self.thread.join()
 
 
-def _pinned(host: str, port: int, fingerprint: str, what: str) -> http.client.HTTPSConnection:
-    """A connection whose certificate's SHA-256 is `fingerprint` (checked before sending)."""
+def _pinned(
+    host: str, port: int, fingerprint: str | None, what: str, timeout: float = TIMEOUT
+) -> http.client.HTTPSConnection:
+    """A connection whose certificate's SHA-256 is `fingerprint` (checked before sending).
+
+    `None` only for a member's read-only endpoint over the mesh: no invite names its
+    certificate, WireGuard authenticates the address (one /32 per peer key) and the
+    registry's signatures, verified by the caller, make what it answers trustworthy."""
     context = ssl.create_default_context()
     # The self-signed certificate is trusted by its pinned fingerprint, not by a CA.
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    connection = http.client.HTTPSConnection(host, port, timeout=TIMEOUT, context=context)
+    connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
     try:
         connection.connect()
     except (OSError, ssl.SSLError) as exc:
         raise ExternalError(f"{what} at {host}:{port} cannot be reached: {exc}") from None
     assert connection.sock is not None
+    if fingerprint is None:
+        return connection
     der = connection.sock.getpeercert(binary_form=True) or b""
     seen = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
     if seen != fingerprint.upper():
@@ -173,13 +195,20 @@ def _pinned(host: str, port: int, fingerprint: str, what: str) -> http.client.HT
 
 
 def call(
-    endpoint: str, fingerprint: str, method: str, path: str, body: Any = None
+    endpoint: str,
+    fingerprint: str | None,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    what: str = "the federation's join endpoint",
+    timeout: float = TIMEOUT,
 ) -> tuple[int, Any]:
-    """(HTTP status, JSON answer) from the join endpoint `endpoint` (HOST:PORT)."""
+    """(HTTP status, JSON answer) from the join endpoint `endpoint` (HOST:PORT), or from a
+    member's read-only endpoint over the mesh (`fingerprint` None, see `_pinned`)."""
     host, _, port = endpoint.rpartition(":")
-    what = "the federation's join endpoint"
     tool = f"{what} at {endpoint}"
-    connection = _pinned(host, int(port), fingerprint, what)
+    connection = _pinned(host, int(port), fingerprint, what, timeout)
     try:
         payload = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else {}

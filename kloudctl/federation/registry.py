@@ -380,10 +380,11 @@ class RegistryStore:
             self.path, "federation registry", "run `kloudctl federation init` or `join` first"
         )
         registry = parse(path.read_bytes(), str(path))
-        self._check_not_older(registry, str(path))
+        self.check_not_older(registry, str(path))
         return registry
 
-    def _check_not_older(self, registry: Registry, source: str) -> None:
+    def check_not_older(self, registry: Registry, source: str) -> None:
+        """RollbackRefused unless `registry` is newer than, or the same as, what is held."""
         version, head = self.held()
         if registry.version < version:
             raise RollbackRefused(
@@ -399,7 +400,7 @@ class RegistryStore:
 
     def accept(self, registry: Registry, source: str) -> bool:
         """Hold `registry` if it is not older than what is held; True when it is newer."""
-        self._check_not_older(registry, source)
+        self.check_not_older(registry, source)
         if self.exists():
             current = parse(self.path.read_bytes(), str(self.path))
             if current.federation != registry.federation:

@@ -21,8 +21,8 @@ from kloudctl import files, tls
 from kloudctl.answers import dig
 from kloudctl.capacity.plan import plan_cabinet
 from kloudctl.errors import ExternalError, InputError, KloudError, NotFound
+from kloudctl.federation import choice, mesh
 from kloudctl.federation import endpoint as join_endpoint
-from kloudctl.federation import mesh
 from kloudctl.federation.invites import (
     Invite,
     InviteBook,
@@ -378,34 +378,108 @@ class Synced:
     reported: str | None = None
 
 
-def _fetch(identity: dict[str, Any], sources: list[str]) -> tuple[Any, str]:
-    """The registry's JSON from the first source that answers (HOST:PORT each)."""
-    coordinator = identity["coordinator"]
+#: How long a sync waits for another member's read-only endpoint over the mesh (a peer
+#: that is down must not hold the sync for the whole join-endpoint timeout).
+MEMBER_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a sync may fetch the registry: HOST:PORT, its certificate's pinned fingerprint
+    (None for a member over the mesh, see endpoint._pinned), and who answers there."""
+
+    where: str
+    tls_fingerprint: str | None
+    who: str  # "the coordinator" or "member 'COMMUNE'"
+
+    @property
+    def coordinator(self) -> bool:
+        return self.tls_fingerprint is not None
+
+
+def fetch_registry(
+    state: FederationState, identity: dict[str, Any], sources: list[Source]
+) -> tuple[Registry, str]:
+    """The verified registry from the first source that gives one.
+
+    The coordinator's answer is authoritative: the first one received is verified and
+    anything wrong with it is an error, as always. Only when the coordinator cannot be
+    reached are the other members asked, over the mesh; an answer of theirs that does not
+    verify, or is older than what is held here, is noted and the next member asked."""
     problems = []
-    for where in sources:
+    for source in sources:
         try:
             status_, answer = join_endpoint.call(
-                where, coordinator["tls_fingerprint"], "GET", "/v1/registry"
+                source.where,
+                source.tls_fingerprint,
+                "GET",
+                "/v1/registry",
+                what=f"{source.who}'s registry endpoint",
+                timeout=join_endpoint.TIMEOUT if source.coordinator else MEMBER_TIMEOUT,
             )
         except ExternalError as exc:
             problems.append(str(exc))
             continue
-        if status_ == 200:
-            return answer, f"from the coordinator at {where}"
-        problems.append(f"{where}: {answer}")
+        if status_ != 200:
+            problems.append(f"{source.where}: {answer}")
+            continue
+        label = f"from {source.who} at {source.where}"
+        if source.coordinator:
+            return _verified_for_member(state, identity, answer, label), label
+        try:
+            registry = _verified_for_member(state, identity, answer, label)
+            state.store.check_not_older(registry, label)
+        except KloudError as exc:
+            problems.append(str(exc))
+            continue
+        return registry, label
     raise ExternalError("registry: no source answered: " + "; ".join(problems))
 
 
-def _sources(state: FederationState, identity: dict[str, Any], interface: str | None) -> list[str]:
-    """Over the mesh first (the coordinator's mesh address, the join endpoint's port) when
-    this member has a mesh, then the endpoint its invite named."""
-    endpoint = identity["coordinator"]["endpoint"]
-    sources = []
-    if interface is not None and state.store.exists():
-        held = state.store.load()
-        port = endpoint.rpartition(":")[2]
-        sources.append(f"{held.members[held.coordinator].mesh_address}:{port}")
-    return [*sources, endpoint]
+def _sources(
+    state: FederationState, identity: dict[str, Any], interface: str | None
+) -> list[Source]:
+    """The coordinator over the mesh first (its mesh address, the join endpoint's port) when
+    this member has a mesh, then the endpoint its invite named; then, over the mesh, every
+    other active member's read-only endpoint (same port), in the registry's order."""
+    coordinator = identity["coordinator"]
+    endpoint, pinned = coordinator["endpoint"], coordinator["tls_fingerprint"]
+    if interface is None or not state.store.exists():
+        return [Source(endpoint, pinned, "the coordinator")]
+    held = state.store.load()
+    port = endpoint.rpartition(":")[2]
+    first = held.members[held.coordinator]
+    others = [
+        Source(f"{m.mesh_address}:{port}", None, f"member '{c}'")
+        for c, m in held.active().items()
+        if c not in (held.coordinator, identity["commune"])
+    ]
+    return [
+        Source(f"{first.mesh_address}:{port}", pinned, "the coordinator"),
+        Source(endpoint, pinned, "the coordinator"),
+        *others,
+    ]
+
+
+def serving(state: FederationState, listen: str | None) -> tuple[str, int, bool]:
+    """Where `federation serve` listens and whether read-only: the coordinator serves its
+    join endpoint (default: the endpoint given to `init`); any other member its registry,
+    read-only, on its mesh address (default: the join endpoint's port there), with a
+    certificate of its own made on first use."""
+    identity = state.identity()
+    if identity.get("role") == "coordinator":
+        host, port = split_host_port(listen or identity["endpoint"], "--listen")
+        return host, port or DEFAULT_JOIN_PORT, False
+    registry = state.store.load()
+    me = registry.members.get(identity["commune"])
+    if me is None:
+        raise InputError(
+            f"commune '{identity['commune']}' is not in the registry held here: sync first"
+        )
+    port = identity["coordinator"]["endpoint"].rpartition(":")[2]
+    host, chosen = split_host_port(listen or f"{me.mesh_address}:{port}", "--listen")
+    _ensure_tls(state.folder, host)
+    return host, chosen or DEFAULT_JOIN_PORT, True
 
 
 def sync(state: FederationState, interface: str | None = None) -> Synced:
@@ -421,8 +495,7 @@ def sync(state: FederationState, interface: str | None = None) -> Synced:
         registry = state.store.load()
         result = Synced(registry.version, registry.version, "held here")
     else:
-        answer, source = _fetch(identity, _sources(state, identity, interface))
-        registry = _verified_for_member(state, identity, answer, source)
+        registry, source = fetch_registry(state, identity, _sources(state, identity, interface))
         held = state.store.held()[0]
         state.store.accept(registry, source)
         result = Synced(held, registry.version, source)
@@ -442,16 +515,16 @@ def sync(state: FederationState, interface: str | None = None) -> Synced:
         result.reported = "recorded here"
         return result
     try:
-        for where in _sources(state, identity, interface):
-            status_, answer = join_endpoint.call(
-                where, identity["coordinator"]["tls_fingerprint"], "POST", "/v1/held", report
-            )
-            result.reported = (
-                f"recorded by the coordinator at {where}"
-                if status_ == 200
-                else (f"refused by the coordinator: {answer}")
-            )
-            break
+        # To the coordinator only, at its first address (the members' endpoints are read-only).
+        where = _sources(state, identity, interface)[0].where
+        status_, answer = join_endpoint.call(
+            where, identity["coordinator"]["tls_fingerprint"], "POST", "/v1/held", report
+        )
+        result.reported = (
+            f"recorded by the coordinator at {where}"
+            if status_ == 200
+            else (f"refused by the coordinator: {answer}")
+        )
     except ExternalError as exc:  # the registry is applied; the report waits for next time
         result.reported = f"not sent: {exc}"
     return result
@@ -495,6 +568,9 @@ def status(state: FederationState, interface: str | None = None) -> dict[str, An
     reports = ReportBook(state.folder).read() if coordinator else {}
     synced = _own_sync(state)
     health = mesh.health(registry, me, interface) if interface else {}
+    if interface:
+        # The last measurement is what `replication.peers: auto` ranks by (`kloudctl plan`).
+        choice.record_rtts(state.folder, me, interface, health)
     members = []
     for c, m in sorted(registry.members.items()):
         version, synced_at = member_sync(reports.get(c))

@@ -132,6 +132,7 @@ def render_peer_choice(choice: PeerChoice | None, folder: Path) -> None:
         f"Replication peers (auto, federation '{choice.federation}', registry version"
         f" {choice.registry_version}): {chosen}"
     )
+    console.line(f"Round-trip times: {choice.rtt_source}")
     console.show(
         console.table(
             f"Members considered (the cabinet's tenants are promised"

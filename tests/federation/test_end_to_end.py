@@ -241,3 +241,60 @@ def test_an_exhausted_mesh_pool_is_a_clear_error(fleets: dict[str, Path]) -> Non
         "the mesh address pool 10.250.0.0/30 of federation 'bocage' is exhausted: its 2"
         " addresses were all given, and addresses are never reused"
     ) in ran.flat()
+
+
+def test_a_member_serving_an_older_registry_is_passed_over(
+    fleets: dict[str, Path], coordinator: tuple[Path, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    """Members' read-only endpoints (real HTTPS servers on 127.0.0.1): when the coordinator
+    does not answer, a member's older registry is refused as a rollback and the next member
+    asked; a member's endpoint takes no join and no sync report."""
+    from kloudctl.federation import endpoint, service
+
+    brieux, mortree, saint_aubin = fleets["brieux"], fleets["mortree"], fleets["saint-aubin"]
+    assert k(brieux, "federation", "admit", "mortree", _join(mortree, _invite(brieux, "mortree"),
+                                                             "mortree")).code == 0  # fmt: skip
+    invite = _invite(brieux, "saint-aubin")
+    assert k(brieux, "federation", "admit", "saint-aubin", _join(saint_aubin, invite,
+                                                                 "saint-aubin")).code == 0  # fmt: skip
+    for fleet in (mortree, saint_aubin):
+        assert k(fleet, "federation", "sync").code == 0
+    stale = tmp_path / "stale"  # a member that will miss the next change (version 3)
+    shutil.copytree(mortree / ".state/federation", stale)
+    # Version 4: a fourth commune (its join request made with saint-aubin's cabinet file,
+    # from a state folder of its own).
+    ran = k(saint_aubin, "federation", "join", _invite(brieux, "lanvallay"), "--cabinet",
+            "saint-aubin", "--state-dir", str(tmp_path / "lanvallay"))  # fmt: skip
+    found = re.search(r"fingerprint: ([A-Z2-7]{4}-[A-Z2-7]{4})", ran.stdout)
+    assert ran.code == 0 and found, ran.output
+    assert k(brieux, "federation", "admit", "lanvallay", found.group(1)).code == 0
+    for fleet in (mortree, saint_aubin):
+        assert k(fleet, "federation", "sync").code == 0
+    servers = []
+    sources = []
+    for name, folder in (("stale", stale), ("mortree", mortree / ".state/federation")):
+        port = free_port()
+        host, port, read_only = service.serving(
+            service.FederationState(folder), f"127.0.0.1:{port}"
+        )
+        assert read_only
+        server = endpoint.JoinServer(
+            folder, folder / service.TLS_CERT, folder / service.TLS_KEY, host, port,
+            read_only=True,
+        ).start()  # fmt: skip
+        servers.append(server)
+        sources.append(service.Source(f"{host}:{port}", None, f"member '{name}'"))
+    try:
+        state = service.FederationState(saint_aubin / ".state/federation")
+        identity = state.identity()
+        away = service.Source(f"127.0.0.1:{free_port()}", "00:11", "the coordinator")
+        registry, source = service.fetch_registry(state, identity, [away, *sources])
+        assert registry.version == 4 and source == f"from {sources[1].who} at {sources[1].where}"
+        with pytest.raises(service.ExternalError) as refused:
+            service.fetch_registry(state, identity, [away, sources[0]])
+        assert "is at version 3, older than version 4 already accepted here" in str(refused.value)
+        status, answer = endpoint.call(sources[1].where, None, "POST", "/v1/held", {"x": 1})
+        assert status == 404 and "this member serves its registry only" in answer
+    finally:
+        for server in servers:
+            server.stop()

@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 from kloudctl.federation import service
-from kloudctl.federation.choice import choose_peers
+from kloudctl.federation.choice import (
+    RTT_FILE,
+    RttRecord,
+    choose_peers,
+    measured_rtts,
+    record_rtts,
+)
 from kloudctl.federation.keys import MemberKeys
 from kloudctl.federation.registry import Registry
 from kloudctl.model import load_fleet
@@ -120,3 +127,71 @@ def test_a_word_other_than_auto_is_refused(auto_fleet: Path) -> None:
     ran = invoke("--fleet", str(auto_fleet), "validate")
     assert ran.code == 2
     assert "replication.peers: expected a list, got 'automatic'" in ran.flat()
+
+
+def _plan_text(root: Path) -> str:
+    ran = invoke("--fleet", str(root), "plan", "brieux")
+    assert ran.code == 0, ran.output
+    return " ".join(re.sub("[│┃]", " ", ran.output).split())  # table cells, unboxed
+
+
+def _measured(root: Path, by: str, trips: dict[str, float | None]) -> None:
+    """What `federation status --interface kfed0` records after probing over the mesh."""
+    health = {commune: {"rtt_ms": ms} for commune, ms in trips.items()}
+    record_rtts(root / ".state/federation", by, "kfed0", health, now=T0)
+
+
+T0 = 1_796_000_000.0  # a fixed measurement time
+
+
+def test_the_plan_ranks_by_the_round_trips_last_measured_from_this_cabinet(
+    auto_fleet: Path,
+) -> None:
+    state, _ = _federate(auto_fleet)
+    _admit(state, "sees", 6 * TiB, 100)  # more spare disk than saint-aubin (3 TiB)
+    text = _plan_text(auto_fleet)  # nothing measured yet: the most spare disk decides
+    assert "registry version 7): sees" in text and "Round-trip times: not measured" in text
+    assert "round-trip time not measured (`federation status --interface`" in text
+    _measured(auto_fleet, "brieux", {"mortree": 2.0, "saint-aubin": 4.2, "sees": 11.0})
+    text = _plan_text(auto_fleet)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(T0))
+    assert "registry version 7): saint-aubin" in text
+    assert f"Round-trip times: measured over the mesh (kfed0) from 'brieux' at {when}" in text
+    assert "saint-aubin saint-aubin chosen different site, spare disk 3TiB" in text
+    assert "round-trip time 4.2 ms" in text and "round-trip time 11.0 ms" in text
+    # Only the last measurement counts: sees is now the nearer, and a member the probe did
+    # not reach is "not measured" and ranks after every measured one.
+    _measured(auto_fleet, "brieux", {"saint-aubin": None, "sees": 3.5})
+    data = json.loads(invoke("--fleet", str(auto_fleet), "plan", "brieux", "--json").stdout)
+    peers = data["replication_peers"]
+    assert peers["chosen"] == ["sees"]
+    assert peers["rtt_source"].startswith("measured over the mesh (kfed0) from 'brieux'")
+    by_commune = {c["commune"]: c for c in peers["candidates"]}
+    assert by_commune["sees"]["rtt_ms"] == 3.5 and by_commune["saint-aubin"]["rtt_ms"] is None
+
+
+def test_round_trips_measured_from_another_cabinet_are_not_used(auto_fleet: Path) -> None:
+    state, _ = _federate(auto_fleet)
+    _admit(state, "sees", 6 * TiB, 100)
+    # Measured from mortree: its links say nothing about brieux's.
+    _measured(auto_fleet, "mortree", {"saint-aubin": 1.0, "sees": 30.0})
+    text = _plan_text(auto_fleet)
+    assert "registry version 7): sees" in text
+    assert "Round-trip times: not measured from this cabinet (the record in" in text
+    assert "was measured from 'mortree')" in text
+
+
+def test_a_damaged_round_trip_record_is_named(auto_fleet: Path) -> None:
+    _federate(auto_fleet)
+    path = auto_fleet / ".state/federation" / RTT_FILE
+    _measured(auto_fleet, "brieux", {"saint-aubin": 4.2})
+    assert measured_rtts(path.parent) == RttRecord("brieux", "kfed0", T0, {"saint-aubin": 4.2})
+    data = json.loads(path.read_text())
+    data["rtt_ms"]["saint-aubin"] = "fast"
+    path.write_text(json.dumps(data))
+    ran = invoke("--fleet", str(auto_fleet), "plan", "brieux")
+    assert ran.code == 1, ran.output
+    assert f"{path}: field 'rtt_ms.saint-aubin': expected milliseconds, got 'fast'" in ran.flat()
+    path.write_text("{")
+    ran = invoke("--fleet", str(auto_fleet), "plan", "brieux")
+    assert ran.code == 1 and f"{path}: unreadable" in ran.flat(), ran.output
