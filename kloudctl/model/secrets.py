@@ -27,7 +27,7 @@ import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -35,9 +35,6 @@ from kloudctl import files
 from kloudctl.errors import InputError, KloudError, Problem
 from kloudctl.model.types import SecretMarker
 from kloudctl.model.yamlsource import Located, PathKey
-
-if TYPE_CHECKING:
-    from kloudctl.model.fleet import Fleet
 
 SECRETS_DIR = "secrets"
 ENV_PREFIX = "KLOUDCTL_SECRET_"
@@ -171,11 +168,12 @@ def extra_folder(root: Path, written: str) -> tuple[Path | None, str | None]:
     return real, None
 
 
-def resolve(ref: str, fleet: Fleet, where: tuple[Located, PathKey] | None = None) -> str:
-    """The secret `ref` names, read only once `confine` let it through. The value is
-    returned, never logged; `where` locates the reference in its cabinet file."""
+def resolve(ref: str, folders: SecretFolders, where: tuple[Located, PathKey] | None = None) -> str:
+    """The secret `ref` names, read only once `confine` let it through the fleet's secret
+    `folders`. The value is returned, never logged; `where` locates the reference in its
+    cabinet file."""
     try:
-        real = confine(ref, fleet.secret_folders)
+        real = confine(ref, folders)
     except EscapingReference as exc:
         message = exc.problems[0].message
         raise EscapingReference(

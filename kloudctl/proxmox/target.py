@@ -73,7 +73,7 @@ def cabinet_target(fleet: Fleet, name: str) -> ApiTarget:
         f"{api.token.user}!{api.token.id}",
         secrets.resolve(
             api.token.secret,
-            fleet,
+            fleet.secret_folders,
             (fleet.loaded(name).source, ("proxmox", "token", "secret")),
         ),
     )

@@ -489,12 +489,15 @@ def mail_targets(fleet: Fleet) -> dict[str, MailTarget]:
         if mail is None or cabinet.name in simulated:
             continue
         account = mail.probe
+        password = (
+            partial(secrets.resolve, account.password, fleet.secret_folders) if account else None
+        )
         out[cabinet.name] = MailTarget(
             cabinet.name,
             mail.hostname,
             mail.hostname,
             probe_login=account.address if account else None,
-            probe_password=(partial(secrets.resolve, account.password, fleet) if account else None),
+            probe_password=password,
             accounts=partial(_root_transport, mail.hostname),
         )
     return out
