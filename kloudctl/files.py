@@ -19,11 +19,15 @@ standard library only, where kloudctl is not installed.)
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import json
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from kloudctl.errors import InputError, KloudError
 
@@ -203,3 +207,29 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (a lock file, made 0600) for the block: read, change
+    and write back a small store without a concurrent run in between."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def read_json_object(path: Path, what: str, not_object: str) -> dict[str, Any]:
+    """The JSON object a small store keeps in `path` ({} before its first write); a damaged
+    one is an error naming `what` and the file."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError as exc:
+        raise KloudError(f"{what} {path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise KloudError(f"{what} {path}: {not_object}")
+    return data

@@ -18,11 +18,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
-import fcntl
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -130,23 +128,11 @@ class InviteBook:
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, Any]]:
         """The invites, read under an exclusive lock; write them back with `self.save`."""
-        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with files.exclusive_lock(self.folder / LOCK_FILE):
             yield self.read()
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def read(self) -> dict[str, Any]:
-        if not self.path.is_file():
-            return {}
-        try:
-            data = json.loads(self.path.read_bytes())
-        except ValueError as exc:
-            raise KloudError(f"invites {self.path}: unreadable ({exc})") from None
-        if not isinstance(data, dict):
-            raise KloudError(f"invites {self.path}: expected an object of invites")
-        return data
+        return files.read_json_object(self.path, "invites", "expected an object of invites")
 
     def save(self, invites: dict[str, Any]) -> None:
         data = json.dumps(invites, indent=1, sort_keys=True) + "\n"

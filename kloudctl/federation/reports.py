@@ -11,17 +11,13 @@ the last remaining member applied a version that includes it.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import fcntl
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from kloudctl import files
-from kloudctl.errors import InputError, KloudError
+from kloudctl.errors import InputError
 from kloudctl.federation import canonical
 from kloudctl.federation.keys import MemberKeys, verify
 from kloudctl.federation.registry import Registry, entry_hash
@@ -76,28 +72,11 @@ class ReportBook:
         self.folder = folder
         self.path = folder / REPORTS_FILE
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
     def read(self) -> dict[str, Any]:
-        if not self.path.is_file():
-            return {}
-        try:
-            data = json.loads(self.path.read_bytes())
-        except ValueError as exc:
-            raise KloudError(f"held reports {self.path}: unreadable ({exc})") from None
-        if not isinstance(data, dict):
-            raise KloudError(f"held reports {self.path}: not a reports file")
-        return data
+        return files.read_json_object(self.path, "held reports", "not a reports file")
 
     def record(self, report: dict[str, Any]) -> None:
-        with self._locked():
+        with files.exclusive_lock(self.folder / LOCK_FILE):
             data = self.read()
             entry = data.setdefault(report["commune"], {"first_applied": {}})
             moment = report["applied_at_ms"] / 1000
