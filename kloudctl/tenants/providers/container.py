@@ -163,12 +163,7 @@ class ContainerProvider(TenantGuestProvider):
                 f"container {props['name']}: root disk is {format_size(current)}, larger than "
                 f"the declared {format_size(wanted)}; Proxmox cannot shrink a disk"
             )
-        group = props.get("firewall_group")
-        if group:
-            client.put(f"{base}/firewall/options", enable=1)
-            rules = client.get(f"{base}/firewall/rules") or []
-            if not any(r.get("type") == "group" and r.get("action") == group for r in rules):
-                client.post(f"{base}/firewall/rules", type="group", action=group, enable=1)
+        self.join_firewall_group(client, base, props.get("firewall_group"))
 
     def _find(self, client: Client, vmid: int) -> dict[str, Any] | None:
         guest = client.find_guest(vmid)

@@ -82,6 +82,15 @@ class TenantGuestProvider(ProxmoxProvider):
             failures.append(CheckFailure("vmid_hint", f"not within {first}-{last}"))
         return failures
 
+    def join_firewall_group(self, client: Client, base: str, group: str | None) -> None:
+        """The guest's firewall on, and the tenant's security group among its rules (once)."""
+        if not group:
+            return
+        client.put(f"{base}/firewall/options", enable=1)
+        rules = client.get(f"{base}/firewall/rules") or []
+        if not any(r.get("type") == "group" and r.get("action") == group for r in rules):
+            client.post(f"{base}/firewall/rules", type="group", action=group, enable=1)
+
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         result = super().diff(_id, olds, news)
         vmid = int(olds.get("vmid") or _id)
@@ -186,12 +195,7 @@ class GuestProvider(TenantGuestProvider):
                     f"guest {props['name']}: disk {key} is {format_size(current)}, larger than "
                     f"the declared {format_size(wanted)}; Proxmox cannot shrink a disk"
                 )
-        group = props.get("firewall_group")
-        if group:
-            client.put(f"{base}/firewall/options", enable=1)
-            rules = client.get(f"{base}/firewall/rules") or []
-            if not any(r.get("type") == "group" and r.get("action") == group for r in rules):
-                client.post(f"{base}/firewall/rules", type="group", action=group, enable=1)
+        self.join_firewall_group(client, base, props.get("firewall_group"))
 
     # -- protocol hooks ----------------------------------------------------------------
 
