@@ -258,3 +258,19 @@ def test_the_inventory_and_the_roles_follow_the_choice(fleet: Path) -> None:
     data = json.loads(invoke("--fleet", str(fleet), "plan", "brieux", "--json").stdout)
     effective = data["replication_peers"]["effective"]
     assert effective["peers"] == ["saint-aubin"] and effective["verdict"] == "kept"
+
+
+def test_the_cabinet_list_shows_where_an_auto_cabinet_replicates(example_fleet: Path) -> None:
+    def replicates_to() -> str:
+        ran = invoke("--fleet", str(example_fleet), "cabinet", "list", "--json")
+        assert ran.code == 0, ran.output
+        return next(r["replicates_to"] for r in json.loads(ran.stdout) if r["cabinet"] == "brieux")
+
+    cabinet = example_fleet / "cabinets/brieux.yaml"
+    cabinet.write_text(cabinet.read_text().replace("peers: [saint-aubin]", "peers: auto"))
+    assert replicates_to() == "auto (none: no federation registry)"
+    state = service.FederationState(example_fleet / ".state/federation")
+    service.init(state, load_fleet(example_fleet), "bocage", None, "127.0.0.1:9")
+    assert replicates_to() == "auto (none: no eligible member)"
+    admit(state, "mortree", 2 * TiB, 300)
+    assert replicates_to() == "auto (mortree)"
