@@ -8,9 +8,11 @@ deploys through `hosts` (see docs/architecture.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kloudctl.federation.peers import PeerResolver
 from kloudctl.hosts import inventory
 from kloudctl.hosts.inventory import Template
 from kloudctl.model import Fleet
@@ -22,9 +24,16 @@ ROLE_VARS = (replication_roles.role_vars,)
 __all__ = ["ROLE_VARS", "Template", "build", "load"]
 
 
+def peers_of(fleet: Fleet) -> Callable[[str], list[str]]:
+    """Each cabinet's replication peers: declared, or its `peers: auto` choice (recorded by
+    deploy; one that cannot be made gives none here, and deploy refuses it)."""
+    resolver = PeerResolver(fleet)
+    return lambda name: resolver.peers(name, strict=False)
+
+
 def build(fleet: Fleet, testbed: dict[str, Any] | None = None) -> dict[str, Any]:
-    return inventory.build(fleet, testbed, ROLE_VARS)
+    return inventory.build(fleet, testbed, ROLE_VARS, peers_of(fleet))
 
 
 def load(root: Path, testbed: dict[str, Any] | None = None) -> dict[str, Any]:
-    return inventory.load(root, testbed, ROLE_VARS)
+    return inventory.load(root, testbed, ROLE_VARS, peers_of)

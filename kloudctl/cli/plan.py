@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from kloudctl import console
@@ -15,6 +13,7 @@ from kloudctl.cli.options import (
     json_option,
     pass_fleet,
 )
+from kloudctl.federation.peers import state_folder
 from kloudctl.report.plan import render_peer_choice, render_plan
 
 
@@ -37,21 +36,30 @@ def command(ctx: FleetContext, cabinet: str, as_json: bool, federation_state: st
     plan = plan_cabinet(loaded.model, loaded.source)
     rep = loaded.model.replication
     auto = rep is not None and rep.auto_peers
-    folder = Path(federation_state) if federation_state else ctx.root / ".state/federation"
-    choice = None
+    folder = state_folder(ctx.root, federation_state)
+    choice = resolution = None
     if auto:
-        # Imported here: `plan` stays available in the trimmed kloudctl a cabinet carries,
-        # which has no `cryptography` (the registry's signatures need it).
+        # Imported here: `plan` stays light where the federation is not used.
         from kloudctl.federation.choice import planned_peers
+        from kloudctl.federation.peers import NoEligiblePeer, PeerResolver
 
         choice = planned_peers(folder, loaded.model)
+        if choice is not None:
+            try:  # what replication would use now: the recorded (sticky) choice, or a new one
+                resolution = PeerResolver(ctx.fleet(), folder).resolve(cabinet)
+            except NoEligiblePeer:
+                resolution = None  # the table says why no member qualifies
     if as_json:
         data = plan.to_dict()
         if auto:
-            data["replication_peers"] = choice.to_dict() if choice else None
+            data["replication_peers"] = (
+                {**choice.to_dict(), "effective": resolution.to_dict() if resolution else None}
+                if choice
+                else None
+            )
         console.emit_json(data)
     else:
         render_plan(plan)
         if auto:
-            render_peer_choice(choice, folder)
+            render_peer_choice(choice, folder, resolution)
     admit(plan)

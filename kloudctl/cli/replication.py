@@ -89,10 +89,10 @@ def run(
 ) -> None:
     """Back up, copy new snapshots to the peer, prune, check."""
     rep = _replicator(ctx, state_dir, now_)
-    reports = [
-        rep.run(c, prune=not no_prune, check=not no_check)
-        for c in replicated_cabinets(ctx.fleet(), cabinet, all_)
-    ]
+    names = replicated_cabinets(ctx.fleet(), cabinet, all_)
+    for name in names:  # every `peers: auto` choice can be made, or nothing runs
+        rep.peers(name)
+    reports = [rep.run(c, prune=not no_prune, check=not no_check) for c in names]
     if as_json:
         console.emit_json([r.as_dict() for r in reports])
     else:

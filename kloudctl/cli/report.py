@@ -18,6 +18,7 @@ from kloudctl.council import render_html, render_md, samples, usage
 from kloudctl.council import report as cabinet_report
 from kloudctl.council.text import money
 from kloudctl.errors import InputError
+from kloudctl.federation.peers import PeerResolver
 from kloudctl.status import history
 
 
@@ -81,8 +82,10 @@ def command(
     else:
         assert cabinet is not None
         model = fleet.cabinet(cabinet)
+        peers = PeerResolver(fleet).peers(cabinet, strict=False)
         data = cabinet_report.build(model, samples.read(store, cabinet, before=now),
-                                    period_seconds=seconds, lang=lang, now=now)  # fmt: skip
+                                    period_seconds=seconds, lang=lang, now=now,
+                                    peers=peers)  # fmt: skip
         html = render_html.cabinet(data)
         name = cabinet
     if usage_ and as_csv:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kloudctl.council import report as cabinet_report
+from kloudctl.federation.peers import PeerResolver
 from kloudctl.model.fleet import Fleet
 
 
@@ -20,9 +21,13 @@ def build(
     for s in samples:
         by_cabinet.setdefault(s["cabinet"], []).append(s)
     rows = []
+    resolver = PeerResolver(fleet)
     for cabinet in sorted(fleet, key=lambda c: c.name):
         own = by_cabinet.get(cabinet.name, [])
-        r = cabinet_report.build(cabinet, own, period_seconds=period_seconds, lang=lang, now=now)
+        peers = resolver.peers(cabinet.name, strict=False)
+        r = cabinet_report.build(
+            cabinet, own, period_seconds=period_seconds, lang=lang, now=now, peers=peers
+        )
         last = own[-1] if own else None
         if last is None:
             health = "none"

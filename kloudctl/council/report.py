@@ -45,8 +45,10 @@ def build(
     period_seconds: float,
     lang: str = "fr",
     now: float | None = None,
+    peers: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The report of one cabinet over the period ending now."""
+    """The report of one cabinet over the period ending now. `peers`: where its copies go
+    (its `peers: auto` choice, `federation.peers`); by default the peers its file names."""
     now = time.time() if now is None else now
     start, end = now - period_seconds, now
     parts = pieces(samples, start, end)
@@ -100,7 +102,7 @@ def build(
             "per_day_used_bytes": _last_per_day(in_period, "storage_used_bytes"),
         },
         "tenants": _tenants(cabinet, last_up),
-        "backups": _backups(cabinet, last, now),
+        "backups": _backups(cabinet, last, now, peers),
         "mail": _mail(cabinet, in_period),
         "federation": (
             {"name": cabinet.federation.name, "role": cabinet.federation.role}
@@ -240,8 +242,11 @@ def _tenants(cabinet: Cabinet, s: dict[str, Any] | None) -> list[dict[str, Any]]
     return found
 
 
-def _backups(cabinet: Cabinet, last: dict[str, Any] | None, now: float) -> dict[str, Any]:
-    peers = list(cabinet.replication.peers) if cabinet.replication else []
+def _backups(
+    cabinet: Cabinet, last: dict[str, Any] | None, now: float, peers: list[str] | None
+) -> dict[str, Any]:
+    if peers is None:
+        peers = cabinet.replication.declared_peers if cabinet.replication else []
     rpo = cabinet.replication.rpo if cabinet.replication else None
     if cabinet.replication is None:
         return {"state": "not set up", "age_seconds": None, "peers": [], "rpo_seconds": None}

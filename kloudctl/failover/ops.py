@@ -102,7 +102,9 @@ class Failover:
     client_of: Callable[[str], Client] | None = None
 
     def __post_init__(self) -> None:
-        self.replicator = Replicator(self.fleet, self.layout, self.restic)
+        self.replicator = Replicator(
+            self.fleet, self.layout, self.restic, federation_state=self.federation_state
+        )
 
     # ---- clients, folders, journal
     def client(self, cabinet: str, *, deadline: float | None = None) -> Client:
@@ -206,7 +208,7 @@ class Failover:
             for fvm in vms:
                 done.append(self._backup_one(client, local, fvm))
             copies = {}
-            for peer in self.replicator.peers(home):
+            for peer in self.replicator.peers(home, commit=True):
                 detail, _data, _ = self.replicator.copy(home, peer)
                 copies[peer] = detail
         for item in done:

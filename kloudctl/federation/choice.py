@@ -194,12 +194,18 @@ def choose_peers(
 def planned_peers(folder: Path, cabinet: Cabinet) -> PeerChoice | None:
     """The choice for a cabinet declaring `peers: auto`, from the registry held in `folder`
     (verified) and the round trips last measured there; None when this fleet holds no
-    registry yet. Round trips measured from another member's cabinet say nothing about this
-    one's links: they are not used (and the plan says so)."""
+    registry yet."""
     store = RegistryStore(folder)
     if not store.exists():
         return None
-    registry = store.load()
+    return ranked_choice(folder, cabinet, store.load())
+
+
+def ranked_choice(folder: Path, cabinet: Cabinet, registry: Registry) -> PeerChoice:
+    """The ranking now, with the round trips last measured in `folder`. Round trips measured
+    from another member's cabinet say nothing about this one's links: they are not used
+    (and the plan says so). What a cabinet actually uses is the recorded, sticky choice
+    (`peers.PeerResolver`)."""
     record = measured_rtts(folder)
     own = next((m.commune for m in registry.members.values() if m.cabinet == cabinet.name), None)
     if record is None:

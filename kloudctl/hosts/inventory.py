@@ -46,9 +46,7 @@ def host_vars(cabinet: Cabinet) -> dict[str, Any]:
         "kloudctl_insee": cabinet.commune.insee,
         "kloudctl_proxmox_endpoint": str(cabinet.proxmox.endpoint),
         "kloudctl_mail_domains": list(cabinet.mail.domains) if cabinet.mail else [],
-        "kloudctl_replication_peers": cabinet.replication.declared_peers
-        if cabinet.replication
-        else [],
+        "kloudctl_replication_peers": _declared_peers(cabinet),
         "kloudctl_federation": cabinet.federation.name if cabinet.federation else None,
         "kloudctl_federation_role": cabinet.federation.role if cabinet.federation else None,
         # proxmox_host
@@ -73,6 +71,10 @@ def host_vars(cabinet: Cabinet) -> dict[str, Any]:
     return hostvars
 
 
+def _declared_peers(cabinet: Cabinet) -> list[str]:
+    return cabinet.replication.declared_peers if cabinet.replication else []
+
+
 class Template(str):
     """A value Ansible must template (the plugin marks only these as trusted): values that
     come from the fleet's files stay plain data, never evaluated."""
@@ -83,13 +85,17 @@ RoleVars = Callable[[Fleet, Cabinet], dict[str, Any]]
 
 
 def build(
-    fleet: Fleet, testbed: dict[str, Any] | None = None, role_vars: Sequence[RoleVars] = ()
+    fleet: Fleet,
+    testbed: dict[str, Any] | None = None,
+    role_vars: Sequence[RoleVars] = (),
+    peers_of: Callable[[str], list[str]] | None = None,
 ) -> dict[str, Any]:
     """The inventory: {"groups": {name: {"hosts": [...], "children": []}}, "hostvars": {...}}.
 
     Host variables are the hosts' own roles' inputs, plus what each of `role_vars` (one per
     area: replication...) computes for the cabinet; `kloudctl.ansible_inventory` gathers
-    them."""
+    them. `peers_of` gives a cabinet's replication peers (its `peers: auto` choice, resolved
+    by the federation); without it only the peers named in the files count."""
     groups: dict[str, dict[str, list[str]]] = {
         "cabinets": {"hosts": [], "children": []},
         "proxmox_hosts": {"hosts": [], "children": []},
@@ -99,14 +105,15 @@ def build(
         "federation_members": {"hosts": [], "children": []},
     }
     hostvars: dict[str, dict[str, Any]] = {}
-    targets = {peer for c in fleet if c.replication for peer in c.replication.declared_peers}
+    peers = peers_of or (lambda name: _declared_peers(fleet.cabinet(name)))
+    targets = {peer for c in fleet if c.replication for peer in peers(c.name)}
 
     def add(group: str, host: str) -> None:
         groups.setdefault(group, {"hosts": [], "children": []})["hosts"].append(host)
 
     for cabinet in fleet:
         host = cabinet.name
-        hostvars[host] = host_vars(cabinet)
+        hostvars[host] = host_vars(cabinet) | {"kloudctl_replication_peers": peers(host)}
         add("cabinets", host)
         add("proxmox_hosts", host)
         add(group_name("commune", cabinet.name), host)
@@ -149,7 +156,11 @@ def _overlay_testbed(hostvars: dict[str, dict[str, Any]], testbed: dict[str, Any
 
 
 def load(
-    root: Path, testbed: dict[str, Any] | None = None, role_vars: Sequence[RoleVars] = ()
+    root: Path,
+    testbed: dict[str, Any] | None = None,
+    role_vars: Sequence[RoleVars] = (),
+    peers_of: Callable[[Fleet], Callable[[str], list[str]]] | None = None,
 ) -> dict[str, Any]:
     """Load the fleet (the foundation's located errors on bad input) and build the inventory."""
-    return build(load_fleet(root), testbed, role_vars)
+    fleet = load_fleet(root)
+    return build(fleet, testbed, role_vars, peers_of(fleet) if peers_of else None)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kloudctl.federation.peers import PeerResolver
 from kloudctl.hosts import bundle
 from kloudctl.hosts import inventory as inv
 from kloudctl.hosts.runner import Event, RunResult, run_playbook
@@ -41,10 +42,13 @@ def deploy(
     on_event: Callable[[Event], None] | None = None,
 ) -> RunResult:
     fleet = load_fleet(root)
+    resolver = PeerResolver(fleet)
     for name in cabinets:
-        fleet.cabinet(name)
-    hosted = {s for c in cabinets for s in sources_of(fleet, c)}
-    layout.ensure_secrets(fleet, sorted(set(cabinets) | hosted))
+        # `peers: auto`: the choice is made (or kept) and recorded before anything is
+        # deployed; no registry or no eligible member stops here, nothing touched.
+        resolver.peers(name, commit=True)
+    hosted = {s for c in cabinets for s in sources_of(fleet, c, resolver)}
+    layout.ensure_secrets(fleet, sorted(set(cabinets) | hosted), resolver)
     (layout.state / "certs").mkdir(parents=True, exist_ok=True)
     built = bundle.build(layout.state / "bundles")
     result = run_playbook(
@@ -60,7 +64,7 @@ def deploy(
     failed = {f.host for f in result.failures}
     entries = {
         name: endpoint_entry(
-            layout, name, hostvars[name], hosts_copies=bool(sources_of(fleet, name))
+            layout, name, hostvars[name], hosts_copies=bool(sources_of(fleet, name, resolver))
         )
         for name in cabinets
         if name not in failed

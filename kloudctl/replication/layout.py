@@ -59,6 +59,7 @@ from urllib.parse import urlsplit
 
 from kloudctl import files
 from kloudctl.errors import InputError, KloudError, NotFound
+from kloudctl.federation.peers import PeerResolver
 from kloudctl.model import Fleet
 from kloudctl.replication.restic import Repo
 
@@ -261,13 +262,15 @@ class Layout:
             files.write_atomic(path, f"{user}:{hashed}\n", mode=0o600, what="secret")
         return path.read_text().strip()
 
-    def ensure_secrets(self, fleet: Fleet, cabinets: list[str]) -> list[str]:
+    def ensure_secrets(
+        self, fleet: Fleet, cabinets: list[str], resolver: PeerResolver | None = None
+    ) -> list[str]:
         """Every secret these cabinets and their peers need, made now if missing; their names."""
+        resolver = resolver or PeerResolver(fleet)
         names = []
         for cabinet in cabinets:
             names.append(self.secret(f"{cabinet}.local.password").name)
-            rep = fleet.cabinet(cabinet).replication
-            for peer in rep.declared_peers if rep else []:
+            for peer in resolver.peers(cabinet, strict=False):
                 names.append(self.secret(f"{cabinet}@{peer}.password").name)
                 names.append(self.secret(f"{cabinet}@{peer}.owner.password").name)
                 names.append(self.rest_identity(cabinet, peer).name)
@@ -362,9 +365,9 @@ def replicated_cabinets(fleet: Fleet, name: str | None, all_: bool) -> list[str]
     return sorted(c.name for c in fleet if c.replication is not None)
 
 
-def sources_of(fleet: Fleet, owner: str) -> list[str]:
-    """Cabinets whose copies `owner` hosts."""
-    return sorted(c.name for c in fleet if c.replication and owner in c.replication.declared_peers)
+def sources_of(fleet: Fleet, owner: str, resolver: PeerResolver | None = None) -> list[str]:
+    """Cabinets whose copies `owner` hosts: their declared peers, or their `auto` choice."""
+    return (resolver or PeerResolver(fleet)).sources_of(owner)
 
 
 def probe(url: str, timeout: float = 3.0) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from kloudctl.answers import UnexpectedAnswer, dig, number
 from kloudctl.errors import KloudError, RepositoryMissing, ResticError
+from kloudctl.federation.peers import PeerResolver
 from kloudctl.model import BackupPolicy, Fleet
 from kloudctl.replication import restic as r
 from kloudctl.replication.agent_interface import RunOptions, tool_name
@@ -83,8 +84,12 @@ class Replicator:
     layout: Layout
     restic: Restic = field(default_factory=Restic)
     clock: str | None = None  # an injected "now" (tests); None = real time
+    #: where the federation's registry and the `peers: auto` choices are (None: the default)
+    federation_state: Path | None = None
+    resolver: PeerResolver = field(init=False)
 
     def __post_init__(self) -> None:
+        self.resolver = PeerResolver(self.fleet, self.federation_state)
         if self.restic.cache_dir is None:
             self.restic.cache_dir = self.layout.cache
 
@@ -95,9 +100,10 @@ class Replicator:
             raise KloudError(f"cabinet '{cabinet}' declares no replication")
         return policy
 
-    def peers(self, cabinet: str) -> list[str]:
-        rep = self.fleet.cabinet(cabinet).replication
-        return rep.declared_peers if rep else []
+    def peers(self, cabinet: str, *, commit: bool = False) -> list[str]:
+        """The cabinet's peers: declared, or its `auto` choice (`commit` records a first or
+        changed choice: commands that copy)."""
+        return self.resolver.peers(cabinet, commit=commit)
 
     def rpo(self, cabinet: str) -> int:
         rep = self.fleet.cabinet(cabinet).replication
@@ -300,10 +306,15 @@ class Replicator:
             r.find_restic()
         report = RunReport(cabinet)
         started = time.monotonic()
+        # Where the copies go, recorded before anything is made (`peers: auto` with no
+        # registry or no eligible member stops here, with the reason).
+        peers = self.resolver.resolve(cabinet, commit=True)
+        if peers.verdict != "declared":
+            report.steps.append(Step("peers:auto", True, 0.0, f"{peers.verdict}: {peers.why}"))
         with self.layout.run_lock(cabinet):
             report.steps += self.backup(cabinet)
             backed_up = all(s.ok for s in report.steps)
-            for peer in self.peers(cabinet):
+            for peer in peers.peers:
                 if backed_up:
                     self._step(report, f"copy:{peer}", self.copy, cabinet, peer)
             if prune and backed_up:
@@ -339,7 +350,7 @@ class Replicator:
         state = self.layout.load_state(owner)
         pruned = state.setdefault("hosted_pruned", {})
         t = now(self.clock)
-        for source in sources_of(self.fleet, owner):
+        for source in sources_of(self.fleet, owner, self.resolver):
             if not (server.data_dir / source / "config").exists():
                 continue
             if t - float(pruned.get(source, 0)) < DAY:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kloudctl.federation.peers import PeerResolver
 from kloudctl.hosts.inventory import Template
 from kloudctl.model import Cabinet, Fleet
 from kloudctl.replication.layout import sources_of
@@ -31,9 +32,13 @@ def role_vars(fleet: Fleet, cabinet: Cabinet) -> dict[str, Any]:
     out: dict[str, Any] = {}
     rep = cabinet.replication
     policy = fleet.policy_for(cabinet)
+    # Declared peers, or the recorded `auto` choice (deploy records it before the playbook
+    # runs); an auto choice that cannot be made gives no peers here, and deploy refuses.
+    resolver = PeerResolver(fleet)
+    peers = resolver.peers(me, strict=False)
     if rep and policy:
         secrets = {f"{me}.local.password": _secret(f"{me}.local.password")}
-        for peer in rep.declared_peers:
+        for peer in peers:
             for suffix in ("password", "owner.password", "rest"):
                 secrets[f"{me}@{peer}.{suffix}"] = _secret(f"{me}@{peer}.{suffix}")
         out |= {
@@ -49,12 +54,12 @@ def role_vars(fleet: Fleet, cabinet: Cabinet) -> dict[str, Any]:
                         f" ~ '/certs/{peer}.pem') }}}}"
                     ),
                 }
-                for peer in rep.declared_peers
+                for peer in peers
             ],
             "replication_source__secrets": secrets,
             "replication_source__run_on_calendar": on_calendar(policy.interval),
         }
-    sources = sources_of(fleet, me)
+    sources = sources_of(fleet, me, resolver)
     if sources:
         entries = []
         for source in sources:

@@ -8,12 +8,15 @@ from rich.text import Text
 
 from kloudctl import console
 from kloudctl.capacity import plan_cabinet
+from kloudctl.errors import KloudError
+from kloudctl.federation.peers import NoEligiblePeer, NoRegistry, PeerResolver
 from kloudctl.model import Fleet
 from kloudctl.model.types import format_duration, format_size
 
 
 def cabinet_rows(fleet: Fleet) -> list[dict[str, Any]]:
     rows = []
+    resolver = PeerResolver(fleet)
     for cab in fleet:
         estimate = plan_cabinet(cab).power.estimated_watts
         rows.append(
@@ -26,14 +29,27 @@ def cabinet_rows(fleet: Fleet) -> list[dict[str, Any]]:
                 "vms": sum(len(t.vms) for t in cab.tenants),
                 "containers": sum(len(t.containers) for t in cab.tenants),
                 "mail_domains": ", ".join(cab.mail.domains) if cab.mail else "",
-                "replicates_to": ", ".join(cab.replication.declared_peers or ["auto"])
-                if cab.replication
-                else "",
+                "replicates_to": _replicates_to(resolver, cab.name) if cab.replication else "",
                 "federation": cab.federation.name if cab.federation else "",
                 "power": f"{estimate:.0f}/{cab.power.budget_watts:.0f} W",
             }
         )
     return rows
+
+
+def _replicates_to(resolver: PeerResolver, name: str) -> str:
+    """The peers a cabinet's copies go to; `auto (X)` for the federation's choice."""
+    rep = resolver.fleet.cabinet(name).replication
+    if rep is None or not rep.auto_peers:
+        return ", ".join(rep.declared_peers) if rep else ""
+    try:
+        return f"auto ({', '.join(resolver.peers(name))})"
+    except NoRegistry:
+        return "auto (none: no federation registry)"
+    except NoEligiblePeer:
+        return "auto (none: no eligible member)"
+    except KloudError:  # a damaged record: `kloudctl plan` names the file and the field
+        return "auto (unreadable choice: see `kloudctl plan`)"
 
 
 def cabinet_detail(fleet: Fleet, name: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from kloudctl.model.types import format_size
 
 if TYPE_CHECKING:  # the cabinet's trimmed kloudctl has no `cryptography` for the registry
     from kloudctl.federation.choice import PeerChoice
+    from kloudctl.federation.peers import Resolution
 
 
 def render_plan(plan: CabinetPlan) -> None:
@@ -119,19 +120,25 @@ def render_plan(plan: CabinetPlan) -> None:
         console.show("[green]admitted:[/] the plan fits the cabinet's capacity and power budget")
 
 
-def render_peer_choice(choice: PeerChoice | None, folder: Path) -> None:
-    """`peers: auto`: which members were chosen, and why each was taken or left."""
+def render_peer_choice(
+    choice: PeerChoice | None, folder: Path, resolution: Resolution | None = None
+) -> None:
+    """`peers: auto`: the peers replication uses (the recorded, sticky choice, or the first
+    one), which members the ranking would choose now, and why each was taken or left."""
     if choice is None:
         console.line(
             f"Replication peers (auto): none chosen: this fleet holds no federation registry"
             f" in {folder} (`kloudctl federation init` or `join` first)"
         )
         return
-    chosen = ", ".join(choice.chosen) or "none: no member qualifies"
+    used = resolution.peers if resolution else choice.chosen
+    chosen = ", ".join(used) or "none: no member qualifies (`replication run` refuses)"
     console.line(
         f"Replication peers (auto, federation '{choice.federation}', registry version"
         f" {choice.registry_version}): {chosen}"
     )
+    if resolution is not None:
+        console.line(f"Peer choice: {_verdict(resolution)}: {resolution.why}")
     console.line(f"Round-trip times: {choice.rtt_source}")
     console.show(
         console.table(
@@ -142,10 +149,32 @@ def render_peer_choice(choice: PeerChoice | None, folder: Path) -> None:
                 [
                     c.commune,
                     c.cabinet,
-                    "chosen" if c.chosen else ("eligible" if c.eligible else "no"),
+                    _mark(c.cabinet, c.chosen, c.eligible, resolution),
                     "; ".join(c.reasons),
                 ]
                 for c in choice.candidates
             ],
         )
     )
+
+
+def _verdict(resolution: Resolution) -> str:
+    return {
+        "first": "not recorded yet (the first `replication run` or `deploy` records it)",
+        "kept": "recorded, kept",
+        "moved": "recorded, CHANGES at the next `replication run` or `deploy`",
+    }.get(resolution.verdict, resolution.verdict)
+
+
+def _mark(cabinet: str, ranked: bool, eligible: bool, resolution: Resolution | None) -> str:
+    """The table's choice column: the ranking's pick, and the recorded one when it differs."""
+    used = cabinet in resolution.peers if resolution else ranked
+    if ranked and used:
+        return "chosen"
+    if used:
+        return "kept (recorded)"
+    if ranked:
+        return "ranked first"
+    if resolution and resolution.recorded and cabinet in resolution.recorded.peers:
+        return "left"
+    return "eligible" if eligible else "no"

@@ -46,7 +46,7 @@ _ENGINE_USES = {
     "testbed": {"sim", "hosts"},
     "hosts": {"proxmox"},
     "tenants": {"proxmox"},
-    "replication": {"hosts"},
+    "replication": {"hosts", "federation"},
     "federation": set(),
     "failover": {"federation", "replication", "proxmox"},
 }
