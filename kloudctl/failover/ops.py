@@ -274,10 +274,8 @@ class Failover:
             for i, fvm in enumerate(vms):
                 # the copy to the peers once, after the last archive is kept
                 done.append(self._backup_one(client, fvm, copy=i == len(vms) - 1))
-        copies = done[-1].pop("copies")
-        for item in done:
-            item.pop("copies", None)
-            item["copies"] = copies
+        for item in done:  # what the last one's copy carried, every archive included
+            item["copies"] = done[-1]["copies"]
         return done
 
     def _backup_one(self, client: Client, fvm: FailoverVm, *, copy: bool) -> dict[str, Any]:

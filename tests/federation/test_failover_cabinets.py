@@ -28,7 +28,7 @@ from kloudctl.replication.layout import Layout
 from kloudctl.testbed import cabinets, image
 from kloudctl.testbed.fleets import make_fleet
 from kloudctl.testbed.podman import podman_problem
-from tests.conftest import run_kloudctl
+from tests.conftest import REPO, run_kloudctl
 from tests.federation.conftest import Federation
 from tests.federation.test_failover import GUESTS, cabinet_sim, cli, client, guest_config
 
@@ -54,11 +54,14 @@ def make_federated_fleet(root: Path) -> Path:
     """brieux and mortree replicating to each other (the testbed's ring of two); brieux's
     council website fails over; mortree lends a guest quota."""
     make_fleet(root, [HOME, PEER])
+    for item in ("ansible.cfg", "inventory", "playbooks", "roles"):  # what deploy runs
+        (root / item).symlink_to(REPO / item)
     home = root / "cabinets" / f"{HOME}.yaml"
     text = home.read_text()
-    web = "{name: mortree-web, template: debian-12-cloud, cores: 2, memory: 2GiB, disk: 32GiB, load: 0.1}"
+    # (the testbed's fleet renames the template's mortree-web along with the cabinet)
+    web = "{name: brieux-web, template: debian-12-cloud, cores: 2, memory: 2GiB, disk: 32GiB, load: 0.1}"
     assert web in text
-    home.write_text(text.replace(web, web.replace("mortree-web", VM)[:-1] + ", failover: true}"))
+    home.write_text(text.replace(web, web[:-1] + ", failover: true}"))
     peer = root / "cabinets" / f"{PEER}.yaml"
     peer.write_text(peer.read_text().rstrip("\n") + "\n" + GUESTS)
     (root / ".state" / "federation").mkdir(parents=True)
