@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -134,8 +137,26 @@ def test_failover_over_ssh_to_the_peer_and_back(
         assert plan.returncode == 0 and "plan (nothing changed)" in plan.stdout, plan.stderr
         assert list((folders[PEER] / "dump").iterdir()) == []
 
+        # the failover, killed once the peer restores the guest (its archive staged over
+        # SSH already; the peer's tasks last 0.3 s)...
+        argv = [sys.executable, "-m", "kloudctl", "--fleet", str(root), "federation"]
+        proc = subprocess.Popen(
+            [*argv, "failover", HOME, VM, "--to", PEER],
+            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while peer.find_guest(GUEST_FIRST) is None and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        journal = layout.cabinet_dir(HOME) / "failover" / f"{VM}.json"
+        assert json.loads(journal.read_text())["state"] == "restoring"
+        # ...and run again: the journal makes it converge
         moved = cli(root, "failover", HOME, VM, "--to", PEER)
         assert moved.returncode == 0, moved.stderr
+        assert f"VMID {GUEST_FIRST} already restored" in moved.stdout, moved.stdout
+        assert "which resumed an interrupted one" in moved.stdout
         assert "recovery point: " in moved.stdout and "recovery time: " in moved.stdout
         print(moved.stdout)  # RPO and RTO of this run, in the test's log
         # restored on mortree's host by its agent, from the copy it hosts: byte-identical
