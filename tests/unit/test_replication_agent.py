@@ -421,7 +421,8 @@ def test_archive_stage_on_the_peer_from_the_copy_it_hosts(hosts: dict[str, Path]
         owner="alpha", storage_path=str(hosts["beta-storage"]), archive=ARCHIVE,
         vm="alpha-web", failback=True,
     )  # fmt: skip
-    kept = _run_agent(hosts, "beta", keep)["result"]
+    kept_answer = _run_agent(hosts, "beta", keep)
+    kept = kept_answer["result"]
     assert kept["sha256"] == digest
     # ...files written as the agent's user go to the copy's owner (rest-server's user)
     owner = hosts["hosted"].stat().st_uid
@@ -435,6 +436,16 @@ def test_archive_stage_on_the_peer_from_the_copy_it_hosts(hosts: dict[str, Path]
     )  # fmt: skip
     first = _run_agent(hosts, "beta", stage)
     assert first["exit"] == 0 and first["result"]["moved"] is True, first
+    # the controller reads both answers; both readers of the schema agree on every
+    # malformed variant of them
+    for options, answer in ((keep, kept_answer), (stage, first)):
+        request = ai.Request("beta", "/f", "/s", options)
+        assert ai.read_answer(TOOL, request, answer).result == answer["result"]
+        verdicts = [both_agree(changed, "answer") for _why, changed in _mutations(answer)]
+        assert verdicts.count(False) > len(verdicts) // 3, verdicts
+    with pytest.raises(UnexpectedAnswer, match=r"expected result\.moved to be given"):
+        broken = {**first, "result": {"archive": ARCHIVE, "sha256": digest}}
+        ai.read_answer(TOOL, ai.Request("beta", "/f", "/s", stage), broken)
     assert _sha(target / "dump" / ARCHIVE) == digest
     assert sorted(p.name for p in target.iterdir()) == ["dump"]
     # again: already there, nothing moved
@@ -448,6 +459,31 @@ def test_archive_stage_on_the_peer_from_the_copy_it_hosts(hosts: dict[str, Path]
     # a cabinet that is neither the owner nor the peer reaches no copy
     elsewhere = _run_agent(hosts, "alpha", dataclasses.replace(stage, owner="beta", peer="alpha"))
     assert elsewhere["error"]["code"] == ai.FAILED, elsewhere
+
+
+ARCHIVE_REQUESTS = [
+    ai.ArchiveBackupOptions(owner="alpha", storage_path="/var/lib/vz", archive=ARCHIVE, vm="web"),
+    ai.ArchiveBackupOptions(
+        owner="beta", storage_path="/srv/pve/backups", archive=ARCHIVE.removesuffix(".zst"),
+        vm="web", failback=True, copy=True,
+    ),
+    ai.ArchiveStageOptions(
+        owner="alpha", peer="beta", storage_path="/var/lib/vz", archive=ARCHIVE,
+        snapshot=SNAPSHOT_HEX, sha256="0123456789abcdef" * 4,
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("options", ARCHIVE_REQUESTS, ids=lambda o: f"{o.command}-{o.owner}")
+def test_archive_requests_conform_and_the_readers_agree_on_malformed_ones(
+    options: ai.Options,
+) -> None:
+    request = ai.Request("alpha", "/etc/kloudctl/fleet", "/var/lib/kloudctl/replication", options)
+    document = request.as_dict()
+    assert document["version"] == "1.1" and both_agree(document, "request")
+    assert ai.Request.from_dict(json.loads(json.dumps(document))) == request
+    verdicts = [both_agree(changed, "request") for _why, changed in _mutations(document)]
+    assert verdicts.count(False) > len(verdicts) // 2
 
 
 @pytest.mark.parametrize(
