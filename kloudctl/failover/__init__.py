@@ -15,6 +15,11 @@
                               the home's backup storage -> restore over the old guest (force)
                               -> start -> destroy the peer's guest and its archives.
 
+The API calls are the controller's, through the one client. The archive files move where
+the storage's folder is, by `replication.archives`: here for a simulated cabinet (its
+folder is on this machine), on the host by its replication agent over SSH for a cabinet
+that `replication deploy` set up (`archive-backup`, `archive-stage`).
+
 `failover` imports the engines it drives (`federation` for membership, `replication` for
 restic and the layout, `proxmox` for the API); none of them imports it.
 """

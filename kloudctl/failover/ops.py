@@ -10,8 +10,6 @@ started again.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,22 +17,28 @@ from pathlib import Path
 from typing import Any
 
 from kloudctl import files
-from kloudctl.answers import dig
+from kloudctl.answers import UnexpectedAnswer, dig
 from kloudctl.capacity.plan import plan_cabinet
 from kloudctl.errors import InputError, KloudError, NotFound
 from kloudctl.federation.registry import RegistryStore
-from kloudctl.files import sha256_of
 from kloudctl.model import Fleet
 from kloudctl.model.schema import Cabinet, FederationGuests, Vm
 from kloudctl.model.types import format_size
 from kloudctl.proxmox.client import Client, ProxmoxError, RetryPolicy
 from kloudctl.proxmox.target import cabinet_target
+from kloudctl.replication import archives
 from kloudctl.replication import restic as r
+from kloudctl.replication.agent_interface import (
+    ArchiveBackupOptions,
+    ArchiveStageOptions,
+    tool_name,
+)
+from kloudctl.replication.archives import FAILOVER_TAG
 from kloudctl.replication.layout import Layout
-from kloudctl.replication.ops import TAG, Replicator
+from kloudctl.replication.ops import Replicator
+from kloudctl.replication.remote import ask_agent
 from kloudctl.replication.restic import parse_time
 
-FAILOVER_TAG = "failover"
 PATH_STORAGES = ("dir", "nfs", "cifs", "cephfs", "glusterfs", "btrfs")
 #: How long the home cabinet's API is given to answer the probe before failover.
 HOME_PROBE_SECONDS = 5.0
@@ -131,15 +135,85 @@ class Failover:
         folders = entry.get("storages") or {}
         if f"{node}/{storage}" in folders:
             return Path(folders[f"{node}/{storage}"])
-        if entry.get("ssh"):
-            raise KloudError(
-                f"cabinet '{cabinet}' is reached over SSH: its archives are moved by its own"
-                " kloudctl (run the command there), not from this controller"
-            )
-        config = client.get(f"storage/{storage}")
-        path = dig(client.tool, config, "path", kind=str)
+        path = self.storage_path(client, storage)
         root = self.layout.endpoint(cabinet).root
         return root / path.lstrip("/") if root else Path(path)
+
+    def storage_path(self, client: Client, storage: str) -> str:
+        """The storage's `path` as the cabinet's API reports it (where it is on the host)."""
+        return dig(client.tool, client.get(f"storage/{storage}"), "path", kind=str)
+
+    # ---- the two ways to move an archive: here (the storage's folder is on this
+    # machine) or on the cabinet's host, by its replication agent over SSH
+    def keep_archive(
+        self,
+        client: Client,
+        cabinet: str,
+        node: str,
+        storage: str,
+        name: str,
+        *,
+        owner: str,
+        vm: str,
+        failback: bool = False,
+        copy: bool = False,
+    ) -> dict[str, Any]:
+        """The archive `name` of `cabinet`'s storage kept in restic with its sha256:
+        `owner`'s local repository when `owner` is `cabinet` (with `copy`, carried to its
+        peers), else `owner`'s copy on `cabinet`. {archive, size, sha256, snapshot, copies}"""
+        ssh = self.layout.endpoint(cabinet).ssh
+        if ssh is None:
+            folder = self.storage_folder(client, cabinet, node, storage)
+            repo = (
+                self.replicator.ensure_local(owner)
+                if owner == cabinet
+                else self.layout.peer_repo(owner, cabinet)
+            )
+            kept = archives.backup_archive(
+                self.restic, repo, folder, name, host=owner, vm=vm, failback=failback
+            )
+            copies = {}
+            for peer in self.replicator.peers(cabinet, commit=True) if copy else []:
+                copies[peer] = self.replicator.copy(cabinet, peer)[0]
+            return {**kept, "copies": copies}
+        options = ArchiveBackupOptions(
+            owner=owner,
+            storage_path=self.storage_path(client, storage),
+            archive=name,
+            vm=vm,
+            failback=failback,
+            copy=copy,
+        )
+        _code, kept = ask_agent(ssh, cabinet, options)
+        return _checked(tool_name(cabinet), kept, name)
+
+    def place_archive(
+        self, client: Client, cabinet: str, node: str, storage: str, j: dict[str, Any], *,
+        owner: str, peer: str,
+    ) -> tuple[str, bool]:  # fmt: skip
+        """The archive of `j` (its name, snapshot, sha256) from `owner`'s copy on `peer` into
+        `cabinet`'s storage, byte-checked: (volid, whether it moved now)."""
+        name, digest, snapshot = j["archive"], j["sha256"], j["snapshot"]
+        ssh = self.layout.endpoint(cabinet).ssh
+        if ssh is None:
+            folder = self.storage_folder(client, cabinet, node, storage)
+            repo = self.layout.peer_repo(owner, peer)
+            moved = archives.stage_archive(self.restic, repo, folder, name, snapshot, digest)
+        else:
+            options = ArchiveStageOptions(
+                owner=owner,
+                peer=peer,
+                storage_path=self.storage_path(client, storage),
+                archive=name,
+                snapshot=snapshot,
+                sha256=digest,
+            )
+            _code, placed = ask_agent(ssh, cabinet, options)
+            tool = tool_name(cabinet)
+            if dig(tool, placed, "sha256", kind=str) != digest:
+                raise UnexpectedAnswer(tool, f"archive {name} with sha256 {digest}", placed)
+            moved = dig(tool, placed, "moved", kind=bool)
+        return f"{storage}:backup/{name}", moved
 
     def backup_storage(self, client: Client, node: str) -> str:
         """The node's storage for backups: `local` when it takes backups, else the first
@@ -196,26 +270,17 @@ class Failover:
         )
         if not vms:
             raise InputError(f"cabinet '{home}' declares no VM with `failover: true`")
-        if self.layout.endpoint(home).ssh is not None:
-            raise KloudError(
-                f"cabinet '{home}' is reached over SSH: its archives are moved by its own"
-                " kloudctl (run `kloudctl federation backup` there), not from this controller"
-            )
         client = self.client(home)
         done = []
         with self.layout.run_lock(home):
-            local = self.replicator.ensure_local(home)
-            for fvm in vms:
-                done.append(self._backup_one(client, local, fvm))
-            copies = {}
-            for peer in self.replicator.peers(home, commit=True):
-                detail, _data, _ = self.replicator.copy(home, peer)
-                copies[peer] = detail
-        for item in done:
-            item["copies"] = copies
+            for i, fvm in enumerate(vms):
+                # the copy to the peers once, after the last archive is kept
+                done.append(self._backup_one(client, fvm, copy=i == len(vms) - 1))
+        for item in done:  # what the last one's copy carried, every archive included
+            item["copies"] = done[-1]["copies"]
         return done
 
-    def _backup_one(self, client: Client, local: r.Repo, fvm: FailoverVm) -> dict[str, Any]:
+    def _backup_one(self, client: Client, fvm: FailoverVm, *, copy: bool) -> dict[str, Any]:
         guest = client.find_guest(fvm.vmid)
         if guest is None:
             raise NotFound(f"VM '{fvm.name}' (VMID {fvm.vmid}) is not on cabinet '{fvm.cabinet}'")
@@ -234,21 +299,10 @@ class Failover:
             raise KloudError(f"{client.tool}: vzdump of VMID {fvm.vmid} left no archive")
         volid = volids[-1]  # names carry the time: the newest sorts last
         name = volid.split("/", 1)[1]
-        archive = self.storage_folder(client, fvm.cabinet, node, storage) / "dump" / name
-        digest = sha256_of(archive)
-        tags = [TAG, FAILOVER_TAG, f"vm:{fvm.name}", f"sha256:{digest}", f"archive:{name}"]
-        result = self.restic.run(
-            local, r.backup_paths_args([str(archive)], host=fvm.cabinet, tags=tags)
+        kept = self.keep_archive(
+            client, fvm.cabinet, node, storage, name, owner=fvm.cabinet, vm=fvm.name, copy=copy
         )
-        snapshot = dig("restic backup", result.summary, "snapshot_id", kind=str)
-        return {
-            "vm": fvm.name,
-            "vmid": fvm.vmid,
-            "archive": name,
-            "size": archive.stat().st_size,
-            "sha256": digest,
-            "snapshot": snapshot,
-        }
+        return {"vm": fvm.name, "vmid": fvm.vmid, **kept}
 
     # ---- failover -----------------------------------------------------------------
     def check_peer(self, home: str, peer: str) -> FederationGuests:
@@ -440,43 +494,12 @@ class Failover:
                 f"cabinet '{peer}': the quota lent to guests is too small: {'; '.join(over)}"
             )
 
-    def _put_archive(
-        self, client: Client, cabinet: str, node: str, storage: str, repo: r.Repo, j: dict[str, Any]
-    ) -> tuple[str, bool]:
-        """The snapshot's archive in `storage`'s dump folder, byte-checked; (volid, moved)."""
-        name, digest, snapshot = j["archive"], j["sha256"], j["snapshot"]
-        folder = self.storage_folder(client, cabinet, node, storage)
-        dump = folder / "dump"
-        final = dump / name
-        volid = f"{storage}:backup/{name}"
-        if final.is_file() and sha256_of(final) == digest:
-            return volid, False
-        # per run: a killed run's restic may still write into its own staging folder
-        staging = folder / f".kloudctl-restore-{snapshot[:12]}-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        self.restic.run(repo, r.restore_args(snapshot, staging))
-        found = [p for p in staging.rglob(name) if p.is_file()]
-        if len(found) != 1:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise KloudError(f"restic snapshot {snapshot[:8]} does not hold archive {name}")
-        got = sha256_of(found[0])
-        if got != digest:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise KloudError(
-                f"archive {name} from snapshot {snapshot[:8]} has sha256 {got}, the backup"
-                f" recorded {digest}: not restored"
-            )
-        dump.mkdir(parents=True, exist_ok=True)
-        # one rename: the storage never lists a half-written archive
-        os.replace(found[0], final)
-        shutil.rmtree(staging, ignore_errors=True)
-        return volid, True
-
     def _bring_up(self, client: Client, j: dict[str, Any]) -> list[str]:
         steps = []
-        repo = self.layout.peer_repo(j["home"], j["peer"])
         node, vmid = j["node"], j["guest_vmid"]
-        volid, moved = self._put_archive(client, j["peer"], node, j["storage"], repo, j)
+        volid, moved = self.place_archive(
+            client, j["peer"], node, j["storage"], j, owner=j["home"], peer=j["peer"]
+        )
         steps.append(
             f"archive {volid} restored from snapshot {j['snapshot'][:8]} (sha256 checked)"
             if moved
@@ -551,13 +574,12 @@ class Failover:
             raise KloudError(f"cabinet '{home}' is not back yet: {exc}") from None
         peer_client = self.client(j["peer"])
         steps: list[str] = []
-        repo = self.layout.peer_repo(home, j["peer"])
         if j["state"] == "running":
             j["state"] = "returning"
             self.save_journal(home, vm, j)
         back = j.get("return")
         if back is None:
-            back = self._back_up_guest(peer_client, j, repo, steps)
+            back = self._back_up_guest(peer_client, j, steps)
             j["return"] = back
             self.save_journal(home, vm, j)
         # Home: the archive into its backup storage, then over the old guest.
@@ -568,7 +590,9 @@ class Failover:
             else self._first_online_node(home_client)
         )
         storage = self.backup_storage(home_client, node)
-        volid, moved = self._put_archive(home_client, home, node, storage, repo, back)
+        volid, moved = self.place_archive(
+            home_client, home, node, storage, back, owner=home, peer=j["peer"]
+        )
         steps.append(
             f"archive {volid} carried to '{home}' from snapshot {back['snapshot'][:8]}"
             " (sha256 checked)"
@@ -607,9 +631,7 @@ class Failover:
             "duration_seconds": round(time.monotonic() - started, 2),
         }
 
-    def _back_up_guest(
-        self, client: Client, j: dict[str, Any], repo: r.Repo, steps: list[str]
-    ) -> dict[str, Any]:
+    def _back_up_guest(self, client: Client, j: dict[str, Any], steps: list[str]) -> dict[str, Any]:
         """Stop the guest on the peer, vzdump it, and put that archive into the home's
         copy on the peer (append-only: the data written during the failover is kept there
         before anything at home changes)."""
@@ -625,21 +647,18 @@ class Failover:
         if not made:
             raise KloudError(f"{client.tool}: vzdump of VMID {vmid} left no new archive")
         name = made[-1].split("/", 1)[1]
-        archive = self.storage_folder(client, j["peer"], node, storage) / "dump" / name
-        digest = sha256_of(archive)
         steps.append(f"VMID {vmid} backed up on '{j['peer']}' ({name})")
-        tags = [TAG, FAILOVER_TAG, "failback", f"vm:{j['vm']}", f"sha256:{digest}"]
-        tags.append(f"archive:{name}")
-        result = self.restic.run(
-            repo, r.backup_paths_args([str(archive)], host=j["home"], tags=tags)
+        kept = self.keep_archive(
+            client, j["peer"], node, storage, name, owner=j["home"], vm=j["vm"], failback=True
         )
-        snapshot = dig("restic backup", result.summary, "snapshot_id", kind=str)
-        steps.append(f"archive kept in the replica of '{j['home']}' as snapshot {snapshot[:8]}")
+        steps.append(
+            f"archive kept in the replica of '{j['home']}' as snapshot {kept['snapshot'][:8]}"
+        )
         return {
             "archive": name,
-            "sha256": digest,
-            "snapshot": snapshot,
-            "size": archive.stat().st_size,
+            "sha256": kept["sha256"],
+            "snapshot": kept["snapshot"],
+            "size": kept["size"],
             "volid": f"{storage}:backup/{name}",
         }
 
@@ -667,6 +686,19 @@ class Failover:
             client.delete(f"nodes/{node}/storage/{storage}/content/{restored}")
             steps.append(f"archive {restored} removed from '{j['peer']}'")
         return steps
+
+
+def _checked(tool: str, kept: Any, name: str) -> dict[str, Any]:
+    """An agent's archive-backup result, with the fields used here checked."""
+    if dig(tool, kept, "archive", kind=str) != name:
+        raise UnexpectedAnswer(tool, f"archive {name} kept", kept)
+    return {
+        "archive": name,
+        "size": dig(tool, kept, "size", kind=int),
+        "sha256": archives.check_hex(dig(tool, kept, "sha256", kind=str), "sha256"),
+        "snapshot": archives.check_hex(dig(tool, kept, "snapshot", kind=str), "snapshot id"),
+        "copies": dict(dig(tool, kept, "copies", kind=dict)),
+    }
 
 
 def _show(kind: str, value: int) -> str:

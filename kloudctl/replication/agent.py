@@ -23,6 +23,7 @@ from typing import Any
 from kloudctl import console
 from kloudctl.errors import InputError, KloudError
 from kloudctl.model import load_fleet
+from kloudctl.replication import archives
 from kloudctl.replication import status as st
 from kloudctl.replication.agent_interface import (
     BAD_REQUEST,
@@ -35,6 +36,8 @@ from kloudctl.replication.agent_interface import (
     UNSUPPORTED_VERSION,
     VERSION,
     Answer,
+    ArchiveBackupOptions,
+    ArchiveStageOptions,
     CheckOptions,
     Request,
     RestoreTestOptions,
@@ -43,7 +46,7 @@ from kloudctl.replication.agent_interface import (
     major_of,
     request_problem,
 )
-from kloudctl.replication.layout import Layout, replicated_cabinets
+from kloudctl.replication.layout import Layout, replicated_cabinets, sources_of
 from kloudctl.replication.ops import Replicator
 from kloudctl.replication.restoretest import restore_test
 
@@ -98,6 +101,56 @@ def _restore_test(request: Request, options: RestoreTestOptions) -> tuple[int, A
     return (0 if all(r["ok"] for r in reports) else 1), reports
 
 
+def _archive_backup(request: Request, options: ArchiveBackupOptions) -> tuple[int, Any]:
+    rep = _replicator(request, None, read_only=False)
+    cabinet, owner = request.cabinet, options.owner
+    folder = archives.storage_folder(options.storage_path)
+    copies: dict[str, str] = {}
+    if owner == cabinet:
+        # the cabinet's own repository: one run at a time, as its timer's runs
+        with rep.layout.run_lock(cabinet):
+            local = rep.ensure_local(cabinet)
+            kept = archives.backup_archive(
+                rep.restic, local, folder, options.archive,
+                host=cabinet, vm=options.vm, failback=options.failback,
+            )  # fmt: skip
+            for peer in rep.peers(cabinet) if options.copy else []:
+                copies[peer] = rep.copy(cabinet, peer)[0]
+        return 0, {**kept, "copies": copies}
+    if owner not in sources_of(rep.fleet, cabinet):
+        raise InputError(f"cabinet '{cabinet}' keeps no copy of '{owner}' (not its peer)")
+    hosted = archives.hosted_copy(rep.layout, cabinet, owner)
+    try:
+        kept = archives.backup_archive(
+            rep.restic, hosted, folder, options.archive,
+            host=owner, vm=options.vm, failback=options.failback,
+        )  # fmt: skip
+    finally:
+        archives.give_back(hosted)
+    return 0, {**kept, "copies": copies}
+
+
+def _archive_stage(request: Request, options: ArchiveStageOptions) -> tuple[int, Any]:
+    rep = _replicator(request, None, read_only=False)
+    cabinet, owner, peer = request.cabinet, options.owner, options.peer
+    if peer not in rep.peers(owner):
+        raise InputError(f"cabinet '{owner}' does not replicate to '{peer}'")
+    if cabinet == owner:  # its copy on the peer, through the peer's rest-server
+        repo = rep.layout.peer_repo(owner, peer)
+    elif cabinet == peer:  # the copy it hosts, with the owner's key
+        repo = archives.hosted_copy(rep.layout, cabinet, owner)
+    else:
+        raise InputError(
+            f"cabinet '{cabinet}' is neither '{owner}' nor '{peer}': it reaches no copy of"
+            f" '{owner}' on '{peer}'"
+        )
+    folder = archives.storage_folder(options.storage_path)
+    moved = archives.stage_archive(
+        rep.restic, repo, folder, options.archive, options.snapshot, options.sha256
+    )
+    return 0, {"archive": options.archive, "sha256": options.sha256, "moved": moved}
+
+
 def perform(request: Request) -> tuple[int, Any]:
     """Carry out a request: (exit code, result). KloudError when it cannot be done."""
     options = request.options
@@ -107,6 +160,10 @@ def perform(request: Request) -> tuple[int, Any]:
         return _check(request, options)
     if isinstance(options, StatusOptions):
         return _status(request, options)
+    if isinstance(options, ArchiveBackupOptions):
+        return _archive_backup(request, options)
+    if isinstance(options, ArchiveStageOptions):
+        return _archive_stage(request, options)
     return _restore_test(request, options)
 
 

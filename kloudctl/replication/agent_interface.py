@@ -25,7 +25,8 @@ from kloudctl.errors import ExternalError
 
 INTERFACE = "kloudctl-replication-agent"
 MAJOR = 1
-VERSION = f"{MAJOR}.0"
+#: 1.1 added archive-backup and archive-stage (the failover's file moves on the hosts).
+VERSION = f"{MAJOR}.1"
 #: The agent's launcher on a cabinet's PATH (/usr/local/bin), installed by replication_source.
 COMMAND = "kloudctl-replication-agent"
 SCHEMA_FILE = Path(__file__).with_name("agent.schema.json")
@@ -102,9 +103,57 @@ class RestoreTestOptions:
     command = "restore-test"
 
 
-Options = RunOptions | CheckOptions | StatusOptions | RestoreTestOptions
+@dataclass(frozen=True)
+class ArchiveBackupOptions:
+    """Keep a vzdump archive of one of the host's storages in restic (the failover tags,
+    its sha256): in the cabinet's local repository when `owner` is the cabinet itself
+    (then, with `copy`, carried to its peers as a run does), else in `owner`'s copy that
+    this cabinet hosts (`failback`: the guest's archive made on the peer)."""
+
+    owner: str
+    storage_path: str  # the storage's `path` as the Proxmox API reports it
+    archive: str  # a `vzdump-qemu-...` name in its `dump/` folder
+    vm: str
+    failback: bool = False
+    copy: bool = False
+
+    command = "archive-backup"
+
+
+@dataclass(frozen=True)
+class ArchiveStageOptions:
+    """Restore `snapshot`'s archive from `owner`'s copy on `peer` into the storage's `dump/`
+    folder, sha256-checked, one rename: through `peer`'s rest-server when the cabinet is
+    `owner`, from the copy it hosts (the owner's key) when it is `peer`."""
+
+    owner: str
+    peer: str
+    storage_path: str
+    archive: str
+    snapshot: str  # the snapshot's full id (64 hex digits)
+    sha256: str
+
+    command = "archive-stage"
+
+
+Options = (
+    RunOptions
+    | CheckOptions
+    | StatusOptions
+    | RestoreTestOptions
+    | ArchiveBackupOptions
+    | ArchiveStageOptions
+)
 OPTIONS: dict[str, type[Options]] = {
-    o.command: o for o in (RunOptions, CheckOptions, StatusOptions, RestoreTestOptions)
+    o.command: o
+    for o in (
+        RunOptions,
+        CheckOptions,
+        StatusOptions,
+        RestoreTestOptions,
+        ArchiveBackupOptions,
+        ArchiveStageOptions,
+    )
 }
 COMMANDS = tuple(OPTIONS)
 

@@ -246,11 +246,13 @@ def start(
     hostnames: Mapping[str, str] | None = None,
     extra_args: Sequence[str] = (),
     timeout: float = 120,
+    extra_args_of: Mapping[str, Sequence[str]] | None = None,
 ) -> Testbed:
     """Start one test cabinet per name; idempotent for hosts already running.
 
     `hostnames` maps a cabinet to the host name its container gets (default: the cabinet
-    name). `extra_args` go to every `podman run` (e.g. ``--device /dev/net/tun``).
+    name). `extra_args` go to every `podman run` (e.g. ``--device /dev/net/tun``),
+    `extra_args_of[cabinet]` to that cabinet's only (e.g. its own bind mount).
     """
     if not cabinets:
         raise InputError("no cabinet to start")
@@ -301,6 +303,7 @@ def start(
             "--label",
             f"org.kloudctl.cabinet={cabinet}",
             *extra_args,
+            *(extra_args_of or {}).get(cabinet, ()),
             image,
             "/sbin/init",
         )
@@ -402,6 +405,7 @@ def running(
     image: str | None = None,
     hostnames: Mapping[str, str] | None = None,
     extra_args: Sequence[str] = (),
+    extra_args_of: Mapping[str, Sequence[str]] | None = None,
 ) -> Iterator[Testbed]:
     """`start()` then always `stop()`: nothing survives the block."""
     bed = None
@@ -413,6 +417,7 @@ def running(
             image=image,
             hostnames=hostnames,
             extra_args=extra_args,
+            extra_args_of=extra_args_of,
         )
         yield bed
     finally:

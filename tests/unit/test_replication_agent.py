@@ -13,7 +13,9 @@ tests/replication/test_cabinets_end_to_end.py.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
+import hashlib
 import json
 import os
 import subprocess
@@ -33,6 +35,7 @@ from kloudctl.answers import (
 )
 from kloudctl.replication import agent
 from kloudctl.replication import agent_interface as ai
+from kloudctl.replication import restic as r
 from kloudctl.replication.layout import Layout
 from kloudctl.testbed.fleets import make_fleet
 
@@ -205,7 +208,7 @@ def test_an_agent_refuses_another_major_version(cabinet: tuple[Path, Path]) -> N
         assert both_agree(answer, "answer")
         assert answer["error"]["code"] == ai.UNSUPPORTED_VERSION and answer["exit"] == 2
         assert answer["version"] == ai.VERSION  # it says which it speaks
-        assert "this agent speaks 1.0" in answer["error"]["message"]
+        assert f"this agent speaks {ai.VERSION}" in answer["error"]["message"]
     # a newer minor version of the same major is understood
     assert "result" in _ask(cabinet, ai.StatusOptions(), version="1.7")
 
@@ -260,7 +263,7 @@ def test_the_controller_reads_a_newer_minor_version() -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"version": "2.0"}, "expected interface version 1.x (this kloudctl speaks 1.0"),
+        ({"version": "2.0"}, f"expected interface version 1.x (this kloudctl speaks {ai.VERSION}"),
         ({"version": None}, "expected interface version 1.x"),
         ({"interface": "kloudctl"}, "expected an answer of the kloudctl-replication-agent"),
         ({"exit": "0"}, "expected exit to be an integer; got '0'"),
@@ -329,3 +332,223 @@ def test_the_agents_process_answers_on_stdout_with_its_exit_code(
     )
     schema = _agent(b"", "--schema")
     assert schema.returncode == 0 and json.loads(schema.stdout) == ai.schema()
+
+
+# --- the failover's file moves (interface 1.1): archive-backup and archive-stage ----------
+#
+# Real agent processes and real restic repositories: alpha keeps a VM's archive in its
+# local repository; beta, its peer, keeps alpha's copy in its rest-server's data folder
+# (here a folder, opened with the owner's key as on a cabinet), takes the guest's archive
+# into it (failback) and stages an archive out of it (failover).
+
+ARCHIVE = "vzdump-qemu-1000-2026_11_30-04_00_00.vma.zst"
+SNAPSHOT_HEX = "ab" * 32
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> dict[str, Path]:
+    """alpha's and beta's state folders and storages, beta hosting alpha's copy."""
+    root = make_fleet(tmp_path / "fleet", ["alpha", "beta"], commands=False)
+    places = {"root": root}
+    for name in ("alpha", "beta"):
+        storage = tmp_path / name / "var" / "lib" / "vz"
+        (storage / "dump").mkdir(parents=True)
+        places[f"{name}-storage"] = storage
+        places[f"{name}-state"] = tmp_path / name / "state"
+    (places["alpha-storage"] / "dump" / ARCHIVE).write_bytes(os.urandom(200_000))
+    data_dir, owner_keys = tmp_path / "beta" / "rest-data", tmp_path / "beta" / "owner-keys"
+    owner_keys.mkdir(parents=True)
+    (owner_keys / "alpha.password").write_text("owner-key-of-beta-to-alpha\n")
+    subprocess.run(
+        [r.find_restic(), "init", "--repo", str(data_dir / "alpha")],
+        env={"PATH": os.environ["PATH"], "RESTIC_PASSWORD_FILE": str(owner_keys / "alpha.password")},
+        check=True, capture_output=True,
+    )  # fmt: skip
+    nowhere = {"server": {"url": "https://127.0.0.1:9"}}
+    Layout(places["alpha-state"]).write_endpoints({"cabinets": {"beta": nowhere}})
+    hosted = {"data_dir": str(data_dir), "owner_keys": str(owner_keys)}
+    Layout(places["beta-state"]).write_endpoints(
+        {"cabinets": {"beta": {"hosted": hosted}, "alpha": nowhere}}
+    )
+    places["hosted"] = data_dir / "alpha"
+    return places
+
+
+def _run_agent(hosts: dict[str, Path], cabinet: str, options: ai.Options) -> dict[str, Any]:
+    """One request to a real agent process, as SSH carries it: its answer, checked."""
+    request = ai.Request(cabinet, str(hosts["root"]), str(hosts[f"{cabinet}-state"]), options)
+    done = _agent(json.dumps(request.as_dict()).encode())
+    answer = json.loads(done.stdout)
+    assert done.returncode == answer["exit"] and b"Traceback" not in done.stderr, done.stderr
+    assert both_agree(answer, "answer"), answer
+    # what the agent refused as a bad request, both readers of the schema refuse
+    valid = both_agree(request.as_dict(), "request")
+    assert valid == (answer.get("error", {}).get("code") != ai.BAD_REQUEST), answer
+    return answer
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_archive_backup_keeps_the_archive_with_its_sha256(hosts: dict[str, Path]) -> None:
+    options = ai.ArchiveBackupOptions(
+        owner="alpha", storage_path=str(hosts["alpha-storage"]), archive=ARCHIVE, vm="alpha-web"
+    )
+    answer = _run_agent(hosts, "alpha", options)
+    kept = ai.read_answer(TOOL, ai.Request("alpha", "/f", "/s", options), answer).result
+    digest = _sha(hosts["alpha-storage"] / "dump" / ARCHIVE)
+    assert kept["sha256"] == digest and kept["size"] == 200_000 and kept["copies"] == {}
+    # in alpha's local repository, with the tags the failover looks for
+    layout = Layout(hosts["alpha-state"])
+    snaps = r.snapshot_list(r.Restic().run(layout.local_repo("alpha"), r.snapshots_args()))
+    [snap] = [s for s in snaps if s["id"] == kept["snapshot"]]
+    assert {"failover", "vm:alpha-web", f"sha256:{digest}", f"archive:{ARCHIVE}"} <= set(
+        snap["tags"]
+    )
+    # with `copy`, the copy to beta is tried as a run does (beta's rest-server is nowhere)
+    failed = _run_agent(hosts, "alpha", dataclasses.replace(options, copy=True))
+    assert failed["exit"] != 0 and failed["error"]["code"] == ai.FAILED, failed
+    assert "127.0.0.1:9" in failed["error"]["message"]
+
+
+def test_archive_stage_on_the_peer_from_the_copy_it_hosts(hosts: dict[str, Path]) -> None:
+    # the guest's archive on beta goes into alpha's copy there (failback's first half)...
+    guest = hosts["beta-storage"] / "dump" / ARCHIVE
+    guest.write_bytes(os.urandom(150_000))
+    digest = _sha(guest)
+    keep = ai.ArchiveBackupOptions(
+        owner="alpha", storage_path=str(hosts["beta-storage"]), archive=ARCHIVE,
+        vm="alpha-web", failback=True,
+    )  # fmt: skip
+    kept_answer = _run_agent(hosts, "beta", keep)
+    kept = kept_answer["result"]
+    assert kept["sha256"] == digest
+    # ...files written as the agent's user go to the copy's owner (rest-server's user)
+    owner = hosts["hosted"].stat().st_uid
+    assert all(p.lstat().st_uid == owner for p in hosts["hosted"].rglob("*"))
+    # staged into another storage of beta's: byte-identical, one rename, no staging left
+    target = hosts["beta-storage"].parent / "elsewhere"
+    (target / "dump").mkdir(parents=True)
+    stage = ai.ArchiveStageOptions(
+        owner="alpha", peer="beta", storage_path=str(target), archive=ARCHIVE,
+        snapshot=kept["snapshot"], sha256=digest,
+    )  # fmt: skip
+    first = _run_agent(hosts, "beta", stage)
+    assert first["exit"] == 0 and first["result"]["moved"] is True, first
+    # the controller reads both answers; both readers of the schema agree on every
+    # malformed variant of them
+    for options, answer in ((keep, kept_answer), (stage, first)):
+        request = ai.Request("beta", "/f", "/s", options)
+        assert ai.read_answer(TOOL, request, answer).result == answer["result"]
+        verdicts = [both_agree(changed, "answer") for _why, changed in _mutations(answer)]
+        assert verdicts.count(False) > len(verdicts) // 3, verdicts
+    with pytest.raises(UnexpectedAnswer, match=r"expected result\.moved to be given"):
+        broken = {**first, "result": {"archive": ARCHIVE, "sha256": digest}}
+        ai.read_answer(TOOL, ai.Request("beta", "/f", "/s", stage), broken)
+    assert _sha(target / "dump" / ARCHIVE) == digest
+    assert sorted(p.name for p in target.iterdir()) == ["dump"]
+    # again: already there, nothing moved
+    again = _run_agent(hosts, "beta", stage)
+    assert again["result"] == {"archive": ARCHIVE, "sha256": digest, "moved": False}
+    # an archive that is not what the backup recorded is not put in place
+    (target / "dump" / ARCHIVE).unlink()
+    wrong = _run_agent(hosts, "beta", dataclasses.replace(stage, sha256="0" * 64))
+    assert wrong["error"]["code"] == ai.FAILED and "not restored" in wrong["error"]["message"]
+    assert sorted(p.name for p in target.rglob("*")) == ["dump"]
+    # a cabinet that is neither the owner nor the peer reaches no copy
+    elsewhere = _run_agent(hosts, "alpha", dataclasses.replace(stage, owner="beta", peer="alpha"))
+    assert elsewhere["error"]["code"] == ai.FAILED, elsewhere
+
+
+ARCHIVE_REQUESTS = [
+    ai.ArchiveBackupOptions(owner="alpha", storage_path="/var/lib/vz", archive=ARCHIVE, vm="web"),
+    ai.ArchiveBackupOptions(
+        owner="beta", storage_path="/srv/pve/backups", archive=ARCHIVE.removesuffix(".zst"),
+        vm="web", failback=True, copy=True,
+    ),
+    ai.ArchiveStageOptions(
+        owner="alpha", peer="beta", storage_path="/var/lib/vz", archive=ARCHIVE,
+        snapshot=SNAPSHOT_HEX, sha256="0123456789abcdef" * 4,
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("options", ARCHIVE_REQUESTS, ids=lambda o: f"{o.command}-{o.owner}")
+def test_archive_requests_conform_and_the_readers_agree_on_malformed_ones(
+    options: ai.Options,
+) -> None:
+    request = ai.Request("alpha", "/etc/kloudctl/fleet", "/var/lib/kloudctl/replication", options)
+    document = request.as_dict()
+    assert document["version"] == "1.1" and both_agree(document, "request")
+    assert ai.Request.from_dict(json.loads(json.dumps(document))) == request
+    verdicts = [both_agree(changed, "request") for _why, changed in _mutations(document)]
+    assert verdicts.count(False) > len(verdicts) // 2
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("archive", "../../etc/shadow", "options.archive is expected to match"),
+        ("archive", "vzdump-qemu-1000-2026_11_30-04_00_00.vma.zst/../x", "options.archive"),
+        ("storage_path", "/var/lib/vz/../../etc", "options.storage_path is expected to match"),
+        ("storage_path", "var/lib/vz", "options.storage_path"),
+        ("snapshot", "latest", "options.snapshot is expected to match"),
+        ("snapshot", "AB" * 32, "options.snapshot"),
+        ("sha256", "ab" * 31, "options.sha256"),
+        ("owner", "Alpha; rm", "options.owner"),
+    ],
+)
+def test_archive_requests_are_refused_unless_plain(
+    hosts: dict[str, Path], field: str, value: str, why: str
+) -> None:
+    stage = ai.ArchiveStageOptions(
+        owner="alpha", peer="beta", storage_path=str(hosts["beta-storage"]), archive=ARCHIVE,
+        snapshot=SNAPSHOT_HEX, sha256=SNAPSHOT_HEX,
+    )  # fmt: skip
+    answer = _run_agent(hosts, "beta", dataclasses.replace(stage, **{field: value}))
+    assert answer["exit"] == 2 and answer["error"]["code"] == ai.BAD_REQUEST, answer
+    assert why in answer["error"]["message"], answer
+    assert list((hosts["beta-storage"] / "dump").iterdir()) == []
+
+
+def test_archive_paths_are_never_followed_through_a_link(
+    hosts: dict[str, Path], tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / ARCHIVE).write_text("not an archive of this storage\n")
+    linked = tmp_path / "linked"
+    (linked).mkdir()
+    (linked / "dump").symlink_to(secret)
+    keep = ai.ArchiveBackupOptions(
+        owner="alpha", storage_path=str(linked), archive=ARCHIVE, vm="alpha-web"
+    )
+    refused = _run_agent(hosts, "alpha", keep)
+    assert refused["error"]["code"] == ai.FAILED and "symbolic link" in refused["error"]["message"]
+    # a storage path that is itself a link, or a file in dump/ that is a link
+    (tmp_path / "vz-link").symlink_to(hosts["alpha-storage"])
+    refused = _run_agent(
+        hosts, "alpha", dataclasses.replace(keep, storage_path=str(tmp_path / "vz-link"))
+    )
+    assert "goes through a link" in refused["error"]["message"], refused
+    link = hosts["beta-storage"] / "dump" / ARCHIVE
+    link.symlink_to(secret / ARCHIVE)
+    refused = _run_agent(
+        hosts, "beta", dataclasses.replace(keep, storage_path=str(hosts["beta-storage"]))
+    )
+    assert "not a regular file" in refused["error"]["message"], refused
+
+
+def test_storage_paths_must_be_declared_where_the_host_declares_them(tmp_path: Path) -> None:
+    from kloudctl.replication import archives
+
+    storage = tmp_path / "vz"
+    storage.mkdir()
+    cfg = tmp_path / "storage.cfg"
+    cfg.write_text(f"dir: local\n\tpath {storage}\n\tcontent backup,iso\n")
+    assert archives.storage_folder(str(storage), cfg=cfg) == storage
+    other = tmp_path / "etc"
+    other.mkdir()
+    with pytest.raises(archives.ArchiveRefused, match="no storage path declared in"):
+        archives.storage_folder(str(other), cfg=cfg)
