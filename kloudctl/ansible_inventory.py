@@ -3,25 +3,26 @@ area's role inputs. The inventory plugin (`inventory/plugins/kloudctl_fleet.py`)
 itself both read it from here, so nothing about a host is computed twice.
 
 It sits above the areas it gathers: `hosts` knows nothing of replication, and replication
-deploys through `hosts` (see docs/architecture.md).
+deploys through `hosts` (see docs/architecture.md). It is also where the federation meets
+replication: the registry the fleet holds says which cabinets are active members, and copies
+between two of them go over the mesh (`replication.roles.peer_url`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kloudctl.federation.peers import PeerResolver
+from kloudctl.federation import membership
+from kloudctl.federation.peers import PeerResolver, state_folder
 from kloudctl.hosts import inventory
-from kloudctl.hosts.inventory import Template
-from kloudctl.model import Fleet
+from kloudctl.hosts.inventory import RoleVars, Template
+from kloudctl.model import Fleet, load_fleet
 from kloudctl.replication import roles as replication_roles
 
-#: One entry per area whose roles take inputs computed from the fleet.
-ROLE_VARS = (replication_roles.role_vars,)
-
-__all__ = ["ROLE_VARS", "Template", "build", "load"]
+__all__ = ["Template", "build", "load", "role_vars"]
 
 
 def peers_of(fleet: Fleet) -> Callable[[str], list[str]]:
@@ -31,9 +32,16 @@ def peers_of(fleet: Fleet) -> Callable[[str], list[str]]:
     return lambda name: resolver.peers(name, strict=False)
 
 
+def role_vars(fleet: Fleet) -> tuple[RoleVars, ...]:
+    """ROLE_VARS with what the fleet's federation registry says: the members' mesh addresses."""
+    mesh = membership.mesh_addresses(fleet, state_folder(fleet.root))
+    return (functools.partial(replication_roles.role_vars, mesh=mesh),)
+
+
 def build(fleet: Fleet, testbed: dict[str, Any] | None = None) -> dict[str, Any]:
-    return inventory.build(fleet, testbed, ROLE_VARS, peers_of(fleet))
+    return inventory.build(fleet, testbed, role_vars(fleet), peers_of(fleet))
 
 
 def load(root: Path, testbed: dict[str, Any] | None = None) -> dict[str, Any]:
-    return inventory.load(root, testbed, ROLE_VARS, peers_of)
+    fleet = load_fleet(root)  # the foundation's located errors on bad input
+    return build(fleet, testbed)

@@ -5,6 +5,9 @@ peers that are active members of F, as the registry this fleet holds says (the s
 folder `<fleet>/.state/federation`, or the one given). Until the fleet holds a registry
 (before `federation init` or `join`), there is nothing to check against, and peers are
 checked against `cabinets/` only, as for a cabinet outside any federation.
+
+The same registry says where members reach each other: `mesh_addresses` gives each active
+member's mesh address, by cabinet, for replication between members to go over the mesh.
 """
 
 from __future__ import annotations
@@ -14,6 +17,25 @@ from pathlib import Path
 from kloudctl.errors import Problem
 from kloudctl.federation import REGISTRY_FILE
 from kloudctl.model import Fleet
+
+
+def mesh_addresses(fleet: Fleet, folder: Path) -> dict[str, str]:
+    """{cabinet: mesh address} for every cabinet of the fleet that is an active member of
+    the federation whose registry `folder` holds (and declares that federation); empty
+    without a registry. A registry that does not verify is an error naming the bad entry:
+    no address it gives can be believed."""
+    if not (folder / REGISTRY_FILE).is_file():
+        return {}
+    federated = [c for c in fleet if c.federation is not None]
+    if not federated:
+        return {}
+    from kloudctl.federation.registry import RegistryStore  # see peer_problems
+
+    registry = RegistryStore(folder).load()
+    declared = {
+        c.name for c in federated if c.federation and c.federation.name == registry.federation
+    }
+    return {m.cabinet: m.mesh_address for m in registry.active().values() if m.cabinet in declared}
 
 
 def peer_problems(fleet: Fleet, only: list[Path] | None, folder: Path) -> list[Problem]:

@@ -4,10 +4,17 @@
 `replication_target` on cabinets others replicate to (rest-server users, retention). No
 secret value appears here: only `lookup('file', ...)` templates into the controller's
 replication state, which Ansible reads when a role runs.
+
+Between two active members of the federation whose registry the controller holds, copies go
+over the mesh: the source reaches the peer's rest-server at the peer's mesh address (the
+only path between communes; the mesh's firewall opens the replication port for exactly
+this), and the peer's certificate names that address beside its management address (which
+the controller uses). Elsewhere, the peer's management address (`ansible_host`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kloudctl.federation.peers import PeerResolver
@@ -26,8 +33,20 @@ def _secret(name: str, filters: str = "") -> Template:
     return Template(f"{{{{ lookup('ansible.builtin.file', {path}){filters} }}}}")
 
 
-def role_vars(fleet: Fleet, cabinet: Cabinet) -> dict[str, Any]:
-    """The replication roles' inputs: sources send to peers, targets host their copies."""
+def peer_url(me: str, peer: str, mesh: Mapping[str, str]) -> str:
+    """Where `me` reaches `peer`'s rest-server: over the mesh when both are on it."""
+    if me in mesh and peer in mesh:
+        return f"https://{mesh[peer]}:{REST_SERVER_PORT}"  # from the verified registry
+    return Template(f"https://{{{{ hostvars['{peer}'].ansible_host }}}}:{REST_SERVER_PORT}")
+
+
+def role_vars(
+    fleet: Fleet, cabinet: Cabinet, mesh: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The replication roles' inputs: sources send to peers, targets host their copies.
+    `mesh`: {cabinet: mesh address} of the federation's active members
+    (`kloudctl.federation.membership.mesh_addresses`)."""
+    mesh = mesh or {}
     me = cabinet.name
     out: dict[str, Any] = {}
     rep = cabinet.replication
@@ -46,9 +65,7 @@ def role_vars(fleet: Fleet, cabinet: Cabinet) -> dict[str, Any]:
             "replication_source__peers": [
                 {
                     "name": peer,
-                    "url": Template(
-                        f"https://{{{{ hostvars['{peer}'].ansible_host }}}}:{REST_SERVER_PORT}"
-                    ),
+                    "url": peer_url(me, peer, mesh),
                     "cacert": Template(
                         "{{ lookup('ansible.builtin.file', kloudctl_replication_state"
                         f" ~ '/certs/{peer}.pem') }}}}"
@@ -77,7 +94,10 @@ def role_vars(fleet: Fleet, cabinet: Cabinet) -> dict[str, Any]:
         out |= {
             "replication_target__sources": entries,
             "replication_target__listen": f"0.0.0.0:{REST_SERVER_PORT}",
-            "replication_target__tls_addresses": [Template("{{ ansible_host }}")],
+            "replication_target__tls_addresses": [
+                Template("{{ ansible_host }}"),
+                *([mesh[me]] if me in mesh else []),
+            ],
         }
     return out
 

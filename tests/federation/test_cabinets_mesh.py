@@ -12,6 +12,15 @@ port outside the federation's services is refused; after `revoke`, the others dr
 revoked cabinet's key within one sync period, its traffic stops, and the two others still
 reach each other; brieux's `federation status` reports the propagation it measured.
 
+Replication goes over the mesh, for real: once the federation has formed, the controller
+holds a copy of the registry and `kloudctl replication deploy` puts the real rest-server
+(the replication endpoint, port 8000, its certificate naming the mesh address) and restic
+on every cabinet, each replicating to both others at their mesh addresses. The controller's
+`replication run` (over SSH, restic on the cabinet) copies every cabinet to both peers;
+after the revocation, saint-aubin's copies fail (its peers are unreachable over the mesh)
+and so do the others' copies to it, while brieux and mortree copy a new snapshot to each
+other.
+
 Reuse, expiry and forgery of invites, tampered and rolled-back registries are tested on
 loopback (test_end_to_end.py, test_invites.py, test_registry.py), not again here.
 """
@@ -20,8 +29,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +44,8 @@ from kloudctl import ssh
 from kloudctl.hosts import bundle
 from kloudctl.hosts.runner import run_playbook
 from kloudctl.model import load_fleet
+from kloudctl.replication.deploy import deploy
+from kloudctl.replication.layout import Layout
 from kloudctl.status.federation import mesh_reader
 from kloudctl.testbed import cabinets, image
 from kloudctl.testbed.fleets import make_fleet_root
@@ -44,6 +59,29 @@ STATE = "/var/lib/kloudctl/federation"
 FLEET = "/etc/kloudctl/fleet"
 PERIOD = 5  # federation_mesh__sync_period for this test
 REPLICATION_PORT, OUTSIDE_PORT = 8000, 9999
+#: Who copies to whom: every pair (the example files' peers, rewritten), so that every
+#: cabinet runs a replication endpoint and the two that stay copy to each other.
+PEERS = {c: [p for p in NAMES if p != c] for c in NAMES}
+#: A small daily policy: the cabinets' own timers never run during the test.
+POLICY = """\
+name: meshtest
+description: The mesh test's backups (a few small files).
+interval: 1d
+rpo: 2d
+retention:
+  local:
+    keep_last: 20
+  peer:
+    keep_within: 7d
+include:
+  paths:
+    - /srv/data
+"""
+#: The owner's view of a copy it hosts (restic with its own key, on the peer).
+OWNER_SNAPSHOTS = (
+    "RESTIC_PASSWORD_FILE=/etc/kloudctl-rest-server/owner-keys/{source}.password"
+    " restic --json --no-lock -r /var/lib/kloudctl-rest-server/{source} snapshots"
+)
 #: A TCP probe run on a cabinet: prints "open", "refused" or "timeout".
 PROBE = (
     "import socket,sys\n"
@@ -52,13 +90,12 @@ PROBE = (
     "except ConnectionRefusedError: print('refused')\n"
     "except OSError: print('timeout')\n"
 )
-#: Stand-ins for the replication endpoint (8000) and a service outside the federation's.
+#: A stand-in for a service outside the federation's (the replication endpoint is the real
+#: rest-server, deployed once the federation has formed).
 LISTEN = (
     "import socket,time\n"
-    "socks=[]\n"
-    f"for p in ({REPLICATION_PORT}, {OUTSIDE_PORT}):\n"
-    " s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    " s.bind(('0.0.0.0', p)); s.listen(16); socks.append(s)\n"
+    "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    f"s.bind(('0.0.0.0', {OUTSIDE_PORT})); s.listen(16)\n"
     "time.sleep(36000)\n"
 )
 
@@ -68,6 +105,8 @@ class Mesh:
     bed: cabinets.Testbed
     changed: list[dict[str, int]]
     root: Path
+    #: The controller's replication state (secrets, certificates, endpoints.json).
+    replication: Layout
 
     def kloudctl(self, cabinet: str, *args: str) -> tuple[int, str, str]:
         done = self.bed.ssh(
@@ -93,6 +132,32 @@ class Mesh:
         start = int(values["ExecMainStartTimestampMonotonic"])
         end = int(values["ExecMainExitTimestampMonotonic"])
         return max(end - start, 0) / 1e6
+
+    def replicate(self, cabinet: str) -> tuple[int, dict[str, dict], str]:  # type: ignore[type-arg]
+        """`kloudctl replication run CABINET` on the controller (a separate process, as an
+        engineer runs it): the cabinet runs restic itself, over SSH. Its exit code, its
+        steps by name and its stderr."""
+        done = subprocess.run(
+            [sys.executable, "-m", "kloudctl", "--fleet", str(self.root), "replication", "run",
+             cabinet, "--no-prune", "--no-check", "--json",
+             "--state-dir", str(self.replication.state)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        try:
+            [report] = json.loads(done.stdout)
+        except ValueError:
+            raise AssertionError(done.stdout + done.stderr) from None
+        return done.returncode, {s["step"]: s for s in report["steps"]}, done.stderr
+
+    def replicate_each(self, cabinets: list[str]) -> dict[str, tuple[int, dict, str]]:  # type: ignore[type-arg]
+        """`replicate` of each cabinet, all at once (each runs on its own cabinet)."""
+        with ThreadPoolExecutor(len(cabinets)) as pool:
+            return dict(zip(cabinets, pool.map(self.replicate, cabinets), strict=True))
+
+    def hosted_snapshots(self, owner: str, source: str) -> int:
+        """How many snapshots of `source`'s copy `owner` holds, read there with its key."""
+        out = self.bed.ssh(owner, "sh", "-c", OWNER_SNAPSHOTS.format(source=source)).stdout
+        return len(json.loads(out))
 
     def address(self, cabinet: str) -> str:
         return self.bed.hosts[cabinet].address
@@ -121,6 +186,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     name = image.ensure_image(("wireguard-tools", "nftables"))
     base = tmp_path_factory.mktemp("fedmesh")
     root = make_fleet_root(base / "fleet")
+    _replicate_every_pair(root)
     built = bundle.build(base / "bundles")
     bed_dir = base / "testbed"
     extra = ["--device", "/dev/net/tun", "--cap-add", "NET_ADMIN"]
@@ -144,9 +210,55 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             )
             result.raise_for_status()
             changed.append({h: r.changed for h, r in result.recaps.items()})
-        for cabinet in NAMES:
+        for i, cabinet in enumerate(NAMES):
             bed.ssh(cabinet, "systemd-run", "--unit", "kfed-listen", "python3", "-c", LISTEN)
-        yield Mesh(bed, changed, root)
+            _make_files(bed, cabinet, i)
+        yield Mesh(bed, changed, root, Layout(base / "replication"))
+
+
+def _replicate_every_pair(root: Path) -> None:
+    """The example fleet, each cabinet replicating to both others under a small policy."""
+    (root / "backups" / "meshtest.yaml").write_text(POLICY)
+    for name, peers in PEERS.items():
+        path = root / "cabinets" / f"{name}.yaml"
+        text = re.sub(r"(?m)^  peers: \[.*\]$", f"  peers: [{', '.join(peers)}]", path.read_text())
+        text = re.sub(r"(?m)^  rpo: .*\n", "", text).replace("policy: standard", "policy: meshtest")
+        path.write_text(text)
+    fleet = load_fleet(root)  # the rewritten files are valid
+    assert {c: fleet.cabinet(c).replication.declared_peers for c in NAMES} == PEERS  # type: ignore[union-attr]
+
+
+def _make_files(bed: cabinets.Testbed, cabinet: str, seed: int) -> None:
+    bed.ssh(
+        cabinet, "sh", "-c",
+        f"mkdir -p /srv/data && head -c $((30000 + {seed})) /dev/urandom > /srv/data/a.bin",
+    )  # fmt: skip
+
+
+def _deploy_replication(mesh: Mesh) -> None:
+    """The controller takes a copy of the registry (it verifies it on load), then deploys
+    replication: with both cabinets active members, each source's peers are at their mesh
+    addresses and each rest-server's certificate names its own."""
+    for tool in ("restic", "rest-server"):  # the roles copy the controller's
+        assert shutil.which(tool), f"{tool} is not on PATH (`make tools` builds it)"
+    held = mesh.root / ".state" / "federation"
+    held.mkdir(parents=True, exist_ok=True)
+    registry = mesh.bed.ssh("brieux", "cat", f"{STATE}/registry.json").stdout
+    (held / "registry.json").write_text(registry)
+    testbed = Path(mesh.bed.state_dir) / "testbed.json"
+    deploy(mesh.root, mesh.replication, NAMES, testbed_state=testbed).raise_for_status()
+    for cabinet in NAMES:
+        endpoints = json.loads(
+            mesh.bed.ssh(cabinet, "cat", "/var/lib/kloudctl/replication/endpoints.json").stdout
+        )["cabinets"]
+        for peer in PEERS[cabinet]:
+            assert endpoints[peer]["server"]["url"] == f"https://{MESH[peer]}:{REPLICATION_PORT}"
+        names = mesh.bed.ssh(
+            cabinet, "openssl", "x509", "-noout", "-ext", "subjectAltName",
+            "-in", "/etc/kloudctl-rest-server/cert.pem",
+        ).stdout  # fmt: skip
+        assert f"IP Address:{MESH[cabinet]}" in names, names
+        assert f"IP Address:{mesh.address(cabinet)}" in names, names  # the controller's way
 
 
 def _form(mesh: Mesh) -> None:
@@ -180,6 +292,7 @@ def test_the_role_converges_and_the_mesh_reaches_only_the_federation_services(
     assert all(n > 0 for n in mesh.changed[0].values()), mesh.changed
     assert mesh.changed[1] == dict.fromkeys(NAMES, 0), "the second run changed something"
     _form(mesh)
+    _deploy_replication(mesh)  # the real rest-server on 8000 (the mesh converges meanwhile)
     # The timers apply the registry: every pair handshakes and reaches the replication port.
     deadline = time.monotonic() + 6 * PERIOD
     pairs = [(a, b) for a in NAMES for b in NAMES if a != b]
@@ -202,6 +315,17 @@ def test_the_role_converges_and_the_mesh_reaches_only_the_federation_services(
     assert mesh.probe("mortree", mesh.address("brieux"), OUTSIDE_PORT) == "open"
     assert mesh.probe("mortree", MESH["brieux"], OUTSIDE_PORT) == "refused"
     assert mesh.probe("saint-aubin", MESH["mortree"], OUTSIDE_PORT) == "refused"
+
+
+def test_members_replicate_to_each_other_over_the_mesh(mesh: Mesh) -> None:
+    for cabinet, (code, steps, err) in mesh.replicate_each(NAMES).items():
+        assert code == 0, (steps, err)
+        for peer in PEERS[cabinet]:
+            assert steps[f"copy:{peer}"]["ok"], steps
+    # The copies are on the peers' rest-servers, one private repository per source.
+    for cabinet, peers in PEERS.items():
+        for peer in peers:
+            assert mesh.hosted_snapshots(peer, cabinet) == 1, (cabinet, peer)
 
 
 def test_a_revoked_cabinet_is_dropped_within_one_sync_period(mesh: Mesh, tmp_path: Path) -> None:
@@ -252,3 +376,20 @@ def test_a_revoked_cabinet_is_dropped_within_one_sync_period(mesh: Mesh, tmp_pat
     assert seen["mortree"]["state"] == "up" and list(seen["mortree"]["handshake_age_s"]) == [
         "brieux"
     ]
+    # Replication: the revoked cabinet's copies to the others stop (their rest-servers no
+    # longer answer over the mesh), and so do theirs to it; the two others keep copying.
+    ran = mesh.replicate_each(NAMES)
+    code, steps, err = ran["saint-aubin"]
+    assert code == 1 and "saint-aubin" in err, (steps, err)
+    for peer in ("brieux", "mortree"):
+        step = steps[f"copy:{peer}"]  # PeerUnreachable, naming the peer's mesh address
+        assert not step["ok"], step
+        assert step["detail"] == f"{MESH[peer]}:{REPLICATION_PORT}: timed out", step
+    for cabinet, peer in (("brieux", "mortree"), ("mortree", "brieux")):
+        code, steps, err = ran[cabinet]
+        assert code == 1, (steps, err)  # its copy to saint-aubin fails
+        assert steps["backup:paths"]["ok"] and steps[f"copy:{peer}"]["ok"], steps
+        assert not steps["copy:saint-aubin"]["ok"], steps
+        assert mesh.hosted_snapshots(peer, cabinet) == 2, (cabinet, peer)  # the new one
+    for peer in ("brieux", "mortree"):  # nothing more arrived from saint-aubin
+        assert mesh.hosted_snapshots(peer, "saint-aubin") == 1
