@@ -1,5 +1,5 @@
-"""`kloudctl federation init|invite|join|admit|pending|sync|revoke|status|serve|backup|
-failover|failback|failovers`."""
+"""`kloudctl federation init|invite|join|admit|pending|sync|revoke|status|deploy|serve|
+backup|failover|failback|failovers`."""
 
 from __future__ import annotations
 
@@ -266,6 +266,46 @@ def status(ctx: FleetContext, as_json: bool, interface: str | None, state_dir: s
                 f"revocation of '{revocation['revoked']}' (version {revocation['version']}):"
                 f" applied by every member {revocation['seconds']} s after it was made"
             )
+
+
+@command.command("deploy")
+@click.argument("cabinets", nargs=-1, shell_complete=cabinet_names)
+@click.option(
+    "--testbed/--no-testbed",
+    "use_testbed",
+    default=None,
+    help="Deploy on the test cabinets (default: when `kloudctl testbed up` runs them).",
+)
+@json_option
+@pass_fleet
+def deploy(
+    ctx: FleetContext, cabinets: tuple[str, ...], use_testbed: bool | None, as_json: bool
+) -> None:
+    """Put the mesh on the federation's cabinets (all members when none is named): wg,
+    wireguard-go, kloudctl, the mesh, sync and endpoint units, failover backup timers.
+
+    Prints what changed on each cabinet. Exit 1 when none finished, 3 when some did."""
+    from kloudctl.federation import deploy as federation_deploy
+    from kloudctl.report.hosts import Progress, recap_json
+    from kloudctl.testbed import bed as testbed
+
+    names = federation_deploy.members_to_deploy(ctx.fleet(), list(cabinets))
+    target = testbed.target_state(ctx.root, names, use_testbed)
+    progress = Progress(names)
+    with progress.shown():
+        result = federation_deploy.deploy(
+            ctx.root,
+            names,
+            bundles=ctx.root / ".state" / "bundles",
+            testbed_state=target,
+            on_event=progress,
+        )
+    if as_json:
+        console.emit_json(recap_json(result))
+    else:
+        for line in federation_deploy.summary(result):
+            console.line(line)
+    federation_deploy.check(result)
 
 
 @command.command("serve")

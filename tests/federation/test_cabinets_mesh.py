@@ -28,8 +28,7 @@ from pathlib import Path
 import pytest
 
 from kloudctl import ssh
-from kloudctl.hosts import bundle
-from kloudctl.hosts.runner import run_playbook
+from kloudctl.federation.deploy import deploy
 from kloudctl.model import load_fleet
 from kloudctl.status.federation import mesh_reader
 from kloudctl.testbed import cabinets, image
@@ -121,7 +120,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     name = image.ensure_image(("wireguard-tools", "nftables"))
     base = tmp_path_factory.mktemp("fedmesh")
     root = make_fleet_root(base / "fleet")
-    built = bundle.build(base / "bundles")
     bed_dir = base / "testbed"
     extra = ["--device", "/dev/net/tun", "--cap-add", "NET_ADMIN"]
     with cabinets.running(
@@ -129,13 +127,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     ) as bed:
         changed = []
         for _ in range(2):  # the second run must change nothing
-            result = run_playbook(
+            result = deploy(  # what `kloudctl federation deploy` runs
                 root,
-                "federation.yml",
-                limit=NAMES,
+                NAMES,
+                bundles=base / "bundles",
                 testbed_state=bed_dir / "testbed.json",
                 extravars={
-                    "kloudctl_bundle": str(built),
                     "federation_mesh__sync_period": PERIOD,
                     # wireguard-go, as on cabinets without the module (auto would pick the
                     # kernel's where it loads)
