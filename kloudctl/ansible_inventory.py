@@ -11,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kloudctl.federation import roles as federation_roles
 from kloudctl.hosts import inventory
 from kloudctl.hosts.inventory import Template
 from kloudctl.model import Fleet
 from kloudctl.replication import roles as replication_roles
 
 #: One entry per area whose roles take inputs computed from the fleet.
-ROLE_VARS = (replication_roles.role_vars,)
+ROLE_VARS = (replication_roles.role_vars, federation_roles.role_vars)
 
 __all__ = ["ROLE_VARS", "Template", "build", "load"]
 

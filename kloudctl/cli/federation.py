@@ -11,6 +11,7 @@ import click
 
 from kloudctl import console
 from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
+from kloudctl.errors import ToolMissing
 from kloudctl.federation import service
 from kloudctl.federation.endpoint import JoinServer
 from kloudctl.federation.invites import parse_ttl
@@ -355,7 +356,14 @@ def _failover(
 ) -> Failover:
     # Imported here: failover drives Proxmox's API, whose client the trimmed kloudctl on a
     # cabinet does not carry, and `federation sync` must load there.
-    from kloudctl.failover.ops import Failover
+    try:
+        from kloudctl.failover.ops import Failover
+    except ModuleNotFoundError as exc:  # on a cabinet whose bundle lacks the API client
+        raise ToolMissing(
+            f"this kloudctl lacks the Python module '{exc.name}' that failover and its backups"
+            " need (the Proxmox API client): run them from the controller, or deploy a"
+            " kloudctl that carries it"
+        ) from None
 
     layout = Layout.for_fleet(ctx.root, replication_state, read_only=read_only)
     return Failover(ctx.fleet(), layout, _state(ctx, state_dir).folder)

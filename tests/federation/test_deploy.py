@@ -137,3 +137,63 @@ def test_no_cabinet_finished_is_exit_1() -> None:
     # ansible-playbook stopped before any host (a syntax error): no recap counts at all.
     with pytest.raises(ExternalError, match=r"ansible-playbook failed \(exit 4\)"):
         check(_result(HostRecap("brieux"), rc=4))
+
+
+def test_the_inventory_gives_each_member_its_failover_backup_inputs() -> None:
+    """Through the inventory Ansible reads (kloudctl.ansible_inventory): brieux declares a
+    failover VM and a 6 h RPO; the others declare none (their timer is absent)."""
+    from kloudctl import ansible_inventory
+
+    hostvars = ansible_inventory.build(load_fleet(REPO))["hostvars"]
+    from kloudctl.federation.roles import BACKUP_PERIODS
+
+    brieux = {k: v for k, v in hostvars["brieux"].items() if "failover" in k}
+    assert brieux == {
+        "federation_mesh__failover_vms": ["brieux-web"],
+        "federation_mesh__failover_backup_period": 6 * 3600,
+    }
+    for other in ("mortree", "saint-aubin"):
+        assert hostvars[other]["federation_mesh__failover_vms"] == []
+        assert hostvars[other]["federation_mesh__failover_backup_period"] in BACKUP_PERIODS
+
+
+@pytest.mark.parametrize(
+    ("rpo", "period"),
+    [(60, 300), (1000, 900), (3600, 3600), (5400, 3600), (7 * 3600, 6 * 3600), (3 * 86400, 86400)],
+)
+def test_the_backup_period_is_the_rpo_rounded_down_to_a_calendar_period(
+    rpo: int, period: int
+) -> None:
+    from kloudctl.federation.roles import backup_period
+
+    assert backup_period(rpo) == period
+
+
+def test_the_backup_timers_command_on_a_cabinets_kloudctl_says_what_it_lacks(
+    tmp_path: Path,
+) -> None:
+    """What kloudctl-federation-backup.service runs, with the cabinet bundle alone
+    (isolated, the system's python3): the bundle carries no Proxmox API client yet, so the
+    backup stops with a clear error (exit 1), not a traceback."""
+    import subprocess
+    import tarfile
+
+    from kloudctl.hosts import bundle
+
+    unpacked = tmp_path / "opt"
+    with tarfile.open(bundle.build(tmp_path / "bundles")) as tar:
+        tar.extractall(unpacked, filter="data")
+    launcher = (
+        f"import sys; sys.path.insert(0, {str(unpacked)!r}); "
+        "from kloudctl.cli import main; sys.exit(main())"
+    )
+    done = subprocess.run(
+        ["/usr/bin/python3", "-I", "-S", "-c", launcher, "--fleet", str(REPO), "federation",
+         "backup", "brieux", "--state-dir", str(tmp_path / "federation"),
+         "--replication-state", str(tmp_path / "replication")],
+        capture_output=True, text=True, cwd=tmp_path, env={"COLUMNS": "300"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "this kloudctl lacks the Python module" in done.stderr
+    assert "that failover and its backups need (the Proxmox API client)" in done.stderr
