@@ -337,6 +337,9 @@ def serve(ctx: FleetContext, listen: str | None, state_dir: str | None) -> None:
     server.start()
     what = "registry endpoint (read-only)" if read_only else "join endpoint"
     console.info(f"{what} on {host}:{server.port}, certificate {service.tls_fingerprint(state)}")
+    problem = service.pin_problem(state)
+    if problem:
+        console.info(f"warning: {problem}")
     try:
         stop.wait()
     finally:

@@ -514,6 +514,27 @@ def serving(state: FederationState, listen: str | None) -> tuple[str, int, bool]
     return host, chosen or DEFAULT_JOIN_PORT, True
 
 
+def pin_problem(state: FederationState) -> str | None:
+    """Why other members will not fetch from this member's endpoint (its certificate is not
+    the one its registry entry records, or none is recorded), or None when they will."""
+    identity = state.identity()
+    if identity.get("role") == "coordinator":
+        return None  # pinned by the invites, and the authority anyway
+    me = state.store.load().members.get(identity["commune"])
+    recorded = me.tls_fingerprint if me else None
+    if recorded is None:
+        return (
+            "the registry records no certificate for this member (joined before certificates"
+            " were recorded): other members will not ask it for the registry"
+        )
+    if recorded != tls_fingerprint(state):
+        return (
+            f"this certificate is not the {recorded} the registry records for this member:"
+            " other members will refuse it (restore the certificate and key of the join)"
+        )
+    return None
+
+
 def sync(state: FederationState, interface: str | None = None) -> Synced:
     """Fetch the coordinator's registry, verify it, hold it unless older; with `interface`,
     apply it to this member's mesh interface; report the version held to the coordinator

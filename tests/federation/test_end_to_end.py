@@ -352,6 +352,7 @@ def test_members_pin_each_others_certificates(
     identity = state.identity()
     away = service.Source(f"127.0.0.1:{free_port()}", "00:11", "the coordinator", True)
 
+    assert service.pin_problem(service.FederationState(folder)) is None
     where, server = _serve_read_only(folder)
     try:
         pinned = service.Source(where, mortree_cert, "member 'mortree'")
@@ -369,6 +370,11 @@ def test_members_pin_each_others_certificates(
     try:
         swapped = tls.fingerprint_of((impostor / service.TLS_CERT).read_bytes())
         assert swapped != mortree_cert
+        # What `federation serve` warns about there.
+        assert service.pin_problem(service.FederationState(impostor)) == (
+            f"this certificate is not the {mortree_cert} the registry records for this member:"
+            " other members will refuse it (restore the certificate and key of the join)"
+        )
         with pytest.raises(service.ExternalError) as refused:
             service.fetch_registry(
                 state, identity, [away, service.Source(where, mortree_cert, "member 'mortree'")]
