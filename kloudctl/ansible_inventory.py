@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kloudctl.federation import membership
+from kloudctl.federation import roles as federation_roles
 from kloudctl.federation.peers import PeerResolver, state_folder
 from kloudctl.hosts import inventory
 from kloudctl.hosts.inventory import RoleVars, Template
@@ -35,7 +36,7 @@ def peers_of(fleet: Fleet) -> Callable[[str], list[str]]:
 def role_vars(fleet: Fleet) -> tuple[RoleVars, ...]:
     """ROLE_VARS with what the fleet's federation registry says: the members' mesh addresses."""
     mesh = membership.mesh_addresses(fleet, state_folder(fleet.root))
-    return (functools.partial(replication_roles.role_vars, mesh=mesh),)
+    return (functools.partial(replication_roles.role_vars, mesh=mesh), federation_roles.role_vars)
 
 
 def build(fleet: Fleet, testbed: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""`kloudctl federation init|invite|join|admit|pending|sync|revoke|status|serve|backup|
-failover|failback|failovers`."""
+"""`kloudctl federation init|invite|join|admit|pending|sync|revoke|status|deploy|serve|
+backup|failover|failback|failovers`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import click
 
 from kloudctl import console
 from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
+from kloudctl.errors import ToolMissing
 from kloudctl.federation import service
 from kloudctl.federation.endpoint import JoinServer
 from kloudctl.federation.invites import parse_ttl
@@ -268,6 +269,46 @@ def status(ctx: FleetContext, as_json: bool, interface: str | None, state_dir: s
             )
 
 
+@command.command("deploy")
+@click.argument("cabinets", nargs=-1, shell_complete=cabinet_names)
+@click.option(
+    "--testbed/--no-testbed",
+    "use_testbed",
+    default=None,
+    help="Deploy on the test cabinets (default: when `kloudctl testbed up` runs them).",
+)
+@json_option
+@pass_fleet
+def deploy(
+    ctx: FleetContext, cabinets: tuple[str, ...], use_testbed: bool | None, as_json: bool
+) -> None:
+    """Put the mesh on the federation's cabinets (all members when none is named): wg,
+    wireguard-go, kloudctl, the mesh, sync and endpoint units, failover backup timers.
+
+    Prints what changed on each cabinet. Exit 1 when none finished, 3 when some did."""
+    from kloudctl.federation import deploy as federation_deploy
+    from kloudctl.report.hosts import Progress, recap_json
+    from kloudctl.testbed import bed as testbed
+
+    names = federation_deploy.members_to_deploy(ctx.fleet(), list(cabinets))
+    target = testbed.target_state(ctx.root, names, use_testbed)
+    progress = Progress(names)
+    with progress.shown():
+        result = federation_deploy.deploy(
+            ctx.root,
+            names,
+            bundles=ctx.root / ".state" / "bundles",
+            testbed_state=target,
+            on_event=progress,
+        )
+    if as_json:
+        console.emit_json(recap_json(result))
+    else:
+        for line in federation_deploy.summary(result):
+            console.line(line)
+    federation_deploy.check(result)
+
+
 @command.command("serve")
 @click.option(
     "--listen",
@@ -296,6 +337,9 @@ def serve(ctx: FleetContext, listen: str | None, state_dir: str | None) -> None:
     server.start()
     what = "registry endpoint (read-only)" if read_only else "join endpoint"
     console.info(f"{what} on {host}:{server.port}, certificate {service.tls_fingerprint(state)}")
+    problem = service.pin_problem(state)
+    if problem:
+        console.info(f"warning: {problem}")
     try:
         stop.wait()
     finally:
@@ -315,7 +359,14 @@ def _failover(
 ) -> Failover:
     # Imported here: failover drives Proxmox's API, whose client the trimmed kloudctl on a
     # cabinet does not carry, and `federation sync` must load there.
-    from kloudctl.failover.ops import Failover
+    try:
+        from kloudctl.failover.ops import Failover
+    except ModuleNotFoundError as exc:  # on a cabinet whose bundle lacks the API client
+        raise ToolMissing(
+            f"this kloudctl lacks the Python module '{exc.name}' that failover and its backups"
+            " need (the Proxmox API client): run them from the controller, or deploy a"
+            " kloudctl that carries it"
+        ) from None
 
     layout = Layout.for_fleet(ctx.root, replication_state, read_only=read_only)
     return Failover(ctx.fleet(), layout, _state(ctx, state_dir).folder)

@@ -34,6 +34,10 @@ MAX_BODY = 64 * 1024
 TIMEOUT = 15.0
 
 
+class CertificateMismatch(KloudError):
+    """An endpoint showed a certificate other than the one pinned for it."""
+
+
 class JoinServer:
     """The join endpoint of the coordinator whose state is in `folder`, in a thread."""
 
@@ -166,11 +170,11 @@ class JoinServer:
 def _pinned(
     host: str, port: int, fingerprint: str | None, what: str, timeout: float = TIMEOUT
 ) -> http.client.HTTPSConnection:
-    """A connection whose certificate's SHA-256 is `fingerprint` (checked before sending).
+    """A connection whose certificate's SHA-256 is `fingerprint` (checked before sending):
+    the coordinator's from the invite, another member's from its signed registry entry.
 
-    `None` only for a member's read-only endpoint over the mesh: no invite names its
-    certificate, WireGuard authenticates the address (one /32 per peer key) and the
-    registry's signatures, verified by the caller, make what it answers trustworthy."""
+    `None` only where there is nothing to pin against and nothing to lose: a test of a
+    member endpoint's refusals. Syncing never asks an unpinned member (`fetch_registry`)."""
     context = ssl.create_default_context()
     # The self-signed certificate is trusted by its pinned fingerprint, not by a CA.
     context.check_hostname = False
@@ -187,7 +191,7 @@ def _pinned(
     seen = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
     if seen != fingerprint.upper():
         connection.close()
-        raise KloudError(
+        raise CertificateMismatch(
             f"{what} at {host}:{port} shows certificate {seen}, not the pinned {fingerprint}:"
             " refused (a different machine, or the certificate was renewed)"
         )
@@ -205,7 +209,7 @@ def call(
     timeout: float = TIMEOUT,
 ) -> tuple[int, Any]:
     """(HTTP status, JSON answer) from the join endpoint `endpoint` (HOST:PORT), or from a
-    member's read-only endpoint over the mesh (`fingerprint` None, see `_pinned`)."""
+    member's read-only endpoint over the mesh (each pinned by `fingerprint`, see `_pinned`)."""
     host, _, port = endpoint.rpartition(":")
     tool = f"{what} at {endpoint}"
     connection = _pinned(host, int(port), fingerprint, what, timeout)

@@ -32,6 +32,7 @@ from kloudctl import files
 from kloudctl.errors import InputError, KloudError
 from kloudctl.federation import canonical
 from kloudctl.federation.keys import MemberKeys, verify
+from kloudctl.federation.registry import TLS_FINGERPRINT_RE
 
 PREFIX = "kfi1"
 INVITES_FILE = "invites.json"
@@ -248,13 +249,27 @@ def _member_request(request: dict[str, Any]) -> dict[str, Any]:
         raise InputError("join request: capacity: expected an object")
     member["endpoints"] = endpoints
     member["capacity"] = capacity
+    # Absent from a request made by an older kloudctl: the member is admitted unpinned.
+    pin = request.get("tls_fingerprint")
+    if pin is not None:
+        if not isinstance(pin, str) or not TLS_FINGERPRINT_RE.match(pin):
+            raise InputError(
+                "join request: tls_fingerprint: expected a SHA-256 fingerprint (AB:CD:...)"
+            )
+        member["tls_fingerprint"] = pin
     return member
 
 
 def join_request(
-    invite: Invite, keys: MemberKeys, cabinet: str, endpoints: list[str], capacity: dict[str, Any]
+    invite: Invite,
+    keys: MemberKeys,
+    cabinet: str,
+    endpoints: list[str],
+    capacity: dict[str, Any],
+    tls_fingerprint: str | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """The newcomer's request and its proof (the secret itself is never sent)."""
+    """The newcomer's request and its proof (the secret itself is never sent). The proof
+    covers the whole request, its registry endpoint's certificate fingerprint included."""
     member = {"signing_key": keys.signing_public, "wireguard_key": keys.wireguard_public}
     request = {
         "invite": invite.id,
@@ -267,4 +282,6 @@ def join_request(
         "capacity": capacity,
         "nonce": secrets.token_hex(8),
     }
+    if tls_fingerprint is not None:
+        request["tls_fingerprint"] = tls_fingerprint
     return request, proof(invite.secret, request)

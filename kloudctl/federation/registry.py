@@ -8,7 +8,13 @@ signature over the entry's canonical JSON without the signature. Who may sign wh
 - `create` (version 1 only): the coordinator, with the key it declares in that entry;
   it names the federation and the mesh address pool;
 - `admit` and `revoke`: the coordinator;
-- `update`: the member itself (its endpoints and capacity figures).
+- `update`: the member itself (its endpoints, capacity figures and endpoint certificate).
+
+A member document may carry `tls_fingerprint`: the SHA-256 of the certificate of the
+member's own registry endpoint (sent in its join request, so signed into its admission),
+which other members pin when they fetch the registry from it over the mesh. Members
+admitted before it was recorded have none; their entries still verify, and they are not
+asked for the registry by other members (`service.fetch_registry`).
 
 Loading replays the whole chain and names the first bad entry by its version. A store
 remembers the highest version it accepted and its hash (`held.json`), so an older registry
@@ -21,6 +27,7 @@ import datetime
 import hashlib
 import ipaddress
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +42,9 @@ KINDS = ("create", "admit", "update", "revoke")
 ENTRY_KEYS = {"version", "prev", "kind", "author", "time", "body", "signature"}
 HELD_FILE = "held.json"
 #: What a member's own `update` may change; the rest is the coordinator's to admit.
-UPDATABLE = {"endpoints", "capacity"}
+UPDATABLE = {"endpoints", "capacity", "tls_fingerprint"}
+#: A certificate's SHA-256 as `tls.fingerprint_of` writes it: 32 hex pairs joined by colons.
+TLS_FINGERPRINT_RE = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){31}$")
 CAPACITY_KEYS = (
     "spare_disk_declared",
     "spare_disk_measured",
@@ -61,6 +70,8 @@ class Member:
     signing_key: str
     mesh_address: str
     capacity: dict[str, int | None]
+    #: The certificate of its registry endpoint, pinned by other members (None: unknown).
+    tls_fingerprint: str | None = None
     state: str = "active"
     since_version: int = 0
 
@@ -73,6 +84,8 @@ class Member:
             "signing_key": self.signing_key,
             "mesh_address": self.mesh_address,
             "capacity": dict(self.capacity),
+            # Absent, not null, when unknown: old entries keep the shape they were signed in.
+            **({"tls_fingerprint": self.tls_fingerprint} if self.tls_fingerprint else {}),
         }
 
 
@@ -96,8 +109,8 @@ def _member(doc: Any, what: str) -> Member:
         raise ValueError(f"{what}: expected an object")
     expected = {"commune", "cabinet", "endpoints", "wireguard_key", "signing_key"}
     expected |= {"mesh_address", "capacity"}
-    if set(doc) != expected:
-        odd = sorted(set(doc) ^ expected)
+    if set(doc) - {"tls_fingerprint"} != expected:
+        odd = sorted((set(doc) - {"tls_fingerprint"}) ^ expected)
         raise ValueError(f"{what}: unexpected or missing fields {', '.join(odd)}")
     endpoints = doc["endpoints"]
     if not isinstance(endpoints, list) or not all(isinstance(e, str) for e in endpoints):
@@ -112,6 +125,12 @@ def _member(doc: Any, what: str) -> Member:
         ipaddress.IPv4Address(_text(doc["mesh_address"], f"{what}.mesh_address"))
     except ipaddress.AddressValueError:
         raise ValueError(f"{what}.mesh_address: expected an IPv4 address") from None
+    pin = doc.get("tls_fingerprint")
+    if pin is not None and not (isinstance(pin, str) and TLS_FINGERPRINT_RE.match(pin)):
+        raise ValueError(
+            f"{what}.tls_fingerprint: expected a SHA-256 fingerprint (32 hex pairs AB:CD:...),"
+            f" got {pin!r}"
+        )
     return Member(
         commune=_text(doc["commune"], f"{what}.commune"),
         cabinet=_text(doc["cabinet"], f"{what}.cabinet"),
@@ -120,6 +139,7 @@ def _member(doc: Any, what: str) -> Member:
         signing_key=_text(doc["signing_key"], f"{what}.signing_key"),
         mesh_address=doc["mesh_address"],
         capacity={k: capacity.get(k) for k in CAPACITY_KEYS},
+        tls_fingerprint=pin,
     )
 
 

@@ -193,9 +193,10 @@ def init(
         "mesh_address": str(wireguard.address.ip),
         "capacity": declared_capacity(cabinet),
     }
-    registry = create(federation, wireguard.address.network, member, keys, now)
     host = split_host_port(join_at, "--endpoint")[0]
     _ensure_tls(state.folder, host)
+    member["tls_fingerprint"] = tls_fingerprint(state)
+    registry = create(federation, wireguard.address.network, member, keys, now)
     state.store.accept(registry, "(new federation)")
     state._save_identity(
         {
@@ -209,13 +210,19 @@ def init(
     return registry
 
 
-def _ensure_tls(folder: Path, host: str) -> None:
+def _endpoint_tls(host: str) -> tuple[bytes, bytes]:
+    """A new (certificate, key) for this member's federation endpoint. Peers pin it by its
+    fingerprint (the invite's, the registry's), so the names it carries are informative."""
     try:
         ipaddress.ip_address(host)
         address, names = host, []
     except ValueError:
         address, names = "127.0.0.1", [host]
-    cert, key = tls.self_signed("kloudctl federation join endpoint", address, names)
+    return tls.self_signed("kloudctl federation join endpoint", address, names)
+
+
+def _ensure_tls(folder: Path, host: str) -> None:
+    cert, key = _endpoint_tls(host)
     if files.create_once(folder / TLS_KEY, key, what="join endpoint key"):
         files.write_atomic(folder / TLS_CERT, cert, what="join endpoint certificate")
 
@@ -324,7 +331,17 @@ def join(
     if not checked and cabinet.federation is not None:
         checked = [f"{cabinet.networks.wan.address.ip}:{cabinet.federation.wireguard.port}"]
     keys = MemberKeys.generate()
-    request, mac = join_request(invite_, keys, cabinet.name, checked, declared_capacity(cabinet))
+    # The certificate of the registry endpoint this member will serve over the mesh: its
+    # fingerprint goes into the signed admission, and the other members pin it.
+    cert, cert_key = _endpoint_tls(str(cabinet.networks.wan.address.ip))
+    request, mac = join_request(
+        invite_,
+        keys,
+        cabinet.name,
+        checked,
+        declared_capacity(cabinet),
+        tls.fingerprint_of(cert),
+    )
     status, answer = join_endpoint.call(
         invite_.endpoint,
         invite_.tls_fingerprint,
@@ -347,6 +364,9 @@ def join(
     # Accepted: only now does anything land on this side.
     state._make_folder()
     keys.save(state.folder)
+    # Replaced, not kept: this join is a new identity, its certificate the one just sent.
+    files.write_atomic(state.folder / TLS_KEY, cert_key, mode=0o600, what="join endpoint key")
+    files.write_atomic(state.folder / TLS_CERT, cert, what="join endpoint certificate")
     state._save_identity(
         {
             "federation": invite_.federation,
@@ -386,15 +406,13 @@ MEMBER_TIMEOUT = 3.0
 @dataclass(frozen=True)
 class Source:
     """Where a sync may fetch the registry: HOST:PORT, its certificate's pinned fingerprint
-    (None for a member over the mesh, see endpoint._pinned), and who answers there."""
+    (the invite's for the coordinator, the registry's for a member; None when the registry
+    records none for that member: it is not asked), and who answers there."""
 
     where: str
     tls_fingerprint: str | None
     who: str  # "the coordinator" or "member 'COMMUNE'"
-
-    @property
-    def coordinator(self) -> bool:
-        return self.tls_fingerprint is not None
+    coordinator: bool = False
 
 
 def fetch_registry(
@@ -408,6 +426,15 @@ def fetch_registry(
     verify, or is older than what is held here, is noted and the next member asked."""
     problems = []
     for source in sources:
+        if source.tls_fingerprint is None:
+            # No certificate to pin: WireGuard would vouch for the address, but a member's
+            # endpoint is trusted only the way the coordinator's is, by its fingerprint.
+            problems.append(
+                f"{source.who} at {source.where}: not asked, the registry records no"
+                " certificate fingerprint for it (admitted before members' certificates were"
+                " recorded; it must join again to be pinned)"
+            )
+            continue
         try:
             status_, answer = join_endpoint.call(
                 source.where,
@@ -418,6 +445,11 @@ def fetch_registry(
                 timeout=join_endpoint.TIMEOUT if source.coordinator else MEMBER_TIMEOUT,
             )
         except ExternalError as exc:
+            problems.append(str(exc))
+            continue
+        except join_endpoint.CertificateMismatch as exc:
+            if source.coordinator:
+                raise
             problems.append(str(exc))
             continue
         if status_ != 200:
@@ -445,18 +477,18 @@ def _sources(
     coordinator = identity["coordinator"]
     endpoint, pinned = coordinator["endpoint"], coordinator["tls_fingerprint"]
     if interface is None or not state.store.exists():
-        return [Source(endpoint, pinned, "the coordinator")]
+        return [Source(endpoint, pinned, "the coordinator", coordinator=True)]
     held = state.store.load()
     port = endpoint.rpartition(":")[2]
     first = held.members[held.coordinator]
     others = [
-        Source(f"{m.mesh_address}:{port}", None, f"member '{c}'")
+        Source(f"{m.mesh_address}:{port}", m.tls_fingerprint, f"member '{c}'")
         for c, m in held.active().items()
         if c not in (held.coordinator, identity["commune"])
     ]
     return [
-        Source(f"{first.mesh_address}:{port}", pinned, "the coordinator"),
-        Source(endpoint, pinned, "the coordinator"),
+        Source(f"{first.mesh_address}:{port}", pinned, "the coordinator", coordinator=True),
+        Source(endpoint, pinned, "the coordinator", coordinator=True),
         *others,
     ]
 
@@ -480,6 +512,27 @@ def serving(state: FederationState, listen: str | None) -> tuple[str, int, bool]
     host, chosen = split_host_port(listen or f"{me.mesh_address}:{port}", "--listen")
     _ensure_tls(state.folder, host)
     return host, chosen or DEFAULT_JOIN_PORT, True
+
+
+def pin_problem(state: FederationState) -> str | None:
+    """Why other members will not fetch from this member's endpoint (its certificate is not
+    the one its registry entry records, or none is recorded), or None when they will."""
+    identity = state.identity()
+    if identity.get("role") == "coordinator":
+        return None  # pinned by the invites, and the authority anyway
+    me = state.store.load().members.get(identity["commune"])
+    recorded = me.tls_fingerprint if me else None
+    if recorded is None:
+        return (
+            "the registry records no certificate for this member (joined before certificates"
+            " were recorded): other members will not ask it for the registry"
+        )
+    if recorded != tls_fingerprint(state):
+        return (
+            f"this certificate is not the {recorded} the registry records for this member:"
+            " other members will refuse it (restore the certificate and key of the join)"
+        )
+    return None
 
 
 def sync(state: FederationState, interface: str | None = None) -> Synced:

@@ -41,10 +41,9 @@ from pathlib import Path
 import pytest
 
 from kloudctl import ssh
-from kloudctl.hosts import bundle
-from kloudctl.hosts.runner import run_playbook
+from kloudctl.federation.deploy import deploy as federation_deploy
 from kloudctl.model import load_fleet
-from kloudctl.replication.deploy import deploy
+from kloudctl.replication.deploy import deploy as replication_deploy
 from kloudctl.replication.layout import Layout
 from kloudctl.status.federation import mesh_reader
 from kloudctl.testbed import cabinets, image
@@ -187,7 +186,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     base = tmp_path_factory.mktemp("fedmesh")
     root = make_fleet_root(base / "fleet")
     _replicate_every_pair(root)
-    built = bundle.build(base / "bundles")
     bed_dir = base / "testbed"
     extra = ["--device", "/dev/net/tun", "--cap-add", "NET_ADMIN"]
     with cabinets.running(
@@ -195,13 +193,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     ) as bed:
         changed = []
         for _ in range(2):  # the second run must change nothing
-            result = run_playbook(
+            result = federation_deploy(  # what `kloudctl federation deploy` runs
                 root,
-                "federation.yml",
-                limit=NAMES,
+                NAMES,
+                bundles=base / "bundles",
                 testbed_state=bed_dir / "testbed.json",
                 extravars={
-                    "kloudctl_bundle": str(built),
                     "federation_mesh__sync_period": PERIOD,
                     # wireguard-go, as on cabinets without the module (auto would pick the
                     # kernel's where it loads)
@@ -246,7 +243,7 @@ def _deploy_replication(mesh: Mesh) -> None:
     registry = mesh.bed.ssh("brieux", "cat", f"{STATE}/registry.json").stdout
     (held / "registry.json").write_text(registry)
     testbed = Path(mesh.bed.state_dir) / "testbed.json"
-    deploy(mesh.root, mesh.replication, NAMES, testbed_state=testbed).raise_for_status()
+    replication_deploy(mesh.root, mesh.replication, NAMES, testbed_state=testbed).raise_for_status()
     for cabinet in NAMES:
         endpoints = json.loads(
             mesh.bed.ssh(cabinet, "cat", "/var/lib/kloudctl/replication/endpoints.json").stdout

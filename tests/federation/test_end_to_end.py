@@ -272,6 +272,8 @@ def test_a_member_serving_an_older_registry_is_passed_over(
         assert k(fleet, "federation", "sync").code == 0
     servers = []
     sources = []
+    pin = service.FederationState(saint_aubin / ".state/federation").store.load()
+    mortree_pin = pin.members["mortree"].tls_fingerprint
     for name, folder in (("stale", stale), ("mortree", mortree / ".state/federation")):
         port = free_port()
         host, port, read_only = service.serving(
@@ -283,18 +285,120 @@ def test_a_member_serving_an_older_registry_is_passed_over(
             read_only=True,
         ).start()  # fmt: skip
         servers.append(server)
-        sources.append(service.Source(f"{host}:{port}", None, f"member '{name}'"))
+        # The stale copy holds mortree's certificate: both are pinned by its registry entry.
+        sources.append(service.Source(f"{host}:{port}", mortree_pin, f"member '{name}'"))
     try:
         state = service.FederationState(saint_aubin / ".state/federation")
         identity = state.identity()
-        away = service.Source(f"127.0.0.1:{free_port()}", "00:11", "the coordinator")
+        away = service.Source(f"127.0.0.1:{free_port()}", "00:11", "the coordinator", True)
         registry, source = service.fetch_registry(state, identity, [away, *sources])
         assert registry.version == 4 and source == f"from {sources[1].who} at {sources[1].where}"
         with pytest.raises(service.ExternalError) as refused:
             service.fetch_registry(state, identity, [away, sources[0]])
         assert "is at version 3, older than version 4 already accepted here" in str(refused.value)
-        status, answer = endpoint.call(sources[1].where, None, "POST", "/v1/held", {"x": 1})
+        status, answer = endpoint.call(sources[1].where, mortree_pin, "POST", "/v1/held", {})
         assert status == 404 and "this member serves its registry only" in answer
     finally:
         for server in servers:
             server.stop()
+
+
+def _serve_read_only(folder: Path) -> tuple[str, object]:
+    """A member's read-only registry endpoint on 127.0.0.1 (real HTTPS, its own certificate
+    files), as `federation serve` runs it over the mesh; (HOST:PORT, the server)."""
+    from kloudctl.federation import endpoint, service
+
+    host, port, read_only = service.serving(
+        service.FederationState(folder), f"127.0.0.1:{free_port()}"
+    )
+    assert read_only
+    server = endpoint.JoinServer(
+        folder, folder / service.TLS_CERT, folder / service.TLS_KEY, host, port, read_only=True
+    ).start()
+    return f"{host}:{port}", server
+
+
+def test_members_pin_each_others_certificates(
+    fleets: dict[str, Path], coordinator: tuple[Path, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    """Each member's join request carries its endpoint certificate's fingerprint; the
+    admission signs it into the registry; a member fetching from another pins it: the
+    right certificate is accepted, a swapped one refused naming the member, its address
+    and both fingerprints, and an altered fingerprint breaks the admission's signature."""
+    from kloudctl import tls
+    from kloudctl.federation import service
+
+    brieux, mortree, saint_aubin = fleets["brieux"], fleets["mortree"], fleets["saint-aubin"]
+    for fleet, name in ((mortree, "mortree"), (saint_aubin, "saint-aubin")):
+        fingerprint = _join(fleet, _invite(brieux, name), name)
+        assert k(brieux, "federation", "admit", name, fingerprint).code == 0
+    for fleet in (mortree, saint_aubin):
+        assert k(fleet, "federation", "sync").code == 0
+    folder = mortree / ".state/federation"
+    mortree_cert = tls.fingerprint_of((folder / service.TLS_CERT).read_bytes())
+    state = service.FederationState(saint_aubin / ".state/federation")
+    registry = state.store.load()
+    # Signed into the registry: the coordinator's own (made at init) and each newcomer's.
+    assert registry.members["mortree"].tls_fingerprint == mortree_cert
+    brieux_cert = (brieux / ".state/federation" / service.TLS_CERT).read_bytes()
+    assert registry.members["brieux"].tls_fingerprint == tls.fingerprint_of(brieux_cert)
+    assert len({m.tls_fingerprint for m in registry.members.values()}) == 3
+    # The sync plan over a mesh pins every other member by its registry entry (the interface
+    # name only says a mesh exists here; nothing touches it).
+    planned = service._sources(state, state.identity(), "kfed0")
+    assert [(s.who, s.tls_fingerprint, s.coordinator) for s in planned[2:]] == [
+        ("member 'mortree'", mortree_cert, False)
+    ]
+    identity = state.identity()
+    away = service.Source(f"127.0.0.1:{free_port()}", "00:11", "the coordinator", True)
+
+    assert service.pin_problem(service.FederationState(folder)) is None
+    where, server = _serve_read_only(folder)
+    try:
+        pinned = service.Source(where, mortree_cert, "member 'mortree'")
+        fetched, source = service.fetch_registry(state, identity, [away, pinned])
+        assert fetched.version == 3 and source == f"from member 'mortree' at {where}"
+    finally:
+        server.stop()  # type: ignore[attr-defined]
+
+    # Another machine answering at mortree's address: a certificate of its own.
+    impostor = tmp_path / "impostor"
+    shutil.copytree(folder, impostor)
+    (impostor / service.TLS_KEY).unlink()
+    (impostor / service.TLS_CERT).unlink()
+    where, server = _serve_read_only(impostor)
+    try:
+        swapped = tls.fingerprint_of((impostor / service.TLS_CERT).read_bytes())
+        assert swapped != mortree_cert
+        # What `federation serve` warns about there.
+        assert service.pin_problem(service.FederationState(impostor)) == (
+            f"this certificate is not the {mortree_cert} the registry records for this member:"
+            " other members will refuse it (restore the certificate and key of the join)"
+        )
+        with pytest.raises(service.ExternalError) as refused:
+            service.fetch_registry(
+                state, identity, [away, service.Source(where, mortree_cert, "member 'mortree'")]
+            )
+    finally:
+        server.stop()  # type: ignore[attr-defined]
+    assert (
+        f"member 'mortree''s registry endpoint at {where} shows certificate {swapped}, not the"
+        f" pinned {mortree_cert}: refused"
+    ) in str(refused.value)
+
+    # A member whose entry records no certificate is not asked, and the reason is said.
+    with pytest.raises(service.ExternalError) as refused:
+        service.fetch_registry(state, identity, [service.Source(where, None, "member 'old'")])
+    assert (
+        f"member 'old' at {where}: not asked, the registry records no certificate fingerprint"
+    ) in str(refused.value)
+
+    # The fingerprint altered in the registry held: the admission no longer verifies.
+    held = saint_aubin / ".state/federation/registry.json"
+    document = json.loads(held.read_bytes())
+    assert document["entries"][1]["body"]["member"]["tls_fingerprint"] == mortree_cert
+    document["entries"][1]["body"]["member"]["tls_fingerprint"] = swapped
+    held.write_text(json.dumps(document))
+    ran = k(saint_aubin, "federation", "status")
+    assert ran.code == 1
+    assert "entry version 2 (admit by 'brieux'): the signature does not verify" in ran.flat()

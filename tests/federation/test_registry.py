@@ -228,3 +228,29 @@ def test_private_keys_are_0600_and_never_in_the_registry(tmp_path: Path) -> None
         )
         assert canonical.b64(raw) not in text
         assert raw.hex() not in text
+
+
+def test_a_members_certificate_fingerprint_is_signed_in_and_renewed_by_itself(
+    federation: Federation,
+) -> None:
+    """Registries made before members' certificates were recorded (the fixture's chain has
+    none) still verify; a member records or renews its own with an update it signs."""
+    registry = federation.chain()
+    assert all(m.tls_fingerprint is None for m in registry.members.values())
+    pin = ":".join(["AB"] * 32)
+    body = {"commune": "mortree", "changes": {"tls_fingerprint": pin}}
+    renewed = registry.append("update", "mortree", body, federation.keys["mortree"], T0)
+    assert renewed.members["mortree"].tls_fingerprint == pin
+    assert (
+        parse(json.dumps(renewed.to_json()).encode(), "copy")
+        .members["mortree"]
+        .to_dict()["tls_fingerprint"]
+        == pin
+    )
+    body["changes"] = {"tls_fingerprint": "ab:cd"}
+    with pytest.raises(RegistryError) as bad:
+        registry.append("update", "mortree", body, federation.keys["mortree"], T0)
+    assert (
+        "entry version 6 (update): body.changes.tls_fingerprint: expected a SHA-256 fingerprint"
+        " (32 hex pairs AB:CD:...), got 'ab:cd'"
+    ) in str(bad.value)

@@ -1,0 +1,40 @@
+"""The federation_mesh role's inputs computed from the fleet, for the Ansible inventory.
+
+A member that declares failover VMs (level-1 VMs with `failover: true`) gets the failover
+backup timer: `kloudctl federation backup` on a schedule, so a failover's recovery point
+is at most about one period old. The period is the cabinet's replication RPO (its own, or
+its backup policy's), rounded down to a period systemd's calendar repeats evenly (one that
+divides an hour or a day), and at most a day.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kloudctl.model import Cabinet, Fleet
+
+#: Periods (seconds) a calendar timer repeats evenly: divisors of an hour, then of a day in
+#: whole hours. The role asserts its period is one of these.
+BACKUP_PERIODS = (300, 600, 900, 1200, 1800, 3600, 7200, 10800, 14400, 21600, 28800, 43200, 86400)
+
+
+def failover_vm_names(cabinet: Cabinet) -> list[str]:
+    """The VMs that may move to a peer: level-1 (the council's), declared `failover: true`."""
+    return [vm.name for t in cabinet.tenants if t.level == 1 for vm in t.vms if vm.failover]
+
+
+def backup_period(seconds: int) -> int:
+    """The longest calendar-friendly period not longer than `seconds` (the RPO)."""
+    return max((p for p in BACKUP_PERIODS if p <= seconds), default=BACKUP_PERIODS[0])
+
+
+def role_vars(fleet: Fleet, cabinet: Cabinet) -> dict[str, Any]:
+    if cabinet.federation is None:
+        return {}
+    out: dict[str, Any] = {"federation_mesh__failover_vms": failover_vm_names(cabinet)}
+    policy = fleet.policy_for(cabinet)
+    rep = cabinet.replication
+    rpo = (rep.rpo if rep and rep.rpo else None) or (policy.rpo if policy else None)
+    if rpo:
+        out["federation_mesh__failover_backup_period"] = backup_period(rpo)
+    return out
