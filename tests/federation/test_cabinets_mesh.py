@@ -21,12 +21,15 @@ after the revocation, saint-aubin's copies fail (its peers are unreachable over 
 and so do the others' copies to it, while brieux and mortree copy a new snapshot to each
 other.
 
-Reuse, expiry and forgery of invites, tampered and rolled-back registries are tested on
-loopback (test_end_to_end.py, test_invites.py, test_registry.py), not again here.
+On the cabinets too: a reused, an expired and a forged invite are refused with their reason
+and leave nothing on the would-be newcomer; a tampered registry entry and a rolled-back
+registry on a member are detected and the entry or version named (each also tested in
+detail on loopback: test_end_to_end.py, test_invites.py, test_registry.py).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -41,6 +44,7 @@ from pathlib import Path
 import pytest
 
 from kloudctl import ssh
+from kloudctl.federation import canonical
 from kloudctl.federation.deploy import deploy as federation_deploy
 from kloudctl.model import load_fleet
 from kloudctl.replication.deploy import deploy as replication_deploy
@@ -258,6 +262,11 @@ def _deploy_replication(mesh: Mesh) -> None:
         assert f"IP Address:{mesh.address(cabinet)}" in names, names  # the controller's way
 
 
+#: The invites of the refusal checks: {"used": mortree's, once redeemed; "short": one that
+#: expires in a minute, issued when the federation forms and tried at the end}.
+INVITES: dict[str, str] = {}
+
+
 def _form(mesh: Mesh) -> None:
     brieux = mesh.address("brieux")
     code, out, err = mesh.kloudctl(
@@ -269,9 +278,20 @@ def _form(mesh: Mesh) -> None:
     while mesh.probe("mortree", brieux, 8449, 1) != "open":
         assert time.monotonic() < deadline, "the coordinator's endpoint never started"
         time.sleep(0.5)
+    code, short, err = mesh.kloudctl("brieux", "invite", "saint-aubin", "--expires", "1m")
+    assert code == 0, err
+    INVITES["short"] = short.strip()
     for commune in ("mortree", "saint-aubin"):
         code, invite, err = mesh.kloudctl("brieux", "invite", commune, "--expires", "10m")
         assert code == 0, err
+        if commune == "saint-aubin":  # mortree's invite again: single-use
+            code, out, err = mesh.kloudctl(
+                commune, "join", INVITES["used"], "--cabinet", commune,
+                "--endpoint", f"{mesh.address(commune)}:51820",
+            )  # fmt: skip
+            assert code == 1 and "already used (invites are single-use)" in err, (out, err)
+            assert mesh.bed.ssh(commune, "ls", "-A", STATE).stdout.split() == [], "left state"
+        INVITES.setdefault("used", invite.strip())
         code, out, err = mesh.kloudctl(
             commune, "join", invite.strip(), "--cabinet", commune,
             "--endpoint", f"{mesh.address(commune)}:51820",
@@ -390,3 +410,55 @@ def test_a_revoked_cabinet_is_dropped_within_one_sync_period(mesh: Mesh, tmp_pat
         assert mesh.hosted_snapshots(peer, cabinet) == 2, (cabinet, peer)  # the new one
     for peer in ("brieux", "mortree"):  # nothing more arrived from saint-aubin
         assert mesh.hosted_snapshots(peer, "saint-aubin") == 1
+
+
+def _write(mesh: Mesh, cabinet: str, path: str, text: str) -> None:
+    encoded = base64.b64encode(text.encode()).decode()
+    mesh.bed.ssh(cabinet, "sh", "-c", f"echo {encoded} | base64 -d > {path}")
+
+
+def _join_elsewhere(mesh: Mesh, invite: str, folder: str) -> tuple[int, str]:
+    """`federation join` on saint-aubin into a fresh state folder (its own holds a member)."""
+    done = mesh.bed.ssh(
+        "saint-aubin", "kloudctl", "--fleet", FLEET, "federation", "join", invite,
+        "--cabinet", "saint-aubin", "--state-dir", folder, check=False,
+    )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_invites_and_registries_that_must_be_refused_on_the_cabinets(mesh: Mesh) -> None:
+    # Expired: issued when the federation formed, for one minute, long gone by now.
+    code, out = _join_elsewhere(mesh, INVITES["short"], "/root/newcomer-expired")
+    assert code == 1 and "expired at" in out, out
+    # Forged: the payload altered (a longer life) without the coordinator's key.
+    prefix, payload, signature = INVITES["used"].split(".")
+    data = json.loads(canonical.unb64(payload))
+    data["expires"] += 86400
+    forged = f"{prefix}.{canonical.b64(canonical.encode(data))}.{signature}"
+    code, out = _join_elsewhere(mesh, forged, "/root/newcomer-forged")
+    assert code == 1 and "forged or altered" in out, out
+    for folder in ("/root/newcomer-expired", "/root/newcomer-forged"):  # nothing was written
+        assert mesh.bed.ssh("saint-aubin", "test", "-e", folder, check=False).returncode == 1
+    # A member's registry rolled back, then tampered with, on disk: its sync timer is
+    # stopped meanwhile, so only what is on disk is read.
+    held = f"{STATE}/registry.json"
+    mesh.bed.ssh("mortree", "systemctl", "stop", "kloudctl-federation-sync.timer")
+    try:
+        current = mesh.bed.ssh("mortree", "cat", held).stdout
+        document = json.loads(current)
+        assert document["entries"][-1]["version"] >= 4, document["entries"][-1]
+        older = dict(document, entries=document["entries"][:3])
+        _write(mesh, "mortree", held, json.dumps(older))
+        code, out, err = mesh.kloudctl("mortree", "status")
+        assert code == 1 and "is at version 3, older than version" in err, (out, err)
+        tampered = json.loads(current)
+        tampered["entries"][1]["body"]["member"]["endpoints"] = ["192.0.2.66:51820"]
+        _write(mesh, "mortree", held, json.dumps(tampered))
+        code, out, err = mesh.kloudctl("mortree", "status")
+        assert code == 1, (out, err)
+        assert "entry version 2 (admit by 'brieux'): the signature does not verify" in err, err
+    finally:
+        _write(mesh, "mortree", held, current)
+        mesh.bed.ssh("mortree", "systemctl", "start", "kloudctl-federation-sync.timer")
+    code, out, err = mesh.kloudctl("mortree", "status")
+    assert code == 0, err
