@@ -87,6 +87,25 @@ def test_an_unknown_cabinet_or_a_non_member_is_refused_before_anything_runs(
     assert tree(fleet_root) == before
 
 
+def test_a_failover_cabinets_token_that_cannot_be_read_stops_deploy_before_anything_runs(
+    fleet_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """brieux declares a failover VM: its backup timer needs its API token, read on the
+    controller by the fleet's resolver; a vault with no password given stops the deploy
+    (exit 2, the reference named, nothing written). Saint-aubin declares none: no token."""
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    monkeypatch.delenv("KLOUDCTL_PROXMOX_TARGETS", raising=False)
+    fleet = load_fleet(fleet_root)
+    assert api_targets(fleet, ["saint-aubin"]) == {}
+    with pytest.raises(InputError, match=r"vault:secrets/brieux\.vault\.yml#proxmox_token"):
+        api_targets(fleet, ["brieux", "saint-aubin"])
+    before = tree(fleet_root)
+    ran = invoke("--fleet", str(fleet_root), "federation", "deploy", "brieux", "--no-testbed")
+    assert ran.code == 2, ran.flat()
+    assert "set ANSIBLE_VAULT_PASSWORD_FILE to open the vault" in ran.flat()
+    assert tree(fleet_root) == before
+
+
 def _result(*recaps: HostRecap, failures: tuple[Failure, ...] = (), rc: int = 0) -> RunResult:
     return RunResult(
         "federation.yml",
