@@ -7,24 +7,33 @@
 3. `playbooks/federation.yml` runs on them through `hosts/runner.py`: wg, nftables,
    wireguard-go, kloudctl, the mesh interface, the registry sync timer, the federation's
    endpoint, and the failover backup timer where the cabinet declares failover VMs. No key
-   passes: each cabinet makes its own at `federation init` or `join`.
+   passes: each cabinet makes its own at `federation init` or `join`. The one secret that
+   does: where a cabinet declares failover VMs, its own Proxmox API token (read here by the
+   fleet's resolver, through `cabinet_target`), which its backup timer needs; it goes to
+   Ansible in the environment (`API_TARGETS_ENV`), never on a command line, and the role
+   writes it into a 0600 targets file with `no_log`.
 4. The outcome: per cabinet, how many tasks changed something; exit 1 when no cabinet
    finished, 3 when some failed (or were unreachable) and others finished.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kloudctl.errors import ExternalError, InputError, PartialFailure
+from kloudctl.federation.roles import failover_vm_names
 from kloudctl.hosts import bundle
 from kloudctl.hosts.runner import Event, RunResult, run_playbook
 from kloudctl.model import Fleet, load_fleet
+from kloudctl.proxmox.target import cabinet_target
 
 PLAYBOOK = "federation.yml"
+#: JSON {cabinet: {fingerprint, token_id, secret}} the playbook reads (`env` lookup).
+API_TARGETS_ENV = "KLOUDCTL_FEDERATION_API_TARGETS"
 
 
 def members_to_deploy(fleet: Fleet, names: list[str]) -> list[str]:
@@ -46,6 +55,22 @@ def members_to_deploy(fleet: Fleet, names: list[str]) -> list[str]:
         if name not in chosen:
             chosen.append(name)
     return chosen
+
+
+def api_targets(fleet: Fleet, names: list[str]) -> dict[str, dict[str, str]]:
+    """The Proxmox API token of each of `names` that declares failover VMs, as its backup
+    timer uses it on the cabinet (the endpoint is the role's: the cabinet's own address).
+    A secret that cannot be read is an InputError naming its reference, before anything runs."""
+    out = {}
+    for name in names:
+        if failover_vm_names(fleet.cabinet(name)):
+            target = cabinet_target(fleet, name)
+            out[name] = {
+                "fingerprint": target.fingerprint,
+                "token_id": target.token_id,
+                "secret": target.secret,
+            }
+    return out
 
 
 @dataclass(frozen=True)
@@ -110,7 +135,9 @@ def deploy(
 ) -> RunResult:
     """Run the federation's playbook on `cabinets` (every member when empty); the run's
     result, unchecked (`check` maps it to an exit code, `summary` to lines)."""
-    names = members_to_deploy(load_fleet(root), cabinets)
+    fleet = load_fleet(root)
+    names = members_to_deploy(fleet, cabinets)
+    targets = api_targets(fleet, names)
     built = bundle.build(bundles)
     return run_playbook(
         root,
@@ -119,4 +146,5 @@ def deploy(
         testbed_state=testbed_state,
         extravars={**(extravars or {}), "kloudctl_bundle": str(built)},
         on_event=on_event,
+        secret_env={API_TARGETS_ENV: json.dumps(targets)},
     )

@@ -5,11 +5,16 @@ backup timer: `kloudctl federation backup` on a schedule, so a failover's recove
 is at most about one period old. The period is the cabinet's replication RPO (its own, or
 its backup policy's), rounded down to a period systemd's calendar repeats evenly (one that
 divides an hour or a day), and at most a day.
+
+Its kloudctl reaches its own Proxmox API on the host itself (`own_api_endpoint`: loopback,
+the declared port; the certificate is pinned by its fingerprint, so the address does not
+matter to trust), with the token `federation deploy` passes (never an inventory value).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from kloudctl.model import Cabinet, Fleet
 
@@ -28,10 +33,18 @@ def backup_period(seconds: int) -> int:
     return max((p for p in BACKUP_PERIODS if p <= seconds), default=BACKUP_PERIODS[0])
 
 
+def own_api_endpoint(cabinet: Cabinet) -> str:
+    """The cabinet's Proxmox API as the cabinet itself reaches it: on loopback."""
+    return f"https://127.0.0.1:{urlsplit(cabinet.proxmox.endpoint).port or 8006}"
+
+
 def role_vars(fleet: Fleet, cabinet: Cabinet) -> dict[str, Any]:
     if cabinet.federation is None:
         return {}
-    out: dict[str, Any] = {"federation_mesh__failover_vms": failover_vm_names(cabinet)}
+    out: dict[str, Any] = {
+        "federation_mesh__failover_vms": failover_vm_names(cabinet),
+        "federation_mesh__proxmox_endpoint": own_api_endpoint(cabinet),
+    }
     policy = fleet.policy_for(cabinet)
     rep = cabinet.replication
     rpo = (rep.rpo if rep and rep.rpo else None) or (policy.rpo if policy else None)

@@ -45,6 +45,14 @@ DISTRIBUTIONS = (
     "cryptography",
     "cffi",
     "pycparser",
+    # The Proxmox API client (kloudctl.proxmox.client) for the cabinet's own failover
+    # backups (`federation backup` on its timer): proxmoxer on requests and what it imports.
+    "proxmoxer",
+    "requests",
+    "urllib3",
+    "idna",
+    "charset-normalizer",
+    "certifi",
 )
 #: Folders of the controller's package a cabinet never needs.
 _SKIP_PARTS = {"__pycache__"}

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,8 +125,13 @@ def run_playbook(
     extravars: dict[str, Any] | None = None,
     on_event: Callable[[Event], None] | None = None,
     forks: int = 10,
+    secret_env: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Run `playbooks/<playbook>` from the fleet repository `root` on `limit` (cabinets)."""
+    """Run `playbooks/<playbook>` from the fleet repository `root` on `limit` (cabinets).
+
+    `secret_env`: secrets for the playbook's `env` lookups. Not extra variables: those go on
+    ansible-playbook's command line, which any local user can read (`ps`); a process's
+    environment only its owner can."""
     import ansible_runner  # imported late: slow, and only needed here
 
     root = Path(root).resolve()
@@ -150,6 +155,7 @@ def run_playbook(
     }
     if testbed_state is not None:
         env["KLOUDCTL_TESTBED_STATE"] = str(Path(testbed_state).resolve())
+    env.update(secret_env or {})
     started = time.monotonic()
 
     def handle(event: dict[str, Any]) -> bool:

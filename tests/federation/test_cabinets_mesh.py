@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -192,23 +193,42 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     _replicate_every_pair(root)
     bed_dir = base / "testbed"
     extra = ["--device", "/dev/net/tun", "--cap-add", "NET_ADMIN"]
+    # brieux declares a failover VM: deploy gives it its own Proxmox API token for its backup
+    # timer. The containers run no Proxmox, so the token is a stand-in made here, given
+    # through a targets file (KLOUDCTL_PROXMOX_TARGETS) as for a simulated cabinet.
+    targets = base / "proxmox-targets.json"
+    targets.write_text(
+        json.dumps(
+            {
+                "brieux": {
+                    "endpoint": "https://127.0.0.1:8006",
+                    "fingerprint": "AA:" * 31 + "AA",
+                    "token_id": "kloudctl@pve!automation",
+                    "secret": secrets.token_hex(18),
+                }
+            }
+        )
+    )
+    targets.chmod(0o600)
     with cabinets.running(
         NAMES, prefix="kloudctl-fedmesh", state_dir=bed_dir, image=name, extra_args=extra
     ) as bed:
         changed = []
         for _ in range(2):  # the second run must change nothing
-            result = federation_deploy(  # what `kloudctl federation deploy` runs
-                root,
-                NAMES,
-                bundles=base / "bundles",
-                testbed_state=bed_dir / "testbed.json",
-                extravars={
-                    "federation_mesh__sync_period": PERIOD,
-                    # wireguard-go, as on cabinets without the module (auto would pick the
-                    # kernel's where it loads)
-                    "federation_mesh__implementation": "userspace",
-                },
-            )
+            with pytest.MonkeyPatch.context() as env:  # for the deploy alone
+                env.setenv("KLOUDCTL_PROXMOX_TARGETS", str(targets))
+                result = federation_deploy(  # what `kloudctl federation deploy` runs
+                    root,
+                    NAMES,
+                    bundles=base / "bundles",
+                    testbed_state=bed_dir / "testbed.json",
+                    extravars={
+                        "federation_mesh__sync_period": PERIOD,
+                        # wireguard-go, as on cabinets without the module (auto would pick the
+                        # kernel's where it loads)
+                        "federation_mesh__implementation": "userspace",
+                    },
+                )
             result.raise_for_status()
             changed.append({h: r.changed for h, r in result.recaps.items()})
         for i, cabinet in enumerate(NAMES):

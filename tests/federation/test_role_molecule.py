@@ -7,6 +7,8 @@ itself. The three-cabinet mesh is test_cabinets_mesh.py."""
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from kloudctl.hosts import bundle
@@ -33,6 +35,9 @@ def test_federation_mesh_converges_idempotently_and_verifies(
             "KLOUDCTL_TESTBED_IMAGE": name,
             "KLOUDCTL_TEST_FLEET": str(make_fleet_root(work / "fleet")),
             "KLOUDCTL_TEST_BUNDLE": str(bundle.build(work / "bundles")),
+            # A stand-in for brieux's API token (the container runs no Proxmox), made here
+            # so that no token value is ever in the repository.
+            "KLOUDCTL_TEST_PROXMOX_SECRET": secrets.token_hex(18),
         },
     )
     assert_scenario_passed(results["federation_mesh"])

@@ -47,7 +47,7 @@ _ENGINE_USES = {
     "hosts": {"proxmox"},
     "tenants": {"proxmox"},
     "replication": {"hosts", "federation"},
-    "federation": {"hosts"},
+    "federation": {"hosts", "proxmox"},
     "failover": {"federation", "replication", "proxmox"},
 }
 
