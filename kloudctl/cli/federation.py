@@ -410,7 +410,12 @@ def backup(
 @command.command("failover")
 @click.argument("cabinet", shell_complete=cabinet_names)
 @click.argument("vm")
-@click.option("--to", "peer", required=True, shell_complete=cabinet_names, help="The peer.")
+@click.option(
+    "--to",
+    "peer",
+    shell_complete=cabinet_names,
+    help="The peer (default: the replication peer holding the newest backup of VM).",
+)
 @click.option("--dry-run", is_flag=True, help="Show the plan, change nothing.")
 @json_option
 @state_option
@@ -420,18 +425,26 @@ def failover(
     ctx: FleetContext,
     cabinet: str,
     vm: str,
-    peer: str,
+    peer: str | None,
     dry_run: bool,
     as_json: bool,
     state_dir: str | None,
     replication_state: str | None,
 ) -> None:
-    """Restore council VM of CABINET on PEER from its replica there, and start it."""
-    done = _failover(ctx, state_dir, replication_state).failover(cabinet, vm, peer, dry_run=dry_run)
+    """Restore council VM of CABINET on a peer from its replica there, and start it."""
+    ops = _failover(ctx, state_dir, replication_state)
+    why = None
+    if peer is None:
+        peer, why = ops.choose_peer(cabinet, vm)
+    done = ops.failover(cabinet, vm, peer, dry_run=dry_run)
+    if why is not None:
+        done["peer_chosen"] = why
     if as_json:
         console.emit_json(done)
         return
     what = "plan (nothing changed)" if dry_run else "done"
+    if why is not None:
+        console.line(f"peer chosen: '{peer}' ({why})")
     console.line(
         f"failover of '{vm}' ({cabinet}, VMID {done['home_vmid']}) to '{peer}' as VMID"
         f" {done['guest_vmid']} on {done['node']}, pool '{done['pool']}': {what}"

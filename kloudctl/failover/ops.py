@@ -332,6 +332,29 @@ class Failover:
             )
         return cab.federation.guests
 
+    def choose_peer(self, home: str, vm: str) -> tuple[str, str]:
+        """Where `vm` fails over when no peer is named: among the home's replication peers
+        that may take it (active member, a guest quota lent), the one holding the newest
+        backup of it (the smallest data loss), then by name; (peer, why). Refused, with
+        every peer's reason, when none can."""
+        failover_vm(self.fleet, home, vm)  # refused here first for a VM that may not move
+        reasons, fit = [], []
+        for peer in self.replicator.peers(home):
+            try:
+                self.check_peer(home, peer)
+                newest = self.latest_backup(home, vm, peer)
+            except KloudError as exc:
+                reasons.append(f"'{peer}': {exc}")
+                continue
+            fit.append((-parse_time(newest["time"]), peer, newest["time"]))
+        if not fit:
+            raise FailoverRefused(
+                f"no peer of '{home}' can take VM '{vm}': " + "; ".join(reasons or ["no peers"])
+            )
+        _, peer, when = min(fit)
+        others = f"; not chosen: {'; '.join(reasons)}" if reasons else ""
+        return peer, f"its newest backup of '{vm}' ({when}) is the most recent held{others}"
+
     def latest_backup(self, home: str, vm: str, peer: str) -> dict[str, Any]:
         """The newest failover snapshot of `vm` in the home's copy on `peer`."""
         snaps = self.replicator.peer_snapshots(home, peer, state={})

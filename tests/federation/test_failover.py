@@ -217,8 +217,10 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
         files_before = sorted(dump.glob("*")) if dump.exists() else []
 
         # dry run: the plan, and nothing changes on the peer or in the journal
-        plan = cli(fleet_root, "failover", HOME, VM, "--to", PEER, "--dry-run")
+        # (no --to: the replication peer holding the newest backup of the VM)
+        plan = cli(fleet_root, "failover", HOME, VM, "--dry-run")
         assert plan.returncode == 0, plan.stderr
+        assert f"peer chosen: '{PEER}' (its newest backup of '{VM}' (" in plan.stdout
         assert "plan (nothing changed)" in plan.stdout and f"VMID {GUEST_FIRST}" in plan.stdout
         assert "recovery point:" in plan.stdout
         assert peer.guests() == guests_before
@@ -354,7 +356,15 @@ def test_refused_while_the_home_runs_the_vm_then_a_planned_failover(
         home.post("nodes/pve1/qemu/9000/clone", newid=HOME_VMID, name=VM, full=1)
         home.post(f"nodes/pve1/qemu/{HOME_VMID}/status/start")
         operations = Failover(fleet, layout, fleet_root / ".state" / "federation")
+        # nothing copied yet (no replica on the peer): no peer can take it, the peer's
+        # reason said
+        with pytest.raises(
+            FailoverRefused,
+            match=f"no peer of 'brieux' can take VM '{VM}': '{PEER}': restic snapshots failed",
+        ):
+            operations.choose_peer(HOME, VM)
         operations.backup(HOME)
+        assert operations.choose_peer(HOME, VM)[0] == PEER
         with pytest.raises(FailoverRefused, match="runs on cabinet 'brieux', which answers"):
             operations.failover(HOME, VM, PEER)
         assert client(fleet, PEER).find_guest(GUEST_FIRST) is None
