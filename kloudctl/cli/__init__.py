@@ -10,18 +10,15 @@ all without importing any; tests/unit/test_cli_lazy.py checks it against the mod
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Any
 
 import click
 
-from kloudctl import CABINET_MARKER, __version__
+from kloudctl import ON_CABINET, __version__
 from kloudctl.cli.boundary import run_with_boundary
 from kloudctl.cli.options import FleetContext
 from kloudctl.errors import KloudError
 
-#: Running from the trimmed kloudctl a cabinet carries (kloudctl.hosts.bundle marks it).
-ON_CABINET = (Path(__file__).resolve().parent.parent / CABINET_MARKER).is_file()
 #: Command groups that could not be imported on the controller: name -> why.
 UNLOADABLE: dict[str, str] = {}
 #: Every command group (its module's name) and its short help, as `--help` lists them.

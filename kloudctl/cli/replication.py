@@ -148,7 +148,7 @@ def status(
             "-" if lag is None else format_duration(lag),
             "-" if row.get("unreplicated") is None else row["unreplicated"],
             _size(row.get("local_size")), _size(row.get("peer_size")), check,
-            row.get("peer_error") or row.get("local_error") or "",
+            row.get("peer_error") or row.get("local_error") or row.get("peer_warning") or "",
         ])  # fmt: skip
     console.show(
         _wrapping(console.table(

@@ -21,6 +21,15 @@ it is (append-only: nothing here deletes it).
 Everything that needs a cabinet's peers asks `PeerResolver`: replication run, status and
 check, the peer side (`sources_of`), deploy's roles and inventory, failover's check that
 the replica is on the peer.
+
+On a cabinet reached over SSH, the choice is the controller's: `replication deploy` ships
+the records the cabinet needs (its own, and those of the auto cabinets whose copies it
+hosts) into `<replication state>/peer-choices/`, and the resolver there runs with
+`shipped=` that folder. It reads the shipped record and nothing else: it never chooses on
+its own (a missing record says "redeploy from the controller"). If the cabinet holds the
+federation's registry (a member: `federation_mesh`), a shipped peer the registry now says
+is revoked or gone is reported as a warning; the controller chooses again on its next
+deploy or run.
 """
 
 from __future__ import annotations
@@ -63,6 +72,11 @@ class NoEligiblePeer(KloudError):
     """`peers: auto`, and no member of the federation can hold the cabinet's copy: exit 1."""
 
 
+class NoShippedChoice(KloudError):
+    """`peers: auto` on a cabinet, and the controller shipped no choice for it: exit 1 (the
+    cabinet never chooses by itself; redeploy from the controller)."""
+
+
 @dataclass(frozen=True)
 class PeerRecord:
     """The recorded choice of an auto cabinet (the file's content)."""
@@ -82,11 +96,22 @@ def record_path(folder: Path, cabinet: str) -> Path:
     return folder / CHOICES / f"{cabinet}.json"
 
 
-def load_record(folder: Path, cabinet: str) -> PeerRecord | None:
+#: What to do about a damaged record: the controller's (its own to fix or drop), or one
+#: shipped to a cabinet (only the controller writes it).
+LOCAL_REMEDY = "fix it, or delete it to let kloudctl choose again"
+
+
+def shipped_remedy(cabinet: str) -> str:
+    return (
+        "redeploy from the controller (`kloudctl replication deploy"
+        f" {cabinet}`): a cabinet never chooses its peers itself"
+    )
+
+
+def load_record(folder: Path, cabinet: str, remedy: str = LOCAL_REMEDY) -> PeerRecord | None:
     """The recorded choice, None before the first; a damaged record is an error naming the
     file and the field (delete it to choose again: the copies already made stay)."""
     path = record_path(folder, cabinet)
-    remedy = "fix it, or delete it to let kloudctl choose again"
     data = files.read_json_object(path, "recorded peer choice", f"expected an object; {remedy}")
     if not data:
         return None
@@ -142,7 +167,8 @@ class Resolution:
     cabinet: str
     peers: list[str]
     #: declared (named in the file), first (first auto choice), kept (the recorded one,
-    #: still eligible), moved (a recorded peer is no longer eligible: another was chosen)
+    #: still eligible), moved (a recorded peer is no longer eligible: another was chosen),
+    #: shipped (on a cabinet: the controller's record, as `replication deploy` shipped it)
     verdict: str
     why: str
     #: the record as it was before this resolution (auto only)
@@ -151,6 +177,8 @@ class Resolution:
     choice: PeerChoice | None = None
     #: whether the record was written (or, unless committed, would be)
     saved: bool = False
+    #: what the cabinet's registry says against a shipped peer (revoked, gone), by peer
+    warnings: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,16 +188,27 @@ class Resolution:
             "why": self.why,
             "recorded": self.recorded.to_dict() if self.recorded else None,
             "saved": self.saved,
+            "warnings": self.warnings,
         }
 
 
 class PeerResolver:
     """The one answer to "where does this cabinet's copy go?" for a fleet."""
 
-    def __init__(self, fleet: Fleet, folder: Path | None = None, clock: Any = time.time) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        folder: Path | None = None,
+        clock: Any = time.time,
+        *,
+        shipped: Path | None = None,
+    ) -> None:
         self.fleet = fleet
         self.folder = folder if folder is not None else state_folder(fleet.root)
         self.clock = clock
+        #: on a cabinet: the folder of the records `replication deploy` shipped (their
+        #: `peer-choices/` parent), the only answer for auto cabinets there
+        self.shipped = shipped
         self._registry: Registry | None = None
 
     def registry(self, cabinet: Cabinet) -> Registry:
@@ -195,7 +234,7 @@ class PeerResolver:
         that cabinet; its own run and deploy refuse, saying why)."""
         try:
             return self.resolve(cabinet, commit=commit).peers
-        except (NoRegistry, NoEligiblePeer):
+        except (NoRegistry, NoEligiblePeer, NoShippedChoice):
             if strict:
                 raise
             return []
@@ -216,6 +255,8 @@ class PeerResolver:
             return Resolution(name, [], "declared", "declares no replication")
         if not rep.auto_peers:
             return Resolution(name, rep.declared_peers, "declared", "named in the cabinet file")
+        if self.shipped is not None:
+            return self._shipped(name)
         from kloudctl.federation.choice import ranked_choice
 
         registry = self.registry(cabinet)
@@ -270,17 +311,62 @@ class PeerResolver:
             _save(self.folder, record)
         return Resolution(name, record.peers, verdict, why, recorded, choice, saved=commit)
 
+    def _shipped(self, name: str) -> Resolution:
+        """The choice the controller shipped (on a cabinet): read, checked against the
+        cabinet's registry if it holds one, never made or changed here."""
+        assert self.shipped is not None
+        record = load_record(self.shipped, name, shipped_remedy(name))
+        if record is None:
+            raise NoShippedChoice(
+                f"cabinet '{name}': replication.peers is auto, but the controller's choice is"
+                f" not here ({record_path(self.shipped, name)} is missing): " + shipped_remedy(name)
+            )
+        since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(record.chosen_at))
+        why = (
+            f"chosen by the controller {since} (registry version {record.registry_version})"
+            f" and shipped with `replication deploy`: {record.why}"
+        )
+        return Resolution(
+            name, record.peers, "shipped", why, record, warnings=self._shipped_warnings(record)
+        )
 
-def _ineligible(registry: Registry, choice: PeerChoice, peer: str) -> str | None:
-    """Why a recorded peer can no longer keep the copy, None while it can: it must stay an
-    active member with enough spare disk (its power headroom or round-trip time, which
-    vary, never move a copy)."""
+    def _shipped_warnings(self, record: PeerRecord) -> dict[str, str]:
+        """Shipped peers the cabinet's own registry (a federation member's synced copy) says
+        are revoked or gone: reported, not acted on (the controller chooses again)."""
+        from kloudctl.federation.registry import RegistryStore  # needs `cryptography`
+
+        store = RegistryStore(self.folder)
+        if not store.exists():
+            return {}
+        registry = store.load()
+        again = (
+            "the copies still go there until the controller chooses again"
+            f" (`kloudctl replication deploy {record.cabinet}` there)"
+        )
+        return {
+            peer: f"shipped peer '{peer}' {why} (registry in {self.folder}): {again}"
+            for peer in record.peers
+            if (why := _not_member(registry, peer))
+        }
+
+
+def _not_member(registry: Registry, peer: str) -> str | None:
+    """Why `peer` is no longer an active member of the registry's federation, None if it is."""
     members = {m.cabinet: m for m in registry.members.values()}
     member = members.get(peer)
     if member is None:
         return f"is no longer a member of federation '{registry.federation}'"
     if member.state != "active":
         return f"was {member.state} in registry version {registry.version}"
+    return None
+
+
+def _ineligible(registry: Registry, choice: PeerChoice, peer: str) -> str | None:
+    """Why a recorded peer can no longer keep the copy, None while it can: it must stay an
+    active member with enough spare disk (its power headroom or round-trip time, which
+    vary, never move a copy)."""
+    if (gone := _not_member(registry, peer)) is not None:
+        return gone
     candidate = next((c for c in choice.candidates if c.cabinet == peer), None)
     spare = candidate.spare_disk if candidate else None
     if spare is None or spare < choice.needed_disk:

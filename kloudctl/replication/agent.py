@@ -117,7 +117,7 @@ def _archive_backup(request: Request, options: ArchiveBackupOptions) -> tuple[in
             for peer in rep.peers(cabinet) if options.copy else []:
                 copies[peer] = rep.copy(cabinet, peer)[0]
         return 0, {**kept, "copies": copies}
-    if owner not in sources_of(rep.fleet, cabinet):
+    if owner not in sources_of(rep.fleet, cabinet, rep.resolver):
         raise InputError(f"cabinet '{cabinet}' keeps no copy of '{owner}' (not its peer)")
     hosted = archives.hosted_copy(rep.layout, cabinet, owner)
     try:

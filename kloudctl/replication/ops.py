@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kloudctl import ON_CABINET
 from kloudctl.answers import UnexpectedAnswer, dig, number
 from kloudctl.errors import KloudError, RepositoryMissing, ResticError
 from kloudctl.federation.peers import PeerResolver
@@ -86,10 +87,17 @@ class Replicator:
     clock: str | None = None  # an injected "now" (tests); None = real time
     #: where the federation's registry and the `peers: auto` choices are (None: the default)
     federation_state: Path | None = None
+    #: `peers: auto` answered only by the choices the controller shipped into this
+    #: replication state folder (`peer-choices/`): always on a cabinet, where no choice is
+    #: ever made (None: on a cabinet's kloudctl, yes; on the controller, no)
+    shipped_choices: bool | None = None
     resolver: PeerResolver = field(init=False)
 
     def __post_init__(self) -> None:
-        self.resolver = PeerResolver(self.fleet, self.federation_state)
+        shipped = ON_CABINET if self.shipped_choices is None else self.shipped_choices
+        self.resolver = PeerResolver(
+            self.fleet, self.federation_state, shipped=self.layout.state if shipped else None
+        )
         if self.restic.cache_dir is None:
             self.restic.cache_dir = self.layout.cache
 
@@ -310,7 +318,8 @@ class Replicator:
         # registry or no eligible member stops here, with the reason).
         peers = self.resolver.resolve(cabinet, commit=True)
         if peers.verdict != "declared":
-            report.steps.append(Step("peers:auto", True, 0.0, f"{peers.verdict}: {peers.why}"))
+            detail = "; ".join([f"{peers.verdict}: {peers.why}", *peers.warnings.values()])
+            report.steps.append(Step("peers:auto", True, 0.0, detail, bool(peers.warnings)))
         with self.layout.run_lock(cabinet):
             report.steps += self.backup(cabinet)
             backed_up = all(s.ok for s in report.steps)

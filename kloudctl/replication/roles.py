@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kloudctl.federation.peers import PeerResolver
+from kloudctl.federation.peers import PeerResolver, load_record
 from kloudctl.hosts.inventory import Template
 from kloudctl.model import Cabinet, Fleet
 from kloudctl.replication.layout import sources_of
@@ -77,6 +77,8 @@ def role_vars(
             "replication_source__run_on_calendar": on_calendar(policy.interval),
         }
     sources = sources_of(fleet, me, resolver)
+    if rep and policy:
+        out["replication_source__peer_choices"] = shipped_choices(fleet, resolver, me, sources)
     if sources:
         entries = []
         for source in sources:
@@ -99,6 +101,20 @@ def role_vars(
                 *([mesh[me]] if me in mesh else []),
             ],
         }
+    return out
+
+
+def shipped_choices(
+    fleet: Fleet, resolver: PeerResolver, me: str, sources: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The recorded `peers: auto` choices a cabinet's own kloudctl needs, {cabinet: record}:
+    its own and those of the auto cabinets whose copies it hosts. The cabinet never chooses
+    (`PeerResolver(shipped=...)` there); none recorded yet gives none (deploy records first)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in [me, *sources]:
+        rep = fleet.cabinet(name).replication
+        if rep and rep.auto_peers and (record := load_record(resolver.folder, name)):
+            out[name] = record.to_dict()
     return out
 
 

@@ -410,10 +410,13 @@ def status_of(rep: Replicator, cabinet: str, timeout: float = 600) -> list[dict[
         local, local_error = [], _short(exc)
     newest_local = max(local, key=lambda s: parse_time(s["time"]), default=None)
     local_size = _dir_size(rep.layout.endpoint(cabinet).repository)
-    for peer in rep.peers(cabinet) or [""]:
+    resolution = rep.resolver.resolve(cabinet)
+    for peer in resolution.peers or [""]:
         row: dict[str, Any] = {
             "cabinet": cabinet,
             "peer": peer,
+            # on a cabinet: its registry says this shipped peer is revoked or gone
+            "peer_warning": resolution.warnings.get(peer),
             "newest_local": newest_local["time"] if newest_local else None,
             "newest_local_id": newest_local["short_id"] if newest_local else None,
             "local_snapshots": len(local),
@@ -448,7 +451,7 @@ def status_of(rep: Replicator, cabinet: str, timeout: float = 600) -> list[dict[
 
 #: A status row's fields that people and scripts read, by kind (None: unknown).
 _ROW_TEXT = ("newest_local", "newest_local_id", "newest_copied", "newest_copied_original",
-             "local_error", "peer_error")  # fmt: skip
+             "local_error", "peer_error", "peer_warning")  # fmt: skip
 _ROW_COUNTS = ("local_snapshots", "unreplicated", "peer_snapshots", "local_size", "peer_size")
 
 
