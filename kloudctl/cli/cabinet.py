@@ -6,7 +6,13 @@ import click
 
 from kloudctl import console
 from kloudctl.capacity import plan_cabinet
-from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
+from kloudctl.cli.options import (
+    FleetContext,
+    cabinet_names,
+    json_option,
+    pass_fleet,
+    testbed_option,
+)
 from kloudctl.report.fleet import cabinet_detail, cabinet_rows, render_cabinet
 from kloudctl.report.plan import render_plan
 
@@ -45,12 +51,7 @@ def show(ctx: FleetContext, name: str, as_json: bool) -> None:
 
 @command.command("bootstrap")
 @click.argument("cabinets", nargs=-1, required=True, shell_complete=cabinet_names)
-@click.option(
-    "--testbed/--no-testbed",
-    "use_testbed",
-    default=None,
-    help="Bootstrap the test cabinets (default: when `kloudctl testbed up` runs them).",
-)
+@testbed_option("Bootstrap")
 @json_option
 @pass_fleet
 def bootstrap(

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kloudctl import console
-from kloudctl.cli.options import FleetContext, cabinet_names, json_option, pass_fleet
+from kloudctl.cli.options import (
+    FleetContext,
+    cabinet_names,
+    json_option,
+    pass_fleet,
+    testbed_option,
+)
 from kloudctl.errors import ToolMissing
 from kloudctl.federation import service
 from kloudctl.federation.endpoint import JoinServer
@@ -271,12 +277,7 @@ def status(ctx: FleetContext, as_json: bool, interface: str | None, state_dir: s
 
 @command.command("deploy")
 @click.argument("cabinets", nargs=-1, shell_complete=cabinet_names)
-@click.option(
-    "--testbed/--no-testbed",
-    "use_testbed",
-    default=None,
-    help="Deploy on the test cabinets (default: when `kloudctl testbed up` runs them).",
-)
+@testbed_option("Deploy on")
 @json_option
 @pass_fleet
 def deploy(

@@ -49,6 +49,16 @@ class FleetContext:
 pass_fleet = click.make_pass_decorator(FleetContext)
 
 
+def testbed_option(verb: str) -> Any:
+    """`--testbed/--no-testbed` of the commands that run playbooks on cabinets."""
+    return click.option(
+        "--testbed/--no-testbed",
+        "use_testbed",
+        default=None,
+        help=f"{verb} the test cabinets (default: when `kloudctl testbed up` runs them).",
+    )
+
+
 def cabinet_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Shell completion for cabinet names: readable files in cabinets/, no validation."""
     try:

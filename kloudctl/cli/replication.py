@@ -18,6 +18,7 @@ from kloudctl.cli.options import (
     json_option,
     pass_fleet,
     prometheus_textfile_option,
+    testbed_option,
 )
 from kloudctl.errors import failed_for
 from kloudctl.model.types import format_duration, format_size
@@ -269,12 +270,7 @@ def restore_test_(
 
 @command.command("deploy")
 @targets
-@click.option(
-    "--testbed/--no-testbed",
-    "use_testbed",
-    default=None,
-    help="Deploy on the test cabinets (default: when `kloudctl testbed up` runs them).",
-)
+@testbed_option("Deploy on")
 @json_option
 @state_option
 @pass_fleet

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kloudctl.federation import service
 from kloudctl.federation.keys import MemberKeys
 from kloudctl.federation.registry import Registry, create
 
@@ -29,6 +30,23 @@ def member_doc(commune: str, keys: MemberKeys, address: str) -> dict[str, Any]:
             "power_headroom_measured": None,
         },
     }
+
+
+def admit(state: service.FederationState, commune: str, disk: int | None, watts: int) -> MemberKeys:
+    """Admit `commune` straight into the coordinator's registry, declaring `disk` spare
+    bytes and `watts` of power headroom (the join protocol is tested in test_invites; here
+    only the registry's figures matter)."""
+    registry = state.store.load()
+    newcomer = MemberKeys.generate()
+    doc = {
+        "commune": commune, "cabinet": commune, "endpoints": [],
+        "wireguard_key": newcomer.wireguard_public, "signing_key": newcomer.signing_public,
+        "mesh_address": registry.next_address(),
+        "capacity": {"spare_disk_declared": disk, "power_headroom_declared": watts},
+    }  # fmt: skip
+    _, keys, _ = state.coordinator()
+    state.store.accept(registry.append("admit", "brieux", {"member": doc}, keys), "test")
+    return newcomer
 
 
 class Federation:

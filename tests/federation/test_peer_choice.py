@@ -19,27 +19,12 @@ from kloudctl.federation.choice import (
     measured_rtts,
     record_rtts,
 )
-from kloudctl.federation.keys import MemberKeys
 from kloudctl.federation.registry import Registry
 from kloudctl.model import load_fleet
+from tests.federation.conftest import admit
 from tests.unit.inprocess import invoke
 
 TiB = 1024**4
-
-
-def _admit(state: service.FederationState, commune: str, disk: int | None, watts: int) -> None:
-    """Admit `commune` straight into the coordinator's registry (the join protocol is
-    tested in test_invites; here only the registry's figures matter)."""
-    registry = state.store.load()
-    newcomer = MemberKeys.generate()
-    doc = {
-        "commune": commune, "cabinet": commune, "endpoints": [],
-        "wireguard_key": newcomer.wireguard_public, "signing_key": newcomer.signing_public,
-        "mesh_address": registry.next_address(),
-        "capacity": {"spare_disk_declared": disk, "power_headroom_declared": watts},
-    }  # fmt: skip
-    _, keys, _ = state.coordinator()
-    state.store.accept(registry.append("admit", "brieux", {"member": doc}, keys), "test")
 
 
 @pytest.fixture
@@ -52,10 +37,10 @@ def auto_fleet(example_fleet: Path) -> Path:
 def _federate(root: Path) -> tuple[service.FederationState, Registry]:
     state = service.FederationState(root / ".state/federation")
     service.init(state, load_fleet(root), "bocage", None, "127.0.0.1:9")
-    _admit(state, "mortree", 100 * 1024**3, 400)  # too little disk for brieux's tenants
-    _admit(state, "saint-aubin", 3 * TiB, 300)
-    _admit(state, "ecouche", 5 * TiB, 10)  # no power headroom
-    _admit(state, "argentan", 4 * TiB, 200)
+    admit(state, "mortree", 100 * 1024**3, 400)  # too little disk for brieux's tenants
+    admit(state, "saint-aubin", 3 * TiB, 300)
+    admit(state, "ecouche", 5 * TiB, 10)  # no power headroom
+    admit(state, "argentan", 4 * TiB, 200)
     registry = state.store.load()
     _, keys, _ = state.coordinator()
     revoked = registry.append("revoke", "brieux", {"commune": "argentan", "reason": "x"}, keys)
@@ -96,7 +81,7 @@ def test_round_trip_time_then_spare_disk_decide(auto_fleet: Path) -> None:
     brieux = load_fleet(auto_fleet).cabinet("brieux")
     # a second eligible member, with more spare disk than saint-aubin (3 TiB)
     state = service.FederationState(auto_fleet / ".state/federation")
-    _admit(state, "sees", 6 * TiB, 100)
+    admit(state, "sees", 6 * TiB, 100)
     registry = state.store.load()
     assert choose_peers(registry, brieux).chosen == ["sees"]  # no RTT: most spare disk
     measured = {"saint-aubin": 4.2, "sees": 11.0}
@@ -148,7 +133,7 @@ def test_the_plan_ranks_by_the_round_trips_last_measured_from_this_cabinet(
     auto_fleet: Path,
 ) -> None:
     state, _ = _federate(auto_fleet)
-    _admit(state, "sees", 6 * TiB, 100)  # more spare disk than saint-aubin (3 TiB)
+    admit(state, "sees", 6 * TiB, 100)  # more spare disk than saint-aubin (3 TiB)
     text = _plan_text(auto_fleet)  # nothing measured yet: the most spare disk decides
     assert "registry version 7): sees" in text and "Round-trip times: not measured" in text
     assert "round-trip time not measured (`federation status --interface`" in text
@@ -172,7 +157,7 @@ def test_the_plan_ranks_by_the_round_trips_last_measured_from_this_cabinet(
 
 def test_round_trips_measured_from_another_cabinet_are_not_used(auto_fleet: Path) -> None:
     state, _ = _federate(auto_fleet)
-    _admit(state, "sees", 6 * TiB, 100)
+    admit(state, "sees", 6 * TiB, 100)
     # Measured from mortree: its links say nothing about brieux's.
     _measured(auto_fleet, "mortree", {"saint-aubin": 1.0, "sees": 30.0})
     text = _plan_text(auto_fleet)

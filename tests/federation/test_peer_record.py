@@ -25,26 +25,11 @@ from kloudctl.federation.peers import (
 )
 from kloudctl.model import load_fleet
 from kloudctl.replication.layout import sources_of
+from tests.federation.conftest import admit
 from tests.unit.inprocess import invoke
 
 TiB = 1024**4
 T0 = 1_796_000_000.0
-
-
-def admit(state: service.FederationState, commune: str, disk: int, watts: int) -> MemberKeys:
-    """Admit `commune` straight into the coordinator's registry (the join protocol is
-    tested in test_invites; here only the registry's figures matter)."""
-    registry = state.store.load()
-    newcomer = MemberKeys.generate()
-    doc = {
-        "commune": commune, "cabinet": commune, "endpoints": [],
-        "wireguard_key": newcomer.wireguard_public, "signing_key": newcomer.signing_public,
-        "mesh_address": registry.next_address(),
-        "capacity": {"spare_disk_declared": disk, "power_headroom_declared": watts},
-    }  # fmt: skip
-    _, keys, _ = state.coordinator()
-    state.store.accept(registry.append("admit", "brieux", {"member": doc}, keys), "test")
-    return newcomer
 
 
 def federate_with_keys(root: Path) -> tuple[service.FederationState, dict[str, MemberKeys]]:
