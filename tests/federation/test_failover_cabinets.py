@@ -7,7 +7,11 @@ replicating to the other; each cabinet's Proxmox API is a simulator on the contr
 storage's path (/var/lib/vz, declared in the host's /etc/pve/storage.cfg), so the agent on
 the host writes where the API reads, as on a PVE host. The controller drives the API; the
 archives move on the hosts, through the agents over SSH (`archive-backup`,
-`archive-stage`). The signed registry where both are members is the real one.
+`archive-stage`). The signed registry where both are members is the real one; the controller
+keeps it apart from the fleet's default federation folder (the federation commands are given
+`--state-dir`), because these two cabinets run no WireGuard mesh: replication between them
+stays on their management addresses (with the registry in the default folder, deploy would
+point each at its peer's mesh address, as for members that run the mesh).
 """
 
 from __future__ import annotations
@@ -67,9 +71,19 @@ def make_federated_fleet(root: Path) -> Path:
     home.write_text(text.replace(web, web[:-1] + ", failover: true}"))
     peer = root / "cabinets" / f"{PEER}.yaml"
     peer.write_text(peer.read_text().rstrip("\n") + "\n" + GUESTS)
-    (root / ".state" / "federation").mkdir(parents=True)
-    RegistryStore(root / ".state" / "federation").accept(Federation().chain(upto=2), "(test)")
+    registry_folder(root).mkdir(parents=True)
+    RegistryStore(registry_folder(root)).accept(Federation().chain(upto=2), "(test)")
     return root
+
+
+def registry_folder(root: Path) -> Path:
+    """The controller's copy of the registry, outside the default `.state/federation`."""
+    return root / ".state" / "registry-without-mesh"
+
+
+def federation_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kloudctl federation ARGS` with the registry this test keeps."""
+    return cli(root, *args, "--state-dir", str(registry_folder(root)))
 
 
 def test_failover_over_ssh_to_the_peer_and_back(
@@ -121,7 +135,7 @@ def test_failover_over_ssh_to_the_peer_and_back(
             home.post("nodes/pve1/qemu/9000/clone", newid=home_vmid, name=VM, full=1)
             home.put(f"nodes/pve1/qemu/{home_vmid}/config", description="mairie")
             home.post(f"nodes/pve1/qemu/{home_vmid}/status/start")
-            done = cli(root, "backup", HOME, "--json")
+            done = federation_cli(root, "backup", HOME, "--json")
             assert done.returncode == 0, done.stderr
             [backed] = json.loads(done.stdout)
             # the archive the API made, as the host's agent read it
@@ -133,7 +147,7 @@ def test_failover_over_ssh_to_the_peer_and_back(
         # --- ...and brieux's API is gone: nothing answers at its address
 
         peer = client(fleet, PEER)
-        plan = cli(root, "failover", HOME, VM, "--to", PEER, "--dry-run")
+        plan = federation_cli(root, "failover", HOME, VM, "--to", PEER, "--dry-run")
         assert plan.returncode == 0 and "plan (nothing changed)" in plan.stdout, plan.stderr
         assert list((folders[PEER] / "dump").iterdir()) == []
 
@@ -141,7 +155,7 @@ def test_failover_over_ssh_to_the_peer_and_back(
         # SSH already; the peer's tasks last 0.3 s)...
         argv = [sys.executable, "-m", "kloudctl", "--fleet", str(root), "federation"]
         proc = subprocess.Popen(
-            [*argv, "failover", HOME, VM, "--to", PEER],
+            [*argv, "failover", HOME, VM, "--to", PEER, "--state-dir", str(registry_folder(root))],
             cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 300
@@ -153,7 +167,7 @@ def test_failover_over_ssh_to_the_peer_and_back(
         journal = layout.cabinet_dir(HOME) / "failover" / f"{VM}.json"
         assert json.loads(journal.read_text())["state"] == "restoring"
         # ...and run again: the journal makes it converge
-        moved = cli(root, "failover", HOME, VM, "--to", PEER)
+        moved = federation_cli(root, "failover", HOME, VM, "--to", PEER)
         assert moved.returncode == 0, moved.stderr
         assert f"VMID {GUEST_FIRST} already restored" in moved.stdout, moved.stdout
         assert "which resumed an interrupted one" in moved.stdout
@@ -169,7 +183,7 @@ def test_failover_over_ssh_to_the_peer_and_back(
         assert running["status"] == "running" and running["name"] == VM
         assert running["description"] == "mairie"
 
-        again = cli(root, "failover", HOME, VM, "--to", PEER, "--json")
+        again = federation_cli(root, "failover", HOME, VM, "--to", PEER, "--json")
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["steps"][0].endswith("already in place (sha256 checked)")
 
@@ -177,7 +191,7 @@ def test_failover_over_ssh_to_the_peer_and_back(
         peer.put(f"nodes/pve1/qemu/{GUEST_FIRST}/config", description="écrit pendant la panne")
         with cabinet_sim(root, HOME, sims[HOME], addresses[HOME]):
             home = client(fleet, HOME)
-            back = cli(root, "failback", HOME, VM, "--json")
+            back = federation_cli(root, "failback", HOME, VM, "--json")
             assert back.returncode == 0, back.stderr
             returned = json.loads(back.stdout)
             print(back.stdout)
