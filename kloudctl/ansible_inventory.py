@@ -26,21 +26,24 @@ from kloudctl.replication import roles as replication_roles
 __all__ = ["Template", "build", "load", "role_vars"]
 
 
-def peers_of(fleet: Fleet) -> Callable[[str], list[str]]:
+def peers_of(resolver: PeerResolver) -> Callable[[str], list[str]]:
     """Each cabinet's replication peers: declared, or its `peers: auto` choice (recorded by
     deploy; one that cannot be made gives none here, and deploy refuses it)."""
-    resolver = PeerResolver(fleet)
     return lambda name: resolver.peers(name, strict=False)
 
 
-def role_vars(fleet: Fleet) -> tuple[RoleVars, ...]:
-    """ROLE_VARS with what the fleet's federation registry says: the members' mesh addresses."""
+def role_vars(fleet: Fleet, resolver: PeerResolver) -> tuple[RoleVars, ...]:
+    """Each area's role inputs, with what the fleet's federation registry says: the members'
+    mesh addresses, and the peers `resolver` gives."""
     mesh = membership.mesh_addresses(fleet, state_folder(fleet.root))
-    return (functools.partial(replication_roles.role_vars, mesh=mesh), federation_roles.role_vars)
+    replication = functools.partial(replication_roles.role_vars, mesh=mesh, resolver=resolver)
+    return (replication, federation_roles.role_vars)
 
 
 def build(fleet: Fleet, testbed: dict[str, Any] | None = None) -> dict[str, Any]:
-    return inventory.build(fleet, testbed, role_vars(fleet), peers_of(fleet))
+    # one resolver for the whole inventory: the registry is read and verified once
+    resolver = PeerResolver(fleet)
+    return inventory.build(fleet, testbed, role_vars(fleet, resolver), peers_of(resolver))
 
 
 def load(root: Path, testbed: dict[str, Any] | None = None) -> dict[str, Any]:

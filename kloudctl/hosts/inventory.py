@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kloudctl.model import Cabinet, Fleet, load_fleet
+from kloudctl.model import Cabinet, Fleet
 
 DOMAIN = "kloudici.internal"
 
@@ -153,14 +153,3 @@ def _overlay_testbed(hostvars: dict[str, dict[str, Any]], testbed: dict[str, Any
         hv["kloudctl_testbed"] = True
         hv.update(testbed.get("hostvars", {}).get(cabinet, {}))
         hv.update(secret_vars.get(cabinet, {}))
-
-
-def load(
-    root: Path,
-    testbed: dict[str, Any] | None = None,
-    role_vars: Sequence[RoleVars] = (),
-    peers_of: Callable[[Fleet], Callable[[str], list[str]]] | None = None,
-) -> dict[str, Any]:
-    """Load the fleet (the foundation's located errors on bad input) and build the inventory."""
-    fleet = load_fleet(root)
-    return build(fleet, testbed, role_vars, peers_of(fleet) if peers_of else None)

@@ -41,11 +41,15 @@ def peer_url(me: str, peer: str, mesh: Mapping[str, str]) -> str:
 
 
 def role_vars(
-    fleet: Fleet, cabinet: Cabinet, mesh: Mapping[str, str] | None = None
+    fleet: Fleet,
+    cabinet: Cabinet,
+    mesh: Mapping[str, str] | None = None,
+    resolver: PeerResolver | None = None,
 ) -> dict[str, Any]:
     """The replication roles' inputs: sources send to peers, targets host their copies.
     `mesh`: {cabinet: mesh address} of the federation's active members
-    (`kloudctl.federation.membership.mesh_addresses`)."""
+    (`kloudctl.federation.membership.mesh_addresses`); `resolver`: the fleet's one peer
+    resolver, shared by every cabinet of an inventory (it verifies the registry once)."""
     mesh = mesh or {}
     me = cabinet.name
     out: dict[str, Any] = {}
@@ -53,7 +57,7 @@ def role_vars(
     policy = fleet.policy_for(cabinet)
     # Declared peers, or the recorded `auto` choice (deploy records it before the playbook
     # runs); an auto choice that cannot be made gives no peers here, and deploy refuses.
-    resolver = PeerResolver(fleet)
+    resolver = resolver or PeerResolver(fleet)
     peers = resolver.peers(me, strict=False)
     if rep and policy:
         secrets = {f"{me}.local.password": _secret(f"{me}.local.password")}
