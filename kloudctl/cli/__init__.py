@@ -41,6 +41,10 @@ GROUPS: dict[str, str] = {
     "testbed": "Test cabinets: real Debian systems in podman containers.",
     "validate": "Validate cabinet and backup-policy files (default: the whole fleet).",
 }
+#: Groups that act on the whole fleet from the controller (Pulumi stacks, podman test
+#: cabinets, simulators): a cabinet's kloudctl leaves them out even where their libraries
+#: happen to load, so its operator is never offered a command meant for the controller.
+CONTROLLER_ONLY = frozenset({"sim", "tenant", "tenants", "testbed"})
 
 
 def _unloadable(name: str, why: str) -> click.Command:
@@ -74,7 +78,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.commands:
             return self.commands[cmd_name]
-        if cmd_name not in GROUPS:
+        if cmd_name not in GROUPS or (ON_CABINET and cmd_name in CONTROLLER_ONLY):
             return None
         try:
             module = importlib.import_module(f"{__name__}.{cmd_name}")

@@ -7,8 +7,9 @@ the exact versions CI tested: no network, no pip on the cabinet.
 
 The tarball also holds `kloudctl/CABINET_BUNDLE` (`kloudctl.CABINET_MARKER`), which the
 source tree never has: the CLI leaves out the command groups whose libraries a cabinet
-does not carry only when it finds that file; on the controller a group that cannot be
-imported is an error.
+does not carry only when it finds that file, and the controller's own groups
+(`kloudctl.cli.CONTROLLER_ONLY`: simulators, test cabinets, Pulumi stacks) with them; on the
+controller a group that cannot be imported is an error.
 
 The tarball is named by the hash of its content, so a cabinet gets a new folder
 (`/opt/kloudctl/<hash>`) exactly when something changed, and the Ansible task that unpacks

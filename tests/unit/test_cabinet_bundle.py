@@ -54,6 +54,13 @@ def test_bundle_runs_the_replication_commands_alone(tmp_path: Path) -> None:
     assert "mail" not in commands and "sim" not in commands  # argon2, aiohttp: not carried
     # the Proxmox API client is carried (the failover backup timer): what reads it loads
     assert {"federation", "validate", "status"} <= commands
+    # the controller's own groups are left out even where their libraries would load
+    assert not commands & {"tenant", "tenants", "testbed"}
+    refused = subprocess.run(
+        ["/usr/bin/python3", "-I", "-S", "-c", launcher, "testbed", "list"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "No such command 'testbed'" in refused.stderr
 
 
 #: Runs kloudctl's CLI with one library made unimportable (as if it were not installed).
