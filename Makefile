@@ -32,7 +32,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 pytest: setup
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=30 $(PYTEST_ARGS)
 
 test: setup lint typecheck pytest
 
