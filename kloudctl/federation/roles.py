@@ -4,7 +4,8 @@ A member that declares failover VMs (level-1 VMs with `failover: true`) gets the
 backup timer: `kloudctl federation backup` on a schedule, so a failover's recovery point
 is at most about one period old. The period is the cabinet's replication RPO (its own, or
 its backup policy's), rounded down to a period systemd's calendar repeats evenly (one that
-divides an hour or a day), and at most a day.
+divides an hour or a day), from 5 minutes to a day; the role gets the period and its
+OnCalendar, computed here by `kloudctl.hosts.timers.on_calendar` (as replication's timer).
 
 Its kloudctl reaches its own Proxmox API on the host itself (`own_api_endpoint`: loopback,
 the declared port; the certificate is pinned by its fingerprint, so the address does not
@@ -16,11 +17,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from kloudctl.hosts.timers import CALENDAR_PERIODS, DAY, MINUTE, on_calendar
 from kloudctl.model import Cabinet, Fleet
 
-#: Periods (seconds) a calendar timer repeats evenly: divisors of an hour, then of a day in
-#: whole hours. The role asserts its period is one of these.
-BACKUP_PERIODS = (300, 600, 900, 1200, 1800, 3600, 7200, 10800, 14400, 21600, 28800, 43200, 86400)
+#: Periods (seconds) of the failover backup: those a calendar timer repeats evenly, from 5
+#: minutes (each run archives every failover VM) to a day.
+BACKUP_PERIODS = tuple(p for p in CALENDAR_PERIODS if 5 * MINUTE <= p <= DAY)
 
 
 def failover_vm_names(cabinet: Cabinet) -> list[str]:
@@ -49,5 +51,10 @@ def role_vars(fleet: Fleet, cabinet: Cabinet) -> dict[str, Any]:
     rep = cabinet.replication
     rpo = (rep.rpo if rep and rep.rpo else None) or (policy.rpo if policy else None)
     if rpo:
-        out["federation_mesh__failover_backup_period"] = backup_period(rpo)
+        period = backup_period(rpo)
+        out["federation_mesh__failover_backup_period"] = period
+        out["federation_mesh__failover_backup_on_calendar"] = on_calendar(period)
+        # Members start their runs apart (not all copying to their peers at once), yet each
+        # run stays within its period: the role's default of 10 min, less for short periods.
+        out["federation_mesh__failover_backup_randomized_delay"] = min(10 * MINUTE, period // 2)
     return out

@@ -1,6 +1,7 @@
 """The replication roles' inputs, computed from the fleet for the Ansible inventory.
 
-`replication_source` on cabinets that replicate (peers, secrets as lookups, schedule),
+`replication_source` on cabinets that replicate (peers, secrets as lookups, schedule: the
+policy's interval as an OnCalendar, `kloudctl.hosts.timers.on_calendar`),
 `replication_target` on cabinets others replicate to (rest-server users, retention). No
 secret value appears here: only `lookup('file', ...)` templates into the controller's
 replication state, which Ansible reads when a role runs.
@@ -19,6 +20,7 @@ from typing import Any
 
 from kloudctl.federation.peers import PeerResolver, load_record
 from kloudctl.hosts.inventory import Template
+from kloudctl.hosts.timers import on_calendar
 from kloudctl.model import Cabinet, Fleet
 from kloudctl.replication.layout import sources_of
 from kloudctl.replication.restic import restic_duration
@@ -120,13 +122,3 @@ def shipped_choices(
         if rep and rep.auto_peers and (record := load_record(resolver.folder, name)):
             out[name] = record.to_dict()
     return out
-
-
-def on_calendar(seconds: int) -> str:
-    """A systemd OnCalendar expression for 'every `seconds`' (minutes or hours granularity)."""
-    if seconds % 86400 == 0:
-        return "daily" if seconds == 86400 else f"*-*-1/{seconds // 86400} 00:00:00"
-    if seconds % 3600 == 0:
-        return "hourly" if seconds == 3600 else f"00/{seconds // 3600}:00:00"
-    minutes = max(1, seconds // 60)
-    return f"*:00/{minutes}:00"

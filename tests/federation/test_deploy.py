@@ -187,6 +187,8 @@ def test_the_inventory_gives_each_member_its_failover_backup_inputs() -> None:
     assert brieux == {
         "federation_mesh__failover_vms": ["brieux-web"],
         "federation_mesh__failover_backup_period": 6 * 3600,
+        "federation_mesh__failover_backup_on_calendar": "00/6:00:00",
+        "federation_mesh__failover_backup_randomized_delay": 600,
     }
     for other in ("mortree", "saint-aubin"):
         assert hostvars[other]["federation_mesh__failover_vms"] == []

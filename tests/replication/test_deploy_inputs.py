@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from kloudctl import ansible_inventory as inventory
+from kloudctl.hosts.timers import on_calendar
 from kloudctl.model import load_fleet
-from kloudctl.replication import roles
 from kloudctl.replication.deploy import endpoint_entry
 from kloudctl.replication.layout import Layout
 
@@ -48,10 +48,16 @@ def test_roles_inputs_come_from_the_fleet_and_hold_no_secret(tmp_path: Path) -> 
 
 
 def test_on_calendar_follows_the_policy_interval() -> None:
-    assert roles.on_calendar(3600) == "hourly"
-    assert roles.on_calendar(4 * 3600) == "00/4:00:00"
-    assert roles.on_calendar(900) == "*:00/15:00"
-    assert roles.on_calendar(86400) == "daily"
+    """The one computation (systemd reads its every calendar back in
+    tests/federation/test_backup_calendar.py): an interval no calendar repeats evenly runs
+    at the longest period that does, never less often."""
+    assert on_calendar(3600) == "hourly"
+    assert on_calendar(4 * 3600) == "00/4:00:00"
+    assert on_calendar(7 * 3600) == "00/6:00:00"
+    assert on_calendar(900) == "*:00/15:00"
+    assert on_calendar(86400) == "daily"
+    assert on_calendar(3 * 86400) == "daily"
+    assert on_calendar(7 * 86400) == "weekly"
 
 
 def test_endpoint_of_a_deployed_cabinet_says_how_ssh_reaches_it(tmp_path: Path) -> None:
