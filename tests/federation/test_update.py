@@ -18,6 +18,10 @@ import pytest
 from kloudctl.federation import endpoint, service
 from kloudctl.federation.keys import MemberKeys, load_keys
 from kloudctl.federation.registry import signed_part
+from kloudctl.model import load_fleet
+from kloudctl.model.types import format_size
+from kloudctl.tenants.simtargets import bootstrap_target
+from kloudctl.testbed.simfleet import SimFleet, start_sim_fleet
 from tests.federation.conftest import admit
 from tests.federation.test_end_to_end import _serve_read_only, free_port
 from tests.unit.inprocess import Ran, invoke, tree
@@ -277,3 +281,79 @@ def test_a_renewed_certificate_is_published_and_pinned(bocage: Bocage) -> None:
     assert f"shows certificate {tls.fingerprint_of(old_cert)}, not the pinned {new}" in str(
         refused.value
     )
+
+
+@pytest.fixture
+def measured_bocage(tmp_path: Path) -> Iterator[tuple[Bocage, SimFleet]]:
+    """bocage, mortree's cabinet served by the Proxmox VE simulator (the example fleet's
+    three are; mortree's fleet holds the targets file); brieux declares `peers: auto`."""
+    sims = start_sim_fleet(tmp_path / "sim", task_seconds=0.0, bootstrap=bootstrap_target)
+    roots = {c: _fleet_copy(tmp_path / c) for c in ("brieux", "saint-aubin")}
+    roots["mortree"] = sims.root  # mortree's own fleet: it holds the simulator's targets
+    brieux = roots["brieux"] / "cabinets/brieux.yaml"
+    brieux.write_text(brieux.read_text().replace("peers: [saint-aubin]", "peers: auto"))
+    try:
+        federation = Bocage(roots)
+        try:
+            yield federation, sims
+        finally:
+            federation.server.stop()
+    finally:
+        sims.stop()
+
+
+def _plan_choice(root: Path, commune: str) -> dict[str, Any]:
+    """`kloudctl plan brieux`'s verdict on `commune` as a replication peer."""
+    ran = k(root, "plan", "brieux", "--json")
+    assert ran.code == 0, ran.output
+    candidates = json.loads(ran.stdout)["replication_peers"]["candidates"]
+    found: dict[str, Any] = next(c for c in candidates if c["commune"] == commune)
+    return found
+
+
+def test_measured_spare_disk_is_published_and_used_by_the_peer_choice(
+    measured_bocage: tuple[Bocage, SimFleet],
+) -> None:
+    """mortree measures its guest storage through the simulator's API: filled by a 3000 GiB
+    volume, what it can spare falls under the 960 GiB brieux promises its tenants, though its
+    declared figure is well above; once published, brieux's plan leaves mortree, saying so."""
+    bocage, sims = measured_bocage
+    mortree, brieux = bocage.roots["mortree"], bocage.roots["brieux"]
+    cabinet = load_fleet(mortree).cabinet("mortree")
+    declared = service.declared_capacity(cabinet)["spare_disk_declared"]
+    assert declared is not None and declared > 960 * GiB
+    assert _plan_choice(brieux, "mortree")["eligible"]  # on its declared figure
+
+    api = sims.root_api("mortree")
+    node = cabinet.hardware.nodes[0].name
+    storage = cabinet.hardware.storage
+    status = api.nodes(node).storage(storage).status.get()
+    api.nodes(node).qemu.post(vmid=990, name="filler", scsi0=f"{storage}:3000")
+    avail = int(status["avail"]) - 3000 * GiB
+    promised = sum(t.quota.disk for t in cabinet.tenants)
+    expected = max(0, min(int(status["total"] * cabinet.hardware.overcommit.disk) - promised,
+                          avail))  # fmt: skip
+    assert expected < 960 * GiB
+
+    ran = k(mortree, "federation", "update", "--measure", "--json")
+    assert ran.code == 0, ran.output
+    done = json.loads(ran.stdout)
+    capacity = done["changes"]["capacity"]
+    assert capacity["spare_disk_measured"] == expected
+    assert capacity["spare_disk_declared"] == declared
+    # No SSH route to the cabinet here: the power headroom is not measured, and why is said.
+    assert capacity["power_headroom_measured"] is None
+    assert done["notes"] == [
+        "power headroom of mortree: no SSH route to the cabinet recorded (`replication"
+        " deploy` records it), so its power record cannot be read"
+    ]
+    # Measured again with nothing changed: nothing to send.
+    ran = k(mortree, "federation", "update", "--measure")
+    assert ran.code == 0 and "no change: registry version 4" in ran.stdout, ran.output
+    assert "not measured: power headroom of mortree" in ran.stdout
+
+    verdict = _plan_choice(brieux, "mortree")
+    assert not verdict["eligible"] and not verdict["chosen"]
+    assert verdict["reasons"] == [f"spare disk {format_size(expected)} < 960GiB needed"]
+    text = " ".join(k(brieux, "plan", "brieux").output.split())
+    assert f"spare disk {format_size(expected)} < 960GiB needed" in text
