@@ -41,7 +41,8 @@ def _state(ctx: FleetContext, state_dir: str | None) -> service.FederationState:
 
 @click.group("federation")
 def command() -> None:
-    """Neighbouring communes' cabinets: signed registry, invites, joining, failover."""
+    """Neighbouring communes' cabinets: signed registry, invites, joining, members' own
+    updates (measured capacity, renewed certificate), failover."""
 
 
 @command.command("init")
