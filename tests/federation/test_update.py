@@ -166,7 +166,8 @@ def test_a_stale_head_is_read_again_and_signed_again(bocage: Bocage) -> None:
 @pytest.mark.parametrize(
     "case",
     ["forged", "other_key", "unknown", "mesh_address", "state", "not_json", "not_entry",
-     "admit_kind", "stale", "too_big"],
+     "admit_kind", "stale", "too_big", "negative_disk", "bad_fingerprint", "bad_endpoints",
+     "other_commune"],
 )  # fmt: skip
 def test_refused_updates_change_nothing(bocage: Bocage, case: str) -> None:
     own = load_keys(bocage.folder("mortree"))
@@ -190,6 +191,25 @@ def test_refused_updates_change_nothing(bocage: Bocage, case: str) -> None:
         entry = bocage.signed("mortree", {case: "10.250.0.9"}, own)
         status, answer = bocage.post({"entry": entry})
         expected = (400, "a member may change only capacity, endpoints, tls_fingerprint")
+    elif case == "negative_disk":
+        entry = bocage.signed("mortree", {"capacity": {"spare_disk_measured": -1}}, own)
+        status, answer = bocage.post({"entry": entry})
+        expected = (400, "capacity.spare_disk_measured: expected a whole number, 0 or more")
+    elif case == "bad_fingerprint":
+        entry = bocage.signed("mortree", {"tls_fingerprint": "AB:CD"}, own)
+        status, answer = bocage.post({"entry": entry})
+        expected = (400, "tls_fingerprint: expected a SHA-256 fingerprint")
+    elif case == "bad_endpoints":
+        entry = bocage.signed("mortree", {"endpoints": "192.0.2.1:51820"}, own)
+        status, answer = bocage.post({"entry": entry})
+        expected = (400, "endpoints: expected a list of host:port")
+    elif case == "other_commune":
+        # mortree's own key, changing saint-aubin's entry.
+        entry = bocage.signed("mortree", {"capacity": capacity}, own)
+        entry["body"]["commune"] = "saint-aubin"
+        entry["signature"] = own.sign(signed_part(entry))
+        status, answer = bocage.post({"entry": entry})
+        expected = (403, "'mortree' may change its own registry entry only")
     elif case == "not_json":
         status, answer = bocage.post_raw(b"{not json")
         answer = answer["error"]
@@ -357,3 +377,26 @@ def test_measured_spare_disk_is_published_and_used_by_the_peer_choice(
     assert verdict["reasons"] == [f"spare disk {format_size(expected)} < 960GiB needed"]
     text = " ".join(k(brieux, "plan", "brieux").output.split())
     assert f"spare disk {format_size(expected)} < 960GiB needed" in text
+
+
+def test_the_coordinator_updates_its_own_entry_and_a_member_its_endpoints(bocage: Bocage) -> None:
+    """The coordinator is a member too: its update goes straight into the registry it holds
+    (no HTTP), checked the same way. A member's new WireGuard endpoint is published too."""
+    brieux = bocage.roots["brieux"]
+    path = brieux / "cabinets/brieux.yaml"
+    text = path.read_text()
+    assert "disk: 800GiB}" in text
+    path.write_text(text.replace("disk: 800GiB}", "disk: 700GiB}", 1))
+    ran = k(brieux, "federation", "update")
+    assert ran.code == 0 and "registry version 4; changed: capacity" in ran.stdout, ran.output
+    assert k(brieux, "federation", "update").stdout.startswith("no change: registry version 4")
+    ran = k(brieux, "federation", "update", "--renew-certificate")
+    assert ran.code == 2 and "pinned by every member from its invite" in ran.flat()
+
+    ran = k(bocage.roots["mortree"], "federation", "update", "--endpoint", "198.51.100.7:51820")
+    assert ran.code == 0 and "registry version 5; changed: endpoints" in ran.stdout, ran.output
+    assert bocage.state("brieux").store.load().members["mortree"].endpoints == [
+        "198.51.100.7:51820"
+    ]
+    ran = k(bocage.roots["mortree"], "federation", "update", "--endpoint", "no-port")
+    assert ran.code == 2 and "--endpoint: expected HOST:PORT, got 'no-port'" in ran.flat()
