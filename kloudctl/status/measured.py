@@ -88,21 +88,25 @@ def power_headroom(
     return int(max(budget - watts, 0)), None
 
 
+def ssh_route(root: Path, replication_state: str | None, cabinet: str) -> ssh.SshTarget | None:
+    """How `replication deploy` recorded reaching `cabinet` over SSH (None: not recorded).
+    Reading never creates the replication state."""
+    folder = Path(replication_state or os.environ.get(STATE_ENV) or root / ".state/replication")
+    if not folder.is_dir():
+        return None
+    remote = Layout(folder.resolve(), read_only=True).endpoint(cabinet).ssh
+    if remote is None:
+        return None
+    return ssh.SshTarget(remote.address, remote.user, options=remote.options)
+
+
 def measurer_for(
     fleet: Fleet, root: Path, replication_state: str | None
 ) -> Callable[[Cabinet], Measured]:
     """What `federation update --measure` hands the federation: measure one cabinet."""
 
     def measure(cabinet: Cabinet) -> Measured:
-        folder = Path(replication_state or os.environ.get(STATE_ENV) or root / ".state/replication")
-        # Reading never creates the replication state: without it there is no SSH route.
-        remote = Layout(folder.resolve(), read_only=True).endpoint(cabinet.name).ssh
-        remote = remote if folder.is_dir() else None
-        target = (
-            ssh.SshTarget(remote.address, remote.user, options=remote.options)
-            if remote is not None
-            else None
-        )
+        target = ssh_route(root, replication_state, cabinet.name)
         headroom, why = power_headroom(cabinet, target)
         return Measured(spare_disk(fleet, cabinet), headroom, (why,) if why else ())
 

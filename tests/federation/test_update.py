@@ -400,3 +400,29 @@ def test_the_coordinator_updates_its_own_entry_and_a_member_its_endpoints(bocage
     ]
     ran = k(bocage.roots["mortree"], "federation", "update", "--endpoint", "no-port")
     assert ran.code == 2 and "--endpoint: expected HOST:PORT, got 'no-port'" in ran.flat()
+
+
+def test_a_power_record_that_cannot_be_read_leaves_the_headroom_unmeasured(
+    tmp_path: Path,
+) -> None:
+    """The SSH route `replication deploy` recorded for mortree leads nowhere (a closed
+    loopback port, the real ssh): no headroom, and the reason names the record and the
+    cabinet. (A readable record needs a cabinet host with sshd: the podman test cabinets.)"""
+    from kloudctl.status.measured import power_headroom, ssh_route
+
+    root = _fleet_copy(tmp_path / "mortree")
+    assert ssh_route(root, None, "mortree") is None  # no replication state: no route
+    state = root / ".state/replication"
+    state.mkdir(parents=True)
+    options = ["-p", str(free_port()), "-o", "ConnectTimeout=3", "-o",
+               f"UserKnownHostsFile={tmp_path / 'known_hosts'}"]  # fmt: skip
+    route = {"mortree": {"ssh": {"address": "127.0.0.1", "user": "root", "options": options}}}
+    (state / "endpoints.json").write_text(json.dumps({"cabinets": route}))
+    target = ssh_route(root, None, "mortree")
+    assert target is not None and (target.host, target.options) == ("127.0.0.1", tuple(options))
+    assert ssh_route(root, None, "brieux") is None
+    cabinet = load_fleet(root).cabinet("mortree")
+    watts, why = power_headroom(cabinet, target, timeout=10)
+    assert watts is None and why is not None
+    assert why.startswith("power headroom of mortree: "), why
+    assert "Connection refused" in why, why
