@@ -25,7 +25,8 @@ UNLOADABLE: dict[str, str] = {}
 GROUPS: dict[str, str] = {
     "cabinet": "Cabinets of the fleet.",
     "completion": "Print the completion script (e.g.",
-    "federation": "Neighbouring communes' cabinets: signed registry, invites, joining, failover.",
+    "federation": "Neighbouring communes' cabinets: signed registry, invites, joining, members'"
+    " own updates (measured capacity, renewed certificate), failover.",
     "mail": "Residents' mailboxes on the communes' domains.",
     "plan": "Plan a cabinet from its declaration alone (no cabinet contacted): capacity and"
     " power admission, VMID ranges, address plan, and replication peers chosen with"

@@ -1,5 +1,5 @@
-"""`kloudctl federation init|invite|join|admit|pending|sync|revoke|status|deploy|serve|
-backup|failover|failback|failovers`."""
+"""`kloudctl federation init|invite|join|admit|pending|sync|update|revoke|status|deploy|
+serve|backup|failover|failback|failovers`."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def _state(ctx: FleetContext, state_dir: str | None) -> service.FederationState:
 
 @click.group("federation")
 def command() -> None:
-    """Neighbouring communes' cabinets: signed registry, invites, joining, failover."""
+    """Neighbouring communes' cabinets: signed registry, invites, joining, members' own
+    updates (measured capacity, renewed certificate), failover."""
 
 
 @command.command("init")
@@ -171,6 +172,14 @@ def revoke(ctx: FleetContext, commune: str, reason: str, state_dir: str | None) 
     )
 
 
+replication_state_option = click.option(
+    "--replication-state",
+    envvar="KLOUDCTL_REPLICATION_STATE",
+    type=click.Path(file_okay=False),
+    help="The replication state folder (default: <fleet>/.state/replication).",
+)
+
+
 interface_option = click.option(
     "--interface",
     metavar="IF",
@@ -201,6 +210,86 @@ def sync(ctx: FleetContext, interface: str | None, state_dir: str | None) -> Non
         )
     if done.reported is not None:
         console.line(f"sync report: {done.reported}")
+
+
+@command.command("update")
+@click.option(
+    "--measure",
+    is_flag=True,
+    help="Measure spare disk (the cabinet's guest storage, Proxmox API) and power headroom"
+    " (budget minus the power record's last draw, over SSH) and publish them.",
+)
+@click.option(
+    "--endpoint",
+    "endpoints",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Where peers now reach this cabinet's WireGuard (replaces the registered ones).",
+)
+@click.option(
+    "--renew-certificate",
+    is_flag=True,
+    help="Make a new certificate for this member's registry endpoint and publish its"
+    " fingerprint (kept only once the registry records it; restart `federation serve`).",
+)
+@json_option
+@state_option
+@replication_state_option
+@pass_fleet
+def update(
+    ctx: FleetContext,
+    measure: bool,
+    endpoints: tuple[str, ...],
+    renew_certificate: bool,
+    as_json: bool,
+    state_dir: str | None,
+    replication_state: str | None,
+) -> None:
+    """Publish this member's changes (declared and measured capacity, endpoint certificate,
+    endpoints) as a signed update the coordinator appends; members see them at their next
+    sync. Says "no change" when the registry already holds them."""
+    measurer = None
+    if measure:
+        from kloudctl.status.measured import measurer_for
+
+        measurer = measurer_for(ctx.fleet(), ctx.root, replication_state)
+    done = service.update(
+        _state(ctx, state_dir),
+        ctx.fleet(),
+        measure=measurer,
+        endpoints=list(endpoints) or None,
+        renew_certificate=renew_certificate,
+    )
+    if as_json:
+        console.emit_json(done.to_dict())
+        return
+    for note in done.notes:
+        console.line(f"not measured: {note}")
+    if not done.changes:
+        console.line(f"no change: registry version {done.version} already holds these figures")
+        return
+    retried = f" after {done.attempts} attempts (the head moved)" if done.attempts > 1 else ""
+    console.line(
+        f"update published{retried}: registry version {done.version}; changed:"
+        f" {', '.join(sorted(done.changes))}"
+    )
+    capacity = done.changes.get("capacity")
+    if capacity is not None:
+        console.line(
+            f"spare disk: declared {_size(capacity['spare_disk_declared'])}, measured"
+            f" {_size(capacity['spare_disk_measured'])}; power headroom: declared"
+            f" {_watts(capacity['power_headroom_declared'])}, measured"
+            f" {_watts(capacity['power_headroom_measured'])}"
+        )
+    if done.certificate_renewed:
+        console.line(
+            f"endpoint certificate renewed: {done.changes['tls_fingerprint']}; restart"
+            " `federation serve` so that it shows the new one"
+        )
+
+
+def _watts(value: Any) -> str:
+    return "-" if value is None else f"{value} W"
 
 
 def _size(value: Any) -> str:
@@ -234,7 +323,6 @@ def status(ctx: FleetContext, as_json: bool, interface: str | None, state_dir: s
     rows = []
     for m in report["members"]:
         cap = m["capacity"]
-        headroom = cap["power_headroom_measured"] or cap["power_headroom_declared"]
         health = m["mesh"] or {}
         rows.append(
             [
@@ -245,8 +333,9 @@ def status(ctx: FleetContext, as_json: bool, interface: str | None, state_dir: s
                 m["synced_at"] or "-",
                 _ago(health.get("handshake_age_s")),
                 _rtt(health.get("rtt_ms")),
-                _size(cap["spare_disk_measured"] or cap["spare_disk_declared"]),
-                "-" if headroom is None else f"{headroom} W",
+                f"{_size(cap['spare_disk_declared'])} / {_size(cap['spare_disk_measured'])}",
+                f"{_watts(cap['power_headroom_declared'])} /"
+                f" {_watts(cap['power_headroom_measured'])}",
             ]
         )
     columns = [
@@ -257,8 +346,8 @@ def status(ctx: FleetContext, as_json: bool, interface: str | None, state_dir: s
         "synced at",
         "last handshake",
         "round trip",
-        "spare disk",
-        "power headroom",
+        "spare disk (declared / measured)",
+        "power headroom (declared / measured)",
     ]
     console.show(console.table("members", columns, rows))
     revocation = report["revocation"]
@@ -345,14 +434,6 @@ def serve(ctx: FleetContext, listen: str | None, state_dir: str | None) -> None:
         stop.wait()
     finally:
         server.stop()
-
-
-replication_state_option = click.option(
-    "--replication-state",
-    envvar="KLOUDCTL_REPLICATION_STATE",
-    type=click.Path(file_okay=False),
-    help="The replication state folder (default: <fleet>/.state/replication).",
-)
 
 
 def _failover(

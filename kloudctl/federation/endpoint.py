@@ -1,10 +1,12 @@
 """The coordinator's join endpoint (HTTPS, self-signed certificate pinned by the invite)
 and the client newcomers and members use to reach it.
 
-Three routes: `POST /v1/join` (a join request and its HMAC proof: answers the short
+Four routes: `POST /v1/join` (a join request and its HMAC proof: answers the short
 fingerprint, or 403 with the reason the invite is refused), `GET /v1/registry` (the
-signed registry; its signatures, not the channel, make it trustworthy) and `POST /v1/held`
-(a member's signed sync report: the version it holds and when it applied it to its mesh).
+signed registry; its signatures, not the channel, make it trustworthy), `POST /v1/held`
+(a member's signed sync report: the version it holds and when it applied it to its mesh)
+and `POST /v1/update` (a member's own signed `update` entry: appended as the next version,
+409 when signed on an older head, 4xx with the reason otherwise; see `updates.py`).
 
 Every other member runs the same server read-only on its mesh address: `GET /v1/registry`
 only (the registry it verified and holds), so members sync from each other when the
@@ -29,6 +31,8 @@ from kloudctl.errors import ExternalError, InputError, KloudError
 from kloudctl.federation.invites import InviteBook, InviteRefused
 from kloudctl.federation.registry import RegistryStore
 from kloudctl.federation.reports import ReportBook, checked_report
+from kloudctl.federation.updates import StaleHead, UpdateRefused
+from kloudctl.federation.updates import accept as accept_update
 
 MAX_BODY = 64 * 1024
 TIMEOUT = 15.0
@@ -88,7 +92,7 @@ class JoinServer:
                         },
                     )
                     return
-                if self.path not in ("/v1/join", "/v1/held"):
+                if self.path not in ("/v1/join", "/v1/held", "/v1/update"):
                     self._answer(404, {"error": f"no route {self.path}"})
                     return
                 try:
@@ -100,6 +104,9 @@ class JoinServer:
                     return
                 if self.path == "/v1/held":
                     self._held(length)
+                    return
+                if self.path == "/v1/update":
+                    self._update(length)
                     return
                 try:
                     data = json.loads(self.rfile.read(length))
@@ -136,6 +143,27 @@ class JoinServer:
                     self._answer(500, {"error": str(exc)})
                 else:
                     self._answer(200, {"status": "recorded"})
+
+            def _update(self, length: int) -> None:
+                try:
+                    updated = accept_update(folder, json.loads(self.rfile.read(length)))
+                except ValueError:
+                    self._answer(400, {"error": "update: not JSON"})
+                except StaleHead as exc:
+                    self._answer(409, {"error": str(exc), "version": exc.version})
+                except UpdateRefused as exc:
+                    on_event(f"update refused: {exc}")
+                    self._answer(exc.status, {"error": str(exc)})
+                except KloudError as exc:
+                    self._answer(500, {"error": str(exc)})
+                else:
+                    entry = updated.entries[-1]
+                    on_event(
+                        f"update by member '{entry['author']}' ("
+                        f"{', '.join(sorted(entry['body']['changes']))}):"
+                        f" registry version {updated.version}"
+                    )
+                    self._answer(200, {"status": "appended", "version": updated.version})
 
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -119,8 +119,12 @@ def _member(doc: Any, what: str) -> Member:
     if not isinstance(capacity, dict) or set(capacity) - set(CAPACITY_KEYS):
         raise ValueError(f"{what}.capacity: expected {', '.join(CAPACITY_KEYS)}")
     for key, value in capacity.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"{what}.capacity.{key}: expected a whole number, got {value!r}")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise ValueError(
+                f"{what}.capacity.{key}: expected a whole number, 0 or more, got {value!r}"
+            )
     try:
         ipaddress.IPv4Address(_text(doc["mesh_address"], f"{what}.mesh_address"))
     except ipaddress.AddressValueError:

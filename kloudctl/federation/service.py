@@ -13,6 +13,7 @@ import datetime
 import ipaddress
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from kloudctl import files, tls
 from kloudctl.answers import dig
 from kloudctl.capacity.plan import plan_cabinet
 from kloudctl.errors import ExternalError, InputError, KloudError, NotFound
-from kloudctl.federation import choice, mesh
+from kloudctl.federation import choice, mesh, updates
 from kloudctl.federation import endpoint as join_endpoint
 from kloudctl.federation.invites import (
     Invite,
@@ -48,6 +49,7 @@ from kloudctl.federation.reports import (
 from kloudctl.model import Fleet
 from kloudctl.model.schema import Cabinet
 from kloudctl.netloc import split_host_port
+from kloudctl.retry import Backoff, retrying
 
 MEMBER_FILE = "member.json"
 TLS_CERT, TLS_KEY = "join-tls.crt", "join-tls.key"
@@ -60,7 +62,8 @@ def _utcnow() -> datetime.datetime:
 
 def declared_capacity(cabinet: Cabinet) -> dict[str, int | None]:
     """What the declaration says the cabinet can spare: disk not promised to tenants, and
-    power budget not drawn by the planned load. Measured figures come with the mesh."""
+    power budget not drawn by the planned load. Measured figures are published by
+    `federation update --measure` (`planned_changes`)."""
     plan = plan_cabinet(cabinet)
     disk = next((r for r in plan.resources if r.unit == "bytes" and "disk" in r.name), None)
     spare_disk = int(max(disk.capacity - disk.reserved, 0)) if disk else None
@@ -666,3 +669,178 @@ def _own_sync(state: FederationState) -> tuple[int | None, str | None]:
         return member_sync(data)
     except (ValueError, AttributeError):
         raise KloudError(f"{path}: unreadable (it is rewritten by the next sync)") from None
+
+
+# --- a member's own update: measured capacity, renewed certificate, endpoints ------------
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the member measured of itself (`--measure`): spare disk in bytes and power
+    headroom in watts, each None when it could not be measured, and why (`notes`)."""
+
+    spare_disk: int | None
+    power_headroom: int | None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class Updated:
+    """One `federation update`: the changes published (none: "no change"), the registry
+    version they made (or the one held when nothing changed), the attempts it took (a
+    stale head is read again and signed again) and what measuring said."""
+
+    changes: dict[str, Any]
+    version: int
+    attempts: int = 1
+    notes: tuple[str, ...] = ()
+    certificate_renewed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "changed": bool(self.changes),
+            "changes": self.changes,
+            "registry_version": self.version,
+            "attempts": self.attempts,
+            "notes": list(self.notes),
+            "certificate_renewed": self.certificate_renewed,
+        }
+
+
+#: A stale head (another entry appended meanwhile) is read again and signed again.
+UPDATE_BACKOFF = Backoff(attempts=5, first=0.1, maximum=1.0)
+
+
+def planned_changes(
+    member: Member,
+    cabinet: Cabinet,
+    measured: Measured | None,
+    certificate: str | None,
+    endpoints: list[str] | None,
+) -> dict[str, Any]:
+    """What differs between the member's registry entry and what it is now: its declared
+    capacity (always recomputed from the declaration), its measured figures (when measured
+    now; else those held are kept), its endpoint certificate, its endpoints (when given).
+    The capacity goes whole: an update replaces the member's capacity document."""
+    capacity = {
+        **declared_capacity(cabinet),
+        "spare_disk_measured": member.capacity.get("spare_disk_measured"),
+        "power_headroom_measured": member.capacity.get("power_headroom_measured"),
+    }
+    if measured is not None:
+        capacity["spare_disk_measured"] = measured.spare_disk
+        capacity["power_headroom_measured"] = measured.power_headroom
+    wanted: dict[str, Any] = {"capacity": capacity}
+    if certificate is not None:
+        wanted["tls_fingerprint"] = certificate
+    if endpoints is not None:
+        wanted["endpoints"] = [_endpoint(e, "--endpoint") for e in endpoints]
+    current = member.to_dict()
+    return {k: v for k, v in wanted.items() if current.get(k) != v}
+
+
+def update(
+    state: FederationState,
+    fleet: Fleet,
+    *,
+    measure: Callable[[Cabinet], Measured] | None = None,
+    endpoints: list[str] | None = None,
+    renew_certificate: bool = False,
+    now: datetime.datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Updated:
+    """Publish this member's own changes as a signed `update` entry (read, compare, plan,
+    act): to the coordinator over its pinned HTTPS endpoint (`POST /v1/update`), or, on the
+    coordinator, straight into the registry it holds. Nothing is sent when nothing changed.
+
+    `renew_certificate` makes a new certificate for this member's registry endpoint; it is
+    written here only once the registry records its fingerprint, so peers never meet a
+    certificate they cannot pin (until then the old one stays)."""
+    identity = state.identity()
+    commune = identity["commune"]
+    coordinator = identity.get("role") == "coordinator"
+    keys = load_keys(state.folder)
+    cabinet = fleet.cabinet(identity.get("cabinet") or commune)
+    if renew_certificate and coordinator:
+        raise InputError(
+            "the coordinator's certificate is pinned by every member from its invite: it is"
+            " not renewed by `federation update` (nothing changed)"
+        )
+    renewed: tuple[bytes, bytes] | None = None
+    if renew_certificate:
+        renewed = _endpoint_tls(str(cabinet.networks.wan.address.ip))
+        certificate: str | None = tls.fingerprint_of(renewed[0])
+    elif (state.folder / TLS_CERT).is_file():
+        certificate = tls_fingerprint(state)
+    else:
+        certificate = None
+    measured = measure(cabinet) if measure is not None else None
+    notes = measured.notes if measured is not None else ()
+    attempts = 0
+
+    def attempt() -> Updated:
+        nonlocal attempts
+        attempts += 1
+        registry = state.store.load()
+        me = registry.members.get(commune)
+        if me is None or me.state != "active":
+            raise InputError(
+                f"commune '{commune}' is not an active member in the registry held here"
+                f" (version {registry.version}): nothing sent"
+            )
+        changes = planned_changes(me, cabinet, measured, certificate, endpoints)
+        if not changes:
+            return Updated({}, registry.version, attempts, notes)
+        body = {"commune": commune, "changes": changes}
+        entry = registry.append("update", commune, body, keys, now).entries[-1]
+        if coordinator:
+            try:
+                version = updates.accept(state.folder, {"entry": entry}).version
+            except updates.UpdateRefused as exc:
+                raise InputError(f"update refused: {exc}") from None
+        else:
+            version = _post_update(identity, entry)
+        return Updated(changes, version, attempts, notes)
+
+    def read_again(_exc: Exception, _pause: float) -> None:
+        if not coordinator:  # the coordinator's own store is the head, read at each attempt
+            _hold_latest(state, identity)
+
+    done = retrying(
+        attempt,
+        retry_if=lambda exc: isinstance(exc, updates.StaleHead),
+        pauses=UPDATE_BACKOFF,
+        before_retry=read_again,
+        sleep=sleep,
+    )
+    if done.changes and not coordinator:
+        # Held at once, so that the next run compares with what the registry now says.
+        _hold_latest(state, identity)
+    if renewed is not None and "tls_fingerprint" in done.changes:
+        cert, cert_key = renewed
+        files.write_atomic(state.folder / TLS_KEY, cert_key, mode=0o600, what="endpoint key")
+        files.write_atomic(state.folder / TLS_CERT, cert, what="endpoint certificate")
+        done.certificate_renewed = True
+    return done
+
+
+def _hold_latest(state: FederationState, identity: dict[str, Any]) -> None:
+    """Fetch the coordinator's registry (verified, never older) and hold it."""
+    registry, source = fetch_registry(state, identity, _sources(state, identity, None))
+    state.store.accept(registry, source)
+
+
+def _post_update(identity: dict[str, Any], entry: dict[str, Any]) -> int:
+    """The registry version the coordinator made of `entry`; StaleHead on 409."""
+    coordinator = identity["coordinator"]
+    where = coordinator["endpoint"]
+    status_, answer = join_endpoint.call(
+        where, coordinator["tls_fingerprint"], "POST", "/v1/update", {"entry": entry}
+    )
+    if status_ == 409:
+        raise updates.StaleHead(0, f"the coordinator at {where}: {answer}")
+    if status_ != 200:
+        raise updates.UpdateRefused(
+            status_, f"the coordinator at {where} refused the update (HTTP {status_}): {answer}"
+        )
+    return dig(f"the federation's join endpoint at {where}", answer, "version", kind=int)

@@ -387,24 +387,32 @@ def _measured_power(status: CabinetStatus, target: ssh.SshTarget | None, deadlin
     to reach the cabinet."""
     if target is None:
         return
-    left = deadline - time.monotonic()
-    tool = f"the power record {POWER_RECORD} on {status.cabinet}"
-    if left <= 0:
-        status.power["measured"] = "no time left to read the power record"
+    at, watts, said = last_draw(status.cabinet, target, deadline)
+    if at is None:
+        status.power["measured"] = said
         return
+    status.power.update(measured_watts=watts, measured_at=at, measured=said)
+
+
+def last_draw(
+    cabinet: str, target: ssh.SshTarget, deadline: float
+) -> tuple[float | None, float | None, str]:
+    """(time, watts, "measured") of the power record's last line, read over SSH, or (None,
+    None, why not): also what `federation update --measure` publishes (`status.measured`)."""
+    left = deadline - time.monotonic()
+    tool = f"the power record {POWER_RECORD} on {cabinet}"
+    if left <= 0:
+        return None, None, "no time left to read the power record"
     try:
         proc = ssh.run(target, ["tail", "-n", "1", POWER_RECORD], timeout=left)
         if proc.returncode != 0:
-            status.power["measured"] = f"{tool}: {ssh.last_line(proc.stderr)}"
-            return
+            return None, None, f"{tool}: {ssh.last_line(proc.stderr)}"
         at, watts = parse_power_line(tool, proc.stdout)
     except KloudError as exc:
-        status.power["measured"] = _one_line(exc)
-        return
+        return None, None, _one_line(exc)
     if at is None:
-        status.power["measured"] = "no measure recorded yet"
-        return
-    status.power.update(measured_watts=watts, measured_at=at, measured="measured")
+        return None, None, "no measure recorded yet"
+    return at, watts, "measured"
 
 
 def parse_power_line(tool: str, text: str) -> tuple[float | None, float | None]:
