@@ -347,6 +347,10 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
             # a failover now would undo the return under way: refused
             meanwhile = cli(fleet_root, "failover", HOME, VM, "--to", PEER)
             assert meanwhile.returncode == 2 and "is on its way home" in meanwhile.stderr
+            # as if the journal came from a kloudctl that did not keep the home's NICs: the
+            # failback reads them again from the first archive, still on the peer
+            assert kept.pop("home_nics") == {"net0": HOME_NIC}
+            journal.write_text(json.dumps(kept))
 
             # ...and run again: it reuses that archive and finishes
             back = cli(fleet_root, "failback", HOME, VM, "--json")
@@ -450,7 +454,16 @@ def test_refused_while_the_home_runs_the_vm_then_a_planned_failover(
         assert 0 < done["recovery_time_seconds"] < 600
         guest = guest_config(client(fleet, PEER), GUEST_FIRST)
         assert guest["status"] == "running"
-        assert guest["net0"].endswith(",bridge=vmbr0,firewall=1,tag=3900")
+        at_home = guest_config(home, HOME_VMID)["net0"]
+        model_mac = at_home.split(",")[0]  # the clone's NIC: vmbr0, untagged
+        assert guest["net0"] == f"{model_mac},bridge=vmbr0,firewall=1,tag=3900"
+
+        # and back: the home's NIC from the journal, as it was
+        back = operations.failback(HOME, VM)
+        assert f"VMID {HOME_VMID} restored at 'brieux' over the old guest, its NICs as before" in (
+            " ".join(back["steps"])
+        )
+        assert guest_config(home, HOME_VMID)["net0"] == at_home
 
 
 def test_validation_of_failover_and_guests_names_file_line_field(fleet_root: Path) -> None:
