@@ -540,7 +540,7 @@ class Failover:
             j["home_nics"] = self._archive_nics(client, node, volid)
         guest_nics = {k: net.on_guest_network(v, network) for k, v in j["home_nics"].items()}
         for key, line in guest_nics.items():
-            if line is None:  # nothing restored yet: the archive's config is not a guest's
+            if line is None:  # a NIC line PVE never prints: refused before any restore
                 raise UnexpectedAnswer(
                     client.tool, f"{key} with a NIC model (MODEL=MAC,...)", j["home_nics"][key]
                 )
@@ -588,9 +588,8 @@ class Failover:
         network: GuestNetwork,
     ) -> list[str]:
         """A guest restored already (a killed run's, or one restored without the override)
-        gets its NICs onto the guest network before it runs: stopped first if it runs
-        elsewhere, since it must never stay on the home's VLAN. A NIC the archive did not
-        have is removed."""
+        gets its NICs onto the guest network before it runs: stopped first if it runs, since
+        it must never stay on the home's VLAN. A NIC the archive did not have is removed."""
         wrong = {k: v for k, v in wanted.items() if not _same_nic(config.get(k), v)}
         extra = sorted(set(net.nics(config)) - set(wanted))
         if not wrong and not extra:
