@@ -345,6 +345,24 @@ def plan_cabinet(cabinet: Cabinet, source: Located | None = None) -> CabinetPlan
                     f"VMID range {first}-{last} for other communes' guests overlaps"
                     f" tenants[{i}] ({tfirst}-{tlast})",
                 )
+        # Other communes' guests get a network of their own: never a tenant's VLAN, nor one
+        # the allocator may give a tenant later (the whole tenants' range).
+        vlan, tenant_vlans = lent_to.network.vlan, nets.tenant_vlans
+        holder = next((i for i, v in enumerate(vlans) if v == vlan), None)
+        if holder is not None:
+            problem(
+                ("federation", "guests", "network", "vlan"),
+                f"VLAN {vlan} is the VLAN of tenants[{holder}]"
+                f" ({cabinet.tenants[holder].name}): other communes' guests never land on a"
+                " tenant's network",
+            )
+        elif tenant_vlans.first <= vlan <= tenant_vlans.last:
+            problem(
+                ("federation", "guests", "network", "vlan"),
+                f"VLAN {vlan} is inside networks.tenant_vlans {tenant_vlans.first}-"
+                f"{tenant_vlans.last}, from which tenants' VLANs are allocated: other"
+                " communes' guests need a VLAN outside it",
+            )
     # The quota lent to other communes' failed-over council VMs is reserved like a tenant's.
     lent = lent_to.quota if lent_to is not None else None
 

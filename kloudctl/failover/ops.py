@@ -4,7 +4,8 @@ A failover is recorded in a journal (`<replication state>/cabinets/<home>/failov
 written atomically before each step that changes something), so a run killed at any point
 converges when run again: an archive already in place (same sha256) is not restored twice,
 a guest already restored is found at the VMID the journal chose, a running guest is not
-started again.
+started again. The journal also keeps the home's NICs (from the archive's config, before the
+restore), which the failback gives back (`kloudctl/failover/network.py`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from kloudctl import files
 from kloudctl.answers import UnexpectedAnswer, dig
 from kloudctl.capacity.plan import plan_cabinet
 from kloudctl.errors import InputError, KloudError, NotFound
+from kloudctl.failover import network as net
 from kloudctl.federation.registry import RegistryStore
 from kloudctl.model import Fleet
-from kloudctl.model.schema import Cabinet, FederationGuests, Vm
+from kloudctl.model.schema import Cabinet, FederationGuests, GuestNetwork, Vm
 from kloudctl.model.types import format_size
 from kloudctl.proxmox.client import Client, ProxmoxError, RetryPolicy
 from kloudctl.proxmox.target import cabinet_target
@@ -453,6 +455,9 @@ class Failover:
                 "sha256": _tag_value(snapshot, "sha256:"),
                 "state": "planned",
             }
+        # the peer's declaration as it is now: a resumed run fixes NICs restored otherwise
+        journal["network"] = guests.network.model_dump()
+        self._check_bridge(client, peer, journal["node"], guests.network)
         plan = {
             **{k: journal[k] for k in ("home", "vm", "peer", "node", "storage", "pool")},
             "home_vmid": journal["home_vmid"],
@@ -461,6 +466,7 @@ class Failover:
             "snapshot": journal["snapshot"],
             "archive": journal["archive"],
             "sha256": journal["sha256"],
+            "network": journal["network"],
             "recovery_point": journal["snapshot_time"],
             "data_age_seconds": round(self.clock() - parse_time(journal["snapshot_time"]), 1),
             "dry_run": dry_run,
@@ -470,7 +476,7 @@ class Failover:
                 f"restic restore {journal['snapshot'][:8]} from the replica of '{home}' on"
                 f" '{peer}' into {journal['storage']}:backup/{journal['archive']}",
                 f"restore VMID {journal['guest_vmid']} on {peer}/{journal['node']} in pool"
-                f" '{journal['pool']}' (archive=)",
+                f" '{journal['pool']}' (archive=), {net.describe(guests.network)}",
                 f"start VMID {journal['guest_vmid']}",
             ]
             return plan
@@ -529,23 +535,85 @@ class Failover:
             else f"archive {volid} already in place (sha256 checked)"
         )
         self._ensure_pool(client, j["pool"])
+        network = GuestNetwork(**j["network"])
+        if "home_nics" not in j:  # the home's NICs, kept for the failback before any restore
+            j["home_nics"] = self._archive_nics(client, node, volid)
+        guest_nics = {k: net.on_guest_network(v, network) for k, v in j["home_nics"].items()}
+        for key, line in guest_nics.items():
+            if line is None:  # a NIC line PVE never prints: refused before any restore
+                raise UnexpectedAnswer(
+                    client.tool, f"{key} with a NIC model (MODEL=MAC,...)", j["home_nics"][key]
+                )
+        j["guest_nics"] = guest_nics
+        self.save_journal(j["home"], j["vm"], j)
         guest = client.find_guest(vmid)
         if guest is None:
-            client.post(f"nodes/{node}/qemu", vmid=vmid, archive=volid, pool=j["pool"])
-            steps.append(f"VMID {vmid} restored on {j['peer']}/{node} in pool '{j['pool']}'")
+            client.post(
+                f"nodes/{node}/qemu", vmid=vmid, archive=volid, pool=j["pool"], **j["guest_nics"]
+            )
+            steps.append(
+                f"VMID {vmid} restored on {j['peer']}/{node} in pool '{j['pool']}',"
+                f" {net.describe(network)}"
+            )
         else:
-            self._check_is_ours(client, node, vmid, j["vm"])
+            config = self._check_is_ours(client, node, vmid, j["vm"])
             steps.append(f"VMID {vmid} already restored on {j['peer']}/{node}")
+            steps += self._plug_nics(client, node, vmid, config, j["guest_nics"], network)
         steps.append(self._start(client, node, vmid))
         return steps
 
-    def _check_is_ours(self, client: Client, node: str, vmid: int, name: str) -> None:
+    def _archive_nics(self, client: Client, node: str, volid: str) -> dict[str, str]:
+        """The NICs of the guest config an archive holds (read back through the API)."""
+        text = client.get(f"nodes/{node}/vzdump/extractconfig", volume=volid)
+        return net.nics(net.parse_config(dig(client.tool, text, kind=str)))
+
+    def _check_bridge(self, client: Client, peer: str, node: str, network: GuestNetwork) -> None:
+        """The guests' bridge is one of the node's, before anything changes."""
+        found = dig(client.tool, client.get(f"nodes/{node}/network", type="any_bridge"), kind=list)
+        bridges = sorted(str(b.get("iface")) for b in found if isinstance(b, dict))
+        if network.bridge not in bridges:
+            raise FailoverRefused(
+                f"cabinet '{peer}': node {node} has no bridge '{network.bridge}' for other"
+                f" communes' guests (its bridges: {', '.join(bridges) or 'none'}); fix"
+                " federation.guests.network in its cabinet file"
+            )
+
+    def _plug_nics(
+        self,
+        client: Client,
+        node: str,
+        vmid: int,
+        config: dict[str, Any],
+        wanted: dict[str, str],
+        network: GuestNetwork,
+    ) -> list[str]:
+        """A guest restored already (a killed run's, or one restored without the override)
+        gets its NICs onto the guest network before it runs: stopped first if it runs, since
+        it must never stay on the home's VLAN. A NIC the archive did not have is removed."""
+        wrong = {k: v for k, v in wanted.items() if not _same_nic(config.get(k), v)}
+        extra = sorted(set(net.nics(config)) - set(wanted))
+        if not wrong and not extra:
+            return []
+        steps = []
+        stopped = self._stop(client, node, vmid)
+        if stopped:
+            steps.append(stopped + ": its NICs were not on the guest network")
+        client.put(f"nodes/{node}/qemu/{vmid}/config", **wrong, delete=",".join(extra) or None)
+        moved = ", ".join(sorted(wrong)) or "no NIC"
+        steps.append(
+            f"VMID {vmid}: {moved} put on bridge {network.bridge}, VLAN {network.vlan}"
+            + (f"; {', '.join(extra)} removed" if extra else "")
+        )
+        return steps
+
+    def _check_is_ours(self, client: Client, node: str, vmid: int, name: str) -> dict[str, Any]:
         config = self._wait_unlocked(client, node, vmid)
         if config.get("name") != name:
             raise KloudError(
                 f"{client.tool}: VMID {vmid} holds '{config.get('name')}', not '{name}':"
                 " another guest took the VMID; nothing changed"
             )
+        return config
 
     def _wait_unlocked(self, client: Client, node: str, vmid: int) -> dict[str, Any]:
         """The guest's config once no task holds it (a restore of a killed run may still run)."""
@@ -623,16 +691,32 @@ class Failover:
             else f"archive {volid} already at '{home}' (sha256 checked)"
         )
         if not j.get("restored_home"):
+            if "home_nics" not in j:  # a journal of before: the first archive is on the peer
+                original = f"{j['storage']}:backup/{j['archive']}"
+                j["home_nics"] = self._archive_nics(peer_client, j["node"], original)
+                self.save_journal(home, vm, j)
+            home_nics: dict[str, str] = j["home_nics"]
+            # a NIC added on the peer would come home on the peer's guest VLAN: removed
+            extra = sorted(set(self._archive_nics(home_client, node, volid)) - set(home_nics))
             if guest is not None:
                 stopped = self._stop(home_client, node, fvm.vmid)
                 if stopped:
                     steps.append(stopped + f" at '{home}'")
             home_client.post(
-                f"nodes/{node}/qemu", vmid=fvm.vmid, archive=volid, force=1 if guest else None
+                f"nodes/{node}/qemu",
+                vmid=fvm.vmid,
+                archive=volid,
+                force=1 if guest else None,
+                **home_nics,
             )
             steps.append(
-                f"VMID {fvm.vmid} restored at '{home}'" + (" over the old guest" if guest else "")
+                f"VMID {fvm.vmid} restored at '{home}'"
+                + (" over the old guest" if guest else "")
+                + f", its NICs as before the failover ({', '.join(sorted(home_nics)) or 'none'})"
             )
+            if extra:
+                home_client.put(f"nodes/{node}/qemu/{fvm.vmid}/config", delete=",".join(extra))
+                steps.append(f"VMID {fvm.vmid}: {', '.join(extra)} (added on the peer) removed")
             j["restored_home"] = True
             self.save_journal(home, vm, j)
         steps.append(self._start(home_client, node, fvm.vmid) + f" at '{home}'")
@@ -722,6 +806,11 @@ def _checked(tool: str, kept: Any, name: str) -> dict[str, Any]:
         "snapshot": archives.check_hex(dig(tool, kept, "snapshot", kind=str), "snapshot id"),
         "copies": dict(dig(tool, kept, "copies", kind=dict)),
     }
+
+
+def _same_nic(current: object, wanted: str) -> bool:
+    """The same NIC options, whatever their order."""
+    return current is not None and set(str(current).split(",")) == set(wanted.split(","))
 
 
 def _show(kind: str, value: int) -> str:

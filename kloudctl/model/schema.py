@@ -28,6 +28,7 @@ from kloudctl.model.types import (
     LIST_TAG,
     AbsPath,
     AutoOrInterface,
+    Bridge,
     Domain,
     Duration,
     Email,
@@ -350,12 +351,24 @@ class WireGuard(Strict):
     port: Annotated[int, int_between(1, 65535)] = 51820
 
 
+class GuestNetwork(Strict):
+    """Where other communes' guests are plugged on this cabinet: a VLAN of a bridge, outside
+    `networks.tenant_vlans` (never a tenant's network). Every NIC of a failed-over guest is
+    put there, behind the firewall; its model and MAC address stay the archive's."""
+
+    # the bridge tenants' VLANs ride on, unless the cabinet keeps guests on another
+    bridge: Bridge = "vmbr0"
+    vlan: Annotated[int, int_between(2, 4094)]
+
+
 class FederationGuests(Strict):
     """What this cabinet lends to other communes' council VMs failed over to it: a quota
-    the capacity and power plans reserve, a VMID range no tenant uses, a pool to hold them."""
+    the capacity and power plans reserve, a VMID range no tenant uses, a pool to hold them,
+    and the network they are plugged into (required: a guest never keeps its home's VLAN)."""
 
     quota: Quota
     vmids: VmidRange
+    network: GuestNetwork
     pool: Name = "federation-guests"
 
 

@@ -267,6 +267,9 @@ Name = Annotated[
     _pattern(r"[a-z][a-z0-9-]{0,30}[a-z0-9]", "brieux-council", "a lower-case name"),
 ]
 Hostname = Annotated[str, _pattern(r"[a-z][a-z0-9-]{0,61}[a-z0-9]", "web", "a host name")]
+#: A node's bridge as Proxmox names it in a NIC (`pve-bridge-id`: a Linux interface name,
+#: at most 15 characters).
+Bridge = Annotated[str, _pattern(r"[A-Za-z][A-Za-z0-9_.-]{0,14}", "vmbr0", "a bridge name")]
 Insee = Annotated[str, _pattern(r"(\d{5}|2[AB]\d{3})", "'61063'", "a 5-character INSEE code")]
 Email = Annotated[
     str, _pattern(r"[^@\s]+@[a-z0-9-]+(\.[a-z0-9-]+)+", "mairie@brieux.fr", "an e-mail address")

@@ -50,10 +50,14 @@ urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 HOME, PEER, OUTSIDER = "brieux", "mortree", "saint-aubin"
 VM, HOME_VMID = "brieux-web", 1000
 GUEST_FIRST = 800000
+# brieux-web's NIC at home, on its council's VLAN (100), and where mortree plugs guests
+HOME_NIC = "virtio=BC:24:11:10:00:01,bridge=vmbr0,firewall=1,tag=100"
+GUEST_NIC = "virtio=BC:24:11:10:00:01,bridge=vmbr0,firewall=1,tag=3900"
 GUESTS = """\
   guests:
     quota: {vcpu: 4, ram: 8GiB, disk: 64GiB}
     vmids: {first: 800000, last: 800099}
+    network: {bridge: vmbr0, vlan: 3900}
 """
 
 
@@ -200,7 +204,12 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
         with cabinet_sim(fleet_root, HOME, tmp_path / "sim-brieux", "127.0.0.30") as home_sim:
             home = client(fleet, HOME)
             home.post("nodes/pve1/qemu/9000/clone", newid=HOME_VMID, name=VM, full=1)
-            home.put(f"nodes/pve1/qemu/{HOME_VMID}/config", description="mairie", memory="2048")
+            home.put(
+                f"nodes/pve1/qemu/{HOME_VMID}/config",
+                description="mairie",
+                memory="2048",
+                net0=HOME_NIC,
+            )
             home.post(f"nodes/pve1/qemu/{HOME_VMID}/status/start")
             done = cli(fleet_root, "backup", HOME, "--json")
             assert done.returncode == 0, done.stderr
@@ -223,6 +232,8 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
         assert f"peer chosen: '{PEER}' (its newest backup of '{VM}' (" in plan.stdout
         assert "plan (nothing changed)" in plan.stdout and f"VMID {GUEST_FIRST}" in plan.stdout
         assert "recovery point:" in plan.stdout
+        # the network the guest will get: mortree's guest VLAN, never brieux's
+        assert "every NIC on bridge vmbr0, VLAN 3900, firewall on" in plan.stdout
         assert peer.guests() == guests_before
         assert (sorted(dump.glob("*")) if dump.exists() else []) == files_before
         assert not (layout.cabinet_dir(HOME) / "failover").exists()
@@ -249,15 +260,24 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
-        assert (
-            json.loads((layout.cabinet_dir(HOME) / "failover" / f"{VM}.json").read_text())["state"]
-            == "restoring"
-        )
+        killed = json.loads((layout.cabinet_dir(HOME) / "failover" / f"{VM}.json").read_text())
+        assert killed["state"] == "restoring"
+        # the home's NICs were recorded from the archive before the restore began
+        assert killed["home_nics"] == {"net0": HOME_NIC}
+        assert killed["guest_nics"] == {"net0": GUEST_NIC}
+        # as if that guest had been restored without the override (kloudctl before it
+        # gave the network): its NIC on brieux's VLAN, which the next run must fix
+        while "lock" in peer.get(f"nodes/pve1/qemu/{GUEST_FIRST}/config"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert peer.get(f"nodes/pve1/qemu/{GUEST_FIRST}/config")["net0"] == GUEST_NIC
+        peer.put(f"nodes/pve1/qemu/{GUEST_FIRST}/config", net0=HOME_NIC)
 
         # ...and run again: it converges on the guest already restoring
         rerun = cli(fleet_root, "failover", HOME, VM, "--to", PEER)
         assert rerun.returncode == 0, rerun.stderr
         assert f"VMID {GUEST_FIRST} already restored" in rerun.stdout
+        assert f"VMID {GUEST_FIRST}: net0 put on bridge vmbr0, VLAN 3900" in rerun.stdout
         assert "recovery point: " in rerun.stdout and "recovery time: " in rerun.stdout
         assert "which resumed an interrupted one" in rerun.stdout
         restored = dump / backed["archive"]
@@ -265,6 +285,9 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
         running = guest_config(peer, GUEST_FIRST)
         assert running["status"] == "running" and running["name"] == VM
         assert running["description"] == original["description"] == "mairie"
+        # mortree's guest network, the same MAC address, the firewall on; not brieux's VLAN
+        assert original["net0"] == HOME_NIC
+        assert running["net0"] == GUEST_NIC and "tag=100" not in running["net0"]
         pools = {p["poolid"]: p for p in peer.get("pools")}
         members = peer.get("pools/federation-guests")["members"]
         assert "federation-guests" in pools and [m["vmid"] for m in members] == [GUEST_FIRST]
@@ -284,8 +307,15 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
             f"VMID {GUEST_FIRST} already running",
         ]
 
-        # --- meanwhile the guest's data changes on the peer
-        peer.put(f"nodes/pve1/qemu/{GUEST_FIRST}/config", description="écrit pendant la panne")
+        # --- meanwhile the guest's data changes on the peer, and someone gives it a second
+        # NIC there (on mortree's guest VLAN: it must not come home)
+        peer.post(f"nodes/pve1/qemu/{GUEST_FIRST}/status/stop")
+        peer.put(
+            f"nodes/pve1/qemu/{GUEST_FIRST}/config",
+            description="écrit pendant la panne",
+            net1="e1000,bridge=vmbr0,firewall=1,tag=3900",
+        )
+        peer.post(f"nodes/pve1/qemu/{GUEST_FIRST}/status/start")
 
         # failback while brieux is still down: refused, nothing changes
         early = cli(fleet_root, "failback", HOME, VM)
@@ -317,6 +347,10 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
             # a failover now would undo the return under way: refused
             meanwhile = cli(fleet_root, "failover", HOME, VM, "--to", PEER)
             assert meanwhile.returncode == 2 and "is on its way home" in meanwhile.stderr
+            # as if the journal came from a kloudctl that did not keep the home's NICs: the
+            # failback reads them again from the first archive, still on the peer
+            assert kept.pop("home_nics") == {"net0": HOME_NIC}
+            journal.write_text(json.dumps(kept))
 
             # ...and run again: it reuses that archive and finishes
             back = cli(fleet_root, "failback", HOME, VM, "--json")
@@ -328,6 +362,9 @@ def test_failover_to_the_peer_and_back(fleet_root: Path, tmp_path: Path) -> None
             assert sha256(came_home) == moved["sha256"]
             now_home = guest_config(home, HOME_VMID)
             assert now_home["description"] == "écrit pendant la panne"
+            # brieux's own NIC again, as before the failover; the peer's extra NIC gone
+            assert now_home["net0"] == HOME_NIC and "net1" not in now_home
+            assert "VMID 1000: net1 (added on the peer) removed" in moved["steps"]
             assert now_home["status"] == "running" and now_home["name"] == VM
             assert peer.find_guest(GUEST_FIRST) is None  # the peer's copy is gone
             assert list(dump.glob("vzdump-*")) == []
@@ -390,7 +427,17 @@ def test_refused_while_the_home_runs_the_vm_then_a_planned_failover(
             FailoverRefused, match=r"quota lent to guests is too small: vcpu 0 used \+ 2 > 1"
         ):
             small.failover(HOME, VM, PEER)
+        # a guests' bridge the peer's node lacks is refused before anything changes
+        peer_file.write_text(
+            declared.replace("bridge: vmbr0, vlan: 3900", "bridge: vmbr7, vlan: 3900")
+        )
+        elsewhere = Failover(load_fleet(fleet_root), layout, fleet_root / ".state" / "federation")
+        with pytest.raises(
+            FailoverRefused, match="node pve1 has no bridge 'vmbr7' for other communes' guests"
+        ):
+            elsewhere.failover(HOME, VM, PEER)
         peer_file.write_text(declared)
+        assert client(fleet, PEER).find_guest(GUEST_FIRST) is None
         assert not (layout.cabinet_dir(HOME) / "failover").exists()
 
         # one uninterrupted failover, timed
@@ -398,11 +445,25 @@ def test_refused_while_the_home_runs_the_vm_then_a_planned_failover(
         assert done["home_cabinet"] == "stopped" and not done["resumed"]
         assert done["steps"][0].endswith("(sha256 checked)") and "restored from" in done["steps"][0]
         assert done["steps"][1:] == [
-            f"VMID {GUEST_FIRST} restored on {PEER}/pve1 in pool 'federation-guests'",
+            f"VMID {GUEST_FIRST} restored on {PEER}/pve1 in pool 'federation-guests', every"
+            " NIC on bridge vmbr0, VLAN 3900, firewall on (model and MAC address kept, never"
+            " the home's VLAN)",
             f"VMID {GUEST_FIRST} started",
         ]
+        assert done["network"] == {"bridge": "vmbr0", "vlan": 3900}
         assert 0 < done["recovery_time_seconds"] < 600
-        assert guest_config(client(fleet, PEER), GUEST_FIRST)["status"] == "running"
+        guest = guest_config(client(fleet, PEER), GUEST_FIRST)
+        assert guest["status"] == "running"
+        at_home = guest_config(home, HOME_VMID)["net0"]
+        model_mac = at_home.split(",")[0]  # the clone's NIC: vmbr0, untagged
+        assert guest["net0"] == f"{model_mac},bridge=vmbr0,firewall=1,tag=3900"
+
+        # and back: the home's NIC from the journal, as it was
+        back = operations.failback(HOME, VM)
+        assert f"VMID {HOME_VMID} restored at 'brieux' over the old guest, its NICs as before" in (
+            " ".join(back["steps"])
+        )
+        assert guest_config(home, HOME_VMID)["net0"] == at_home
 
 
 def test_validation_of_failover_and_guests_names_file_line_field(fleet_root: Path) -> None:

@@ -86,10 +86,10 @@ def test_restore_refuses_an_existing_vmid_unless_forced(two):
     volid = _backups(root, 700)[0]["volid"]
     exc = error_of(node.qemu.post, vmid=700, archive=volid)
     assert "unable to restore VM 700 - VM 700 already exists on node 'pve1'" in str(exc)
-    exc = error_of(node.qemu.post, vmid=702, archive=volid, memory=1024)
-    assert exc.status_code == 400 and "option conflicts with other options (memory)" in str(
-        exc.errors
-    )
+    # a drive beside the archive is refused, as by qemu-server (the archive brings its own)
+    exc = error_of(node.qemu.post, vmid=702, archive=volid, memory=1024, scsi1="local-lvm:1")
+    assert exc.status_code == 400
+    assert exc.errors == {"scsi1": "option conflicts with option 'archive'"}
     exc = error_of(
         node.qemu.post, vmid=702, archive="local:backup/vzdump-qemu-1-2020_01_01-00_00_00.vma"
     )
@@ -101,6 +101,46 @@ def test_restore_refuses_an_existing_vmid_unless_forced(two):
     node.qemu(700).config.put(memory="1024")
     ok(root, node.qemu.post(vmid=700, archive=volid, force=1))
     assert node.qemu(700).config.get()["memory"] == "3072"  # the backup's, not the changed one
+
+
+def test_restore_overrides_the_archives_config_but_never_its_drives(two):
+    """qemu-server >= 7.2: options given with `archive=` are written over the restored
+    config (restore_merge_config), after `unique` renewed the identity; a NIC given without
+    a MAC address gets a new one (add_random_macs); drives are refused, each by name, and
+    nothing is made; a NIC on a bridge the node lacks is refused too."""
+    sim, _ = two
+    root = root_api(sim["brieux"])
+    node = root.nodes("pve1")
+    ok(root, node.qemu(9000).clone.post(newid=706, name="override-source"))
+    node.qemu(706).config.put(net0="virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,firewall=1,tag=100")
+    ok(root, node.vzdump.post(vmid=706, storage="local"))
+    (backup,) = _backups(root, 706)
+    volid = backup["volid"]
+    guests = {r["vmid"] for r in root.cluster.resources.get(type="vm")}
+    for drive in ("ide0", "sata1", "virtio2", "efidisk0", "tpmstate0"):
+        exc = error_of(node.qemu.post, vmid=707, archive=volid, **{drive: "local-lvm:1"})
+        assert exc.status_code == 400, drive
+        assert exc.errors == {drive: "option conflicts with option 'archive'"}
+    exc = error_of(node.qemu.post, vmid=707, archive=volid, net0="virtio,bridge=vmbr9")
+    assert exc.status_code == 400 and "bridge 'vmbr9' does not exist" in str(exc.errors)
+    assert {r["vmid"] for r in root.cluster.resources.get(type="vm")} == guests
+
+    nic = "virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,firewall=1,tag=3999"
+    ok(
+        root,
+        node.qemu.post(
+            vmid=707, archive=volid, unique=1, net0=nic, net1="e1000,bridge=vmbr0", memory=1024
+        ),
+    )
+    restored = node.qemu(707).config.get()
+    assert restored["net0"] == nic  # the given MAC address wins over unique's new one
+    assert re.fullmatch(r"e1000=BC:24:11:[0-9A-F:]{8},bridge=vmbr0", restored["net1"])
+    assert restored["memory"] == "1024" and restored["name"] == "override-source"
+    original = node.qemu(706).config.get()
+    assert restored["vmgenid"] != original["vmgenid"]  # unique still renewed the identity
+    for vmid in (707, 706):
+        ok(root, node.qemu(vmid).delete())
+    ok(root, node.storage("local").content(volid).delete())
 
 
 def test_restore_from_an_archive_copied_to_another_cabinet(two):

@@ -38,6 +38,11 @@ REF = "secret: vault:secrets/case.vault.yml#proxmox_token"
 
 
 _FED = "  wireguard: {address: 10.250.0.1/24}"
+# The room this cabinet lends to other communes' failed-over council VMs (lines 75-78)
+_GUESTS = (
+    _FED + "\n  guests:\n    quota: {vcpu: 2, ram: 2GiB, disk: 10GiB}\n"
+    "    vmids: {first: 800000, last: 800099}\n    network: {bridge: vmbr0, vlan: 3999}"
+)
 # A container, and where it goes: after the council's VM, or after the shop's
 _VZ = '"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"'
 _CT = (
@@ -846,6 +851,52 @@ CASES = [
             "(also tenants[0].containers[0])"
         ],
     ),
+    # --- where other communes' failed-over guests are plugged (federation.guests.network)
+    Case(
+        "guests-network-missing",
+        [(_FED, _GUESTS.replace("\n    network: {bridge: vmbr0, vlan: 3999}", ""))],
+        [f"{C}:75:3 federation.guests.network: required field is missing"],
+    ),
+    Case(
+        "guests-vlan-of-a-tenant",
+        [(_FED, _GUESTS.replace("vlan: 3999", "vlan: 101"))],
+        [
+            f"{C}:78:36 federation.guests.network.vlan: VLAN 101 is the VLAN of tenants[1]"
+            " (boulangerie): other communes' guests never land on a tenant's network"
+        ],
+    ),
+    Case(
+        "guests-vlan-in-the-tenants-range",
+        [(_FED, _GUESTS.replace("vlan: 3999", "vlan: 150"))],
+        [
+            f"{C}:78:36 federation.guests.network.vlan: VLAN 150 is inside"
+            " networks.tenant_vlans 100-199, from which tenants' VLANs are allocated: other"
+            " communes' guests need a VLAN outside it"
+        ],
+    ),
+    Case(
+        "guests-vlan-untagged",
+        [(_FED, _GUESTS.replace("vlan: 3999", "vlan: 1"))],
+        [f"{C}:78:36 federation.guests.network.vlan: expected a number at least 2, got 1"],
+    ),
+    Case(
+        "guests-vlan-over-range",
+        [(_FED, _GUESTS.replace("vlan: 3999", "vlan: 4095"))],
+        [f"{C}:78:36 federation.guests.network.vlan: expected a number at most 4094, got 4095"],
+    ),
+    Case(
+        "guests-bridge-not-a-name",
+        [(_FED, _GUESTS.replace("bridge: vmbr0", "bridge: 'vmbr0;reboot'"))],
+        [
+            f"{C}:78:23 federation.guests.network.bridge: expected a bridge name such as"
+            " vmbr0, got 'vmbr0;reboot'"
+        ],
+    ),
+    Case(
+        "guests-network-unknown-key",
+        [(_FED, _GUESTS.replace("vlan: 3999", "vlan: 3999, tag: 3999"))],
+        [f"{C}:78:42 federation.guests.network.tag: unknown key; expected one of: bridge, vlan"],
+    ),
     Case(
         "container-unprivileged-not-bool",
         [(_COUNCIL_END, _COUNCIL_END + _CT.replace("}", ", unprivileged: 0}"))],
@@ -883,6 +934,15 @@ def test_corpus_is_large_enough() -> None:
 
 def test_base_case_is_valid(tmp_path: Path, kloudctl) -> None:
     root = _fleet(tmp_path, Case("valid", [], []))
+    result = kloudctl("--fleet", str(root), "validate")
+    assert result.returncode == 0, result.stderr
+    result = kloudctl("--fleet", str(root), "plan", "case", "--offline")
+    assert result.returncode == 0, result.stderr
+
+
+def test_lending_guests_a_network_of_their_own_is_valid(tmp_path: Path, kloudctl) -> None:
+    # the shape every guests-* case edits: valid as written, planned with the lent quota
+    root = _fleet(tmp_path, Case("guests", [(_FED, _GUESTS)], []))
     result = kloudctl("--fleet", str(root), "validate")
     assert result.returncode == 0, result.stderr
     result = kloudctl("--fleet", str(root), "plan", "case", "--offline")

@@ -1,6 +1,7 @@
 """Backups and restores: `POST /nodes/{node}/vzdump` writes a real archive file into a
 directory storage's `dump/` folder, `qemu`/`lxc` create with `archive=` (or `restore=1`)
-restores a guest from one, `vzdump/extractconfig` reads the config back out of one.
+restores a guest from one (with options given beside `archive=` written over its config, drives
+refused, as qemu-server does since 7.2), `vzdump/extractconfig` reads the config back out of one.
 
 As on PVE, a directory storage's backups are whatever files its `dump/` folder holds: an
 archive copied there from another cabinet (replication, federation failover) is listed and
@@ -330,6 +331,31 @@ def extractconfig(call: Call) -> str:
 
 _RESTORE_OK = {"node", "vmid", "archive", "ostemplate", "restore", "storage", "force", "unique"}
 _RESTORE_OK |= {"pool", "bwlimit", "start", "live-restore", "ha-managed"}
+#: The drives PVE refuses beside `archive=` (Drive.pm is_valid_drivename: not `unusedN`).
+_RESTORE_DRIVES = re.compile(r"^(?:(?:ide|sata|scsi|virtio)\d+|efidisk0|tpmstate0)$")
+
+
+def _restore_overrides(call: Call, node: str, vmid: int) -> dict[str, Any]:
+    """A QEMU restore's other config options (qemu-server >= 7.2): written over the
+    archive's config once restored. Drives are refused (the archive brings its own), NICs
+    are checked and get a MAC address when none is given (add_random_macs), as on create."""
+    params = sorted(k for k in call.params if k not in _RESTORE_OK)
+    for key in params:
+        if _RESTORE_DRIVES.match(key):
+            raise bad_request(key, "option conflicts with option 'archive'")
+    privs = sorted({c.config_priv(k) for k in params})
+    pool = call.p("pool")
+    in_pool = bool(pool) and call.cab.acl.allowed(call.who, f"/pool/{pool}", privs)
+    if privs and not in_pool:
+        call.cab.acl.check(call.who, f"/vms/{vmid}", privs)
+    overrides: dict[str, Any] = {}
+    for key in params:
+        value = call.params[key]
+        if c.NET_KEY.match(key):
+            c.check_bridge(call, node, key, str(value))
+            value = c.set_nic(key, str(value))
+        overrides[key] = value if isinstance(value, int | float) else str(value)
+    return overrides
 
 
 def restore(call: Call, kind: str) -> str:
@@ -339,10 +365,7 @@ def restore(call: Call, kind: str) -> str:
     volid = str(call.p("archive") if kind == "qemu" else call.p("ostemplate"))
     what = "VM" if kind == "qemu" else "CT"
     emsg = f"unable to restore {what} {vmid} -"
-    if kind == "qemu":
-        extra = sorted(k for k in call.params if k not in _RESTORE_OK)
-        if extra:
-            raise bad_request("archive", f"option conflicts with other options ({' '.join(extra)})")
+    overrides = _restore_overrides(call, node, vmid) if kind == "qemu" else {}
     path = archive_file(call, volid)
     call.cab.acl.check(
         call.who, f"/storage/{volid.split(':')[0]}", ["Datastore.AllocateSpace", "Datastore.Audit"]
@@ -431,6 +454,8 @@ def restore(call: Call, kind: str) -> str:
                     new[key] = re.sub(
                         r"([0-9A-F]{2}:){5}[0-9A-F]{2}", c.random_mac(), str(value), count=1
                     )
+        # the options given with the archive win over its config (restore_merge_config)
+        new.update(overrides)
         g["config"] = new
         log.append(f"restored {what} {vmid} from '{volid}'")
         if start and not template:
