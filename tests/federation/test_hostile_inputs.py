@@ -16,8 +16,11 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -1137,3 +1140,83 @@ def test_a_damaged_peer_choice_record_is_named(tmp_path: Path, changes: dict[str
     path.write_text(json.dumps({**PEER_RECORD, **changes}))
     with pytest.raises(KloudError, match=r"recorded peer choice .*brieux\.json: field"):
         peers.load_record(tmp_path, "brieux")
+
+
+def test_the_serve_command_logs_no_traceback_under_attack(
+    example_fleet: Path, coordinator_state: Path
+) -> None:
+    """`kloudctl federation serve` as its own process: plain HTTP, a TLS client that hangs
+    up mid-request, garbage and an unknown method leave no traceback in its log (stderr),
+    and it still serves, then stops on SIGTERM."""
+    identity = json.loads((coordinator_state / "member.json").read_text())
+    port = int(identity["endpoint"].rpartition(":")[2])
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("KLOUDCTL_FEDERATION_STATE", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kloudctl", "--fleet", str(example_fleet), "federation", "serve",
+         "--state-dir", str(coordinator_state)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[1]
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
+            plain.sendall(b"GET /v1/registry HTTP/1.1\r\n\r\n")
+            with contextlib.suppress(OSError):
+                plain.recv(1024)
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            _client_context().wrap_socket(raw) as sock,
+        ):
+            sock.sendall(b"POST /v1/join HTTP/1.1\r\nContent-Length: 50\r\n\r\n{")
+        for attack in (b"\x00garbage\r\n\r\n", b"BREW /v1/registry HTTP/1.1\r\n\r\n",
+                       post("/v1/join", b"[" * 60000)):  # fmt: skip
+            answer = exchange(port, attack)
+            assert answer is not None and 400 <= answer.status < 500
+        still_serving(port)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "internal error" not in err, err
+
+
+MEMBER = {
+    "federation": "bocage",
+    "commune": "mortree",
+    "cabinet": "mortree",
+    "role": "member",
+    "coordinator": {
+        "endpoint": "127.0.0.1:8449",
+        "tls_fingerprint": GOOD_FIELDS["tls_fingerprint"],
+        "key_fingerprint": "0" * 64,
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "coordinator,said",
+    [
+        (None, "field 'coordinator': expected an object"),
+        ({**MEMBER["coordinator"], "endpoint": "coordinator"}, "field 'coordinator.endpoint'"),
+        ({**MEMBER["coordinator"], "endpoint": ["127.0.0.1", 8449]}, "coordinator.endpoint"),
+        ({**MEMBER["coordinator"], "tls_fingerprint": 5}, "coordinator.tls_fingerprint"),
+        ({"endpoint": "127.0.0.1:8449"}, "coordinator.tls_fingerprint"),
+    ],
+)
+def test_a_members_damaged_member_file_is_named_before_anything_is_asked(
+    example_fleet: Path, tmp_path: Path, coordinator: Any, said: str
+) -> None:
+    state = tmp_path / "member"
+    state.mkdir()
+    (state / "member.json").write_text(json.dumps({**MEMBER, "coordinator": coordinator}))
+    before = tree(state)
+    for args in (("sync",), ("status", "--json"), ("serve",)):
+        ran = k(example_fleet, state, "federation", *args)
+        refused_cleanly(ran, 1, "member.json", said)
+    assert tree(state) == before
