@@ -665,6 +665,7 @@ class HostileEndpoint:
         self.listener.settimeout(0.1)
         self.port = int(self.listener.getsockname()[1])
         self.stop = threading.Event()
+        self.received: list[bytes] = []  # what a plain HTTP endpoint was sent
         self.threads = [threading.Thread(target=self._accept)]
         self.threads[0].start()
 
@@ -685,7 +686,13 @@ class HostileEndpoint:
     def _handle(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError), conn:
             conn.settimeout(10)
-            sock = self.context.wrap_socket(conn, server_side=True) if self.use_tls else conn
+            if not self.use_tls:
+                # A plain HTTP server (as nginx on a port without TLS): what comes first, a
+                # TLS hello, is a bad request.
+                self.received.append(conn.recv(65536))
+                conn.sendall(http("400 Bad Request", b"plain HTTP here"))
+                return
+            sock = self.context.wrap_socket(conn, server_side=True)
             data = b""
             while b"\r\n\r\n" not in data:
                 chunk = sock.recv(65536)
@@ -821,6 +828,7 @@ def test_join_against_plain_http_or_another_certificate_sends_nothing(
         plain.close()
         other.close()
     assert requests == [] and not state.exists()
+    assert plain.received and not any(b"POST" in sent for sent in plain.received)
 
 
 def test_join_to_a_closed_port_fails_cleanly(example_fleet: Path, tmp_path: Path) -> None:
@@ -1220,3 +1228,15 @@ def test_a_members_damaged_member_file_is_named_before_anything_is_asked(
         ran = k(example_fleet, state, "federation", *args)
         refused_cleanly(ran, 1, "member.json", said)
     assert tree(state) == before
+
+
+def test_an_endpoint_that_accepts_and_never_starts_tls_is_cut_off_in_bounded_time() -> None:
+    """A listening socket nobody accepts on: TCP connects (the kernel's backlog), the TLS
+    hello is never answered."""
+    with socket.create_server(("127.0.0.1", 0)) as mute:
+        endpoint = f"127.0.0.1:{mute.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(ExternalError, match="cannot be reached"):
+            call(endpoint, GOOD_FIELDS["tls_fingerprint"], "GET", "/v1/registry", timeout=0.5)
+        took = time.monotonic() - started
+    assert took < 5, f"the client waited {took:.1f} s"
