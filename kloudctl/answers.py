@@ -49,7 +49,7 @@ def parse_json(tool: str, text: str | bytes) -> Any:
     """`text` as JSON, or UnexpectedAnswer naming `tool`."""
     try:
         return json.loads(text)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # nested beyond any answer: not one
         raise UnexpectedAnswer(tool, "JSON", text) from None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import traceback
 from typing import Any
@@ -20,6 +21,14 @@ from kloudctl.errors import InputError, KloudError
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 _UNBOUNDED = 1_000_000  # columns, to measure a table's natural width
+# C0 and C1 control characters but the line break and the tab: text from files, requests
+# and other programs' answers (a hostile endpoint's status line) must not drive a terminal.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters shown escaped (`\\x1b`), never sent as is."""
+    return _CONTROL_RE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def emit_json(data: Any) -> None:
@@ -49,12 +58,12 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table
 
 def plain(value: Any, style: str = "") -> Text:
     """`value` as text that rich prints as is, optionally styled."""
-    return Text("" if value is None else str(value), style=style)
+    return Text("" if value is None else printable(str(value)), style=style)
 
 
 def line(message: str) -> None:
     """One line of results, printed as is (no markup)."""
-    out.print(message, markup=False)
+    out.print(printable(message), markup=False)
 
 
 def show(renderable: Any) -> None:
@@ -68,7 +77,7 @@ def show(renderable: Any) -> None:
 
 
 def info(message: str) -> None:
-    err.print(escape(message))
+    err.print(escape(printable(message)))
 
 
 def ask(question: str) -> None:
@@ -77,7 +86,7 @@ def ask(question: str) -> None:
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    err.print(f"[bold red]error:[/] {escape(printable(message))}")
 
 
 def failure(exc: BaseException, *, debug: bool = False) -> int:

@@ -6,3 +6,6 @@ Each commune keeps its own Proxmox cluster; the federation runs above the cluste
 
 #: The registry's file in a member's state folder.
 REGISTRY_FILE = "registry.json"
+#: The last second a date can show (9999-12-31T23:59:59Z): a time read from a file or a
+#: request beyond it (or before 1970) is damaged, never handed to the date functions.
+LAST_SECOND = 253402300799

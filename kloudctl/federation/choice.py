@@ -21,6 +21,7 @@ from typing import Any
 
 from kloudctl import files
 from kloudctl.errors import KloudError
+from kloudctl.federation import LAST_SECOND
 from kloudctl.federation.registry import Member, Registry, RegistryStore
 from kloudctl.model.schema import Cabinet
 from kloudctl.model.types import format_size
@@ -31,6 +32,8 @@ MIN_HEADROOM_WATTS = 15
 AUTO_PEERS = 1
 #: The last round-trip times measured over the mesh, in the member's federation state.
 RTT_FILE = "rtt.json"
+#: A round trip beyond belief.
+MAX_RTT_MS = 3_600_000.0
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,11 @@ def measured_rtts(folder: Path) -> RttRecord | None:
     ):
         if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
             raise KloudError(f"{path}: field '{key}' is missing or of the wrong type")
+    if not 0 <= data["measured_at"] <= LAST_SECOND:
+        raise KloudError(f"{path}: field 'measured_at': expected epoch seconds")
     trips: dict[str, float] = {}
     for commune, ms in data["rtt_ms"].items():
-        if not isinstance(ms, (int, float)) or isinstance(ms, bool) or ms < 0:
+        if not isinstance(ms, (int, float)) or isinstance(ms, bool) or not 0 <= ms <= MAX_RTT_MS:
             raise KloudError(f"{path}: field 'rtt_ms.{commune}': expected milliseconds, got {ms!r}")
         trips[commune] = float(ms)
     return RttRecord(data["by"], data["interface"], float(data["measured_at"]), trips)

@@ -30,9 +30,10 @@ from typing import Any
 
 from kloudctl import files
 from kloudctl.errors import InputError, KloudError
-from kloudctl.federation import canonical
+from kloudctl.federation import LAST_SECOND, canonical
 from kloudctl.federation.keys import MemberKeys, verify
-from kloudctl.federation.registry import TLS_FINGERPRINT_RE
+from kloudctl.federation.registry import TLS_FINGERPRINT_RE, checked_member
+from kloudctl.netloc import split_host_port
 
 PREFIX = "kfi1"
 INVITES_FILE = "invites.json"
@@ -40,6 +41,16 @@ LOCK_FILE = "invites.lock"
 MIN_TTL, MAX_TTL = 60, 30 * 86400
 _TTL_RE = re.compile(r"^([0-9]{1,7})([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: A commune is named like a cabinet (`model.types.Name`): it lands in file names, `wg`
+#: peers and messages, so no control character or look-alike ever reaches them.
+COMMUNE_RE = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
+#: Printable text, no control character: what a federation's name may be.
+LABEL_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")
+_ID_RE = re.compile(r"[0-9a-f]{8,64}")
+_PROOF_RE = re.compile(r"[0-9a-f]{64}")
+#: A short fingerprint once normalised (`normal_fingerprint`): 8 base32 characters.
+SHORT_FINGERPRINT_RE = re.compile(r"[A-Z2-7]{8}")
+INVITE_STATES = ("issued", "redeemed", "admitted")
 
 
 class InviteRefused(KloudError):
@@ -83,11 +94,12 @@ class Invite:
             payload = canonical.unb64(parts[1])
             data = json.loads(payload)
             invite = cls(**data)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             raise InputError("INVITE: the invite string is damaged (cut or mistyped?)") from None
         fields_ok = all(isinstance(v, str) for k, v in asdict(invite).items() if k != "expires")
         if not fields_ok or isinstance(invite.expires, bool) or not isinstance(invite.expires, int):
             raise InputError("INVITE: the invite string is damaged (a field has the wrong type)")
+        invite.check()
         if canonical.encode(data) != payload or not verify(
             invite.coordinator_key, parts[2], payload
         ):
@@ -96,6 +108,41 @@ class Invite:
                 " coordinator's key it names; ask the coordinator for a new invite"
             )
         return invite
+
+    def check(self) -> None:
+        """InputError naming the first field that no coordinator would have written."""
+        problems = {
+            "federation": not LABEL_RE.fullmatch(self.federation),
+            "commune": not COMMUNE_RE.fullmatch(self.commune),
+            "tls_fingerprint": not TLS_FINGERPRINT_RE.match(self.tls_fingerprint),
+            "id": not _ID_RE.fullmatch(self.id),
+            "secret": len(_unb64_or_empty(self.secret)) < 16,
+            "expires": not 0 < self.expires <= LAST_SECOND,
+        }
+        for name, bad in problems.items():
+            if bad:
+                shown = quoted(getattr(self, name))
+                raise InputError(f"INVITE: field '{name}' is not valid: {shown}")
+        try:
+            _, port = split_host_port(self.endpoint, "INVITE: field 'endpoint'")
+        except InputError:
+            port = None
+        if port is None:
+            shown = quoted(self.endpoint)
+            raise InputError(f"INVITE: field 'endpoint': expected HOST:PORT, got {shown}")
+
+
+def quoted(value: object) -> str:
+    """A value from outside, shown escaped (no control character reaches a terminal)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _unb64_or_empty(text: str) -> bytes:
+    try:
+        return canonical.unb64(text)
+    except ValueError:
+        return b""
 
 
 def proof(secret: str, request: dict[str, Any]) -> str:
@@ -126,6 +173,11 @@ class InviteBook:
     def path(self) -> Path:
         return self.folder / INVITES_FILE
 
+    def prepare(self) -> None:
+        """Make the lock file now, with the coordinator's state: a refused change, which
+        still takes the lock, then leaves the state folder exactly as it was."""
+        files.create_once(self.folder / LOCK_FILE, b"", what="invites lock")
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, Any]]:
         """The invites, read under an exclusive lock; write them back with `self.save`."""
@@ -133,7 +185,15 @@ class InviteBook:
             yield self.read()
 
     def read(self) -> dict[str, Any]:
-        return files.read_json_object(self.path, "invites", "expected an object of invites")
+        invites = files.read_json_object(self.path, "invites", "expected an object of invites")
+        for invite_id, record in invites.items():
+            problem = _record_problem(record)
+            if problem:
+                raise KloudError(
+                    f"invites {self.path}: invite {quoted(invite_id)}: {problem}"
+                    " (the file was damaged: restore it from a backup, or remove that invite)"
+                )
+        return invites
 
     def save(self, invites: dict[str, Any]) -> None:
         data = json.dumps(invites, indent=1, sort_keys=True) + "\n"
@@ -179,12 +239,21 @@ class InviteBook:
         not match its secret, it is expired, or it was already used."""
         if not isinstance(request, dict) or not isinstance(mac, str):
             raise InputError("join request: expected an object with request and proof")
+        if not _PROOF_RE.fullmatch(mac):
+            raise InputError("join request: proof: expected 64 hexadecimal digits")
         invite_id = request.get("invite")
+        try:
+            signed = canonical.encode(request)
+        except (KloudError, RecursionError):
+            raise InputError("join request: request: not a document a proof can cover") from None
         with self.locked() as invites:
             record = invites.get(invite_id) if isinstance(invite_id, str) else None
             if record is None:
-                raise InviteRefused(f"invite {invite_id!r}: unknown here (forged?)")
-            expected = proof(record["secret"], request)
+                shown = quoted(invite_id)
+                raise InviteRefused(f"invite {shown}: unknown here (forged?)")
+            expected = hmac.new(
+                canonical.unb64(record["secret"]), signed, hashlib.sha256
+            ).hexdigest()
             if not hmac.compare_digest(expected, mac):
                 raise InviteRefused(
                     f"invite {invite_id}: forged: the proof does not match the invite's secret"
@@ -197,7 +266,7 @@ class InviteBook:
             if request.get("commune") != record["commune"]:
                 raise InviteRefused(
                     f"invite {invite_id}: issued to commune '{record['commune']}', not"
-                    f" {request.get('commune')!r}"
+                    f" {quoted(request.get('commune'))}"
                 )
             member = _member_request(request)
             if not verify(
@@ -226,6 +295,31 @@ class InviteBook:
             for i, r in sorted(self.read().items())
             if r["state"] == "redeemed"
         ]
+
+
+def _record_problem(record: Any) -> str | None:
+    """What is wrong with one record of the invites file, or None."""
+    if not isinstance(record, dict):
+        return "expected an object"
+    for key, kind in (("commune", str), ("secret", str), ("expires", int), ("state", str)):
+        value = record.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"field '{key}' is missing or of the wrong type"
+    if record["state"] not in INVITE_STATES:
+        return f"field 'state': expected {', '.join(INVITE_STATES)}, got {record['state']!r}"
+    if not _unb64_or_empty(record["secret"]):
+        return "field 'secret': expected base64"
+    join = record.get("join")
+    if record["state"] == "issued":
+        return None
+    if (
+        not isinstance(join, dict)
+        or not isinstance(join.get("fingerprint"), str)
+        or not isinstance(join.get("member"), dict)
+        or not isinstance(join["member"].get("cabinet"), str)
+    ):
+        return "field 'join': expected the member and fingerprint of its join request"
+    return None
 
 
 def _keys_blob(member: dict[str, Any]) -> bytes:
@@ -257,6 +351,19 @@ def _member_request(request: dict[str, Any]) -> dict[str, Any]:
                 "join request: tls_fingerprint: expected a SHA-256 fingerprint (AB:CD:...)"
             )
         member["tls_fingerprint"] = pin
+    for name in ("commune", "cabinet"):
+        if not COMMUNE_RE.fullmatch(member[name]):
+            shown = quoted(member[name])
+            raise InputError(f"join request: {name}: expected a lower-case name, got {shown}")
+    for i, endpoint in enumerate(endpoints):
+        _, port = split_host_port(endpoint, f"join request: endpoints[{i}]")
+        if port is None:
+            raise InputError(f"join request: endpoints[{i}]: expected HOST:PORT")
+    try:
+        # The member document admission will sign: refused now, not at `admit`.
+        checked_member({**member, "mesh_address": "0.0.0.0"}, "join request")
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     return member
 
 

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -93,9 +93,17 @@ def load_keys(folder: Path) -> MemberKeys:
         path = files.existing_store(
             folder / name, "federation key", "run `kloudctl federation init` or `join` first"
         )
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            # A private key others can read is no longer this member's alone (ssh refuses
+            # such a key too): said, not used.
+            raise InputError(
+                f"federation key {path} can be read by others (mode {mode:04o}): make it"
+                f" private (chmod 600 {path}) and consider it leaked if others could log in"
+            )
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise KloudError(f"federation key {path} cannot be read: {exc}") from None
         if not isinstance(key, kind):
             raise InputError(f"federation key {path} is not an {kind.__name__[:-10]} key")

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from kloudctl import files
 from kloudctl.errors import InputError, KloudError
+from kloudctl.federation import LAST_SECOND
 from kloudctl.model import Cabinet, Fleet
 from kloudctl.model.types import format_size
 
@@ -138,6 +139,11 @@ def load_record(folder: Path, cabinet: str, remedy: str = LOCAL_REMEDY) -> PeerR
             )
     if not data["peers"]:
         raise KloudError(f"recorded peer choice {path}: field 'peers' is empty; {remedy}")
+    if not 0 <= data["chosen_at"] <= LAST_SECOND:
+        raise KloudError(
+            f"recorded peer choice {path}: field 'chosen_at': expected epoch seconds, got"
+            f" {data['chosen_at']!r:.40}; {remedy}"
+        )
     if data["cabinet"] != cabinet:
         raise KloudError(
             f"recorded peer choice {path}: field 'cabinet' says '{data['cabinet']}', not"

@@ -23,6 +23,7 @@ remembers the highest version it accepted and its hash (`held.json`), so an olde
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import ipaddress
@@ -45,6 +46,7 @@ HELD_FILE = "held.json"
 UPDATABLE = {"endpoints", "capacity", "tls_fingerprint"}
 #: A certificate's SHA-256 as `tls.fingerprint_of` writes it: 32 hex pairs joined by colons.
 TLS_FINGERPRINT_RE = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){31}$")
+_HEAD_RE = re.compile(r"[0-9a-f]{64}")
 CAPACITY_KEYS = (
     "spare_disk_declared",
     "spare_disk_measured",
@@ -147,6 +149,20 @@ def _member(doc: Any, what: str) -> Member:
     )
 
 
+def checked_member(doc: Any, what: str) -> Member:
+    """The member document `doc` (an admission's body), checked field by field; ValueError
+    naming the bad field (`what.field`)."""
+    member = _member(doc, what)
+    try:
+        wireguard = base64.b64decode(member.wireguard_key, validate=True)
+        signing = canonical.unb64(member.signing_key)
+    except ValueError:
+        wireguard = signing = b""
+    if len(wireguard) != 32 or len(signing) != 32:
+        raise ValueError(f"{what}: wireguard_key and signing_key: expected 32-byte public keys")
+    return member
+
+
 def now_text(now: datetime.datetime | None = None) -> str:
     moment = now or datetime.datetime.now(datetime.UTC)
     return moment.astimezone(datetime.UTC).replace(microsecond=0).isoformat()
@@ -213,6 +229,8 @@ class Registry:
             raise RegistryError(f"{where}: only entry version 1 creates the federation")
         if not isinstance(entry["time"], str) or not isinstance(body, dict):
             raise RegistryError(f"{where}: 'time' must be text and 'body' an object")
+        if not isinstance(author, str):
+            raise RegistryError(f"{where}: 'author' must be a commune's name, got {author!r}")
         signer = self._signer(kind, author, body, where)
         try:
             good = isinstance(entry["signature"], str) and verify(
@@ -301,7 +319,7 @@ class Registry:
         if set(body) != {"commune", "reason"} or not isinstance(body["reason"], str):
             raise ValueError("body: expected commune and reason")
         commune = body["commune"]
-        if commune not in self.active():
+        if not isinstance(commune, str) or commune not in self.active():
             raise ValueError(f"commune {commune!r} is not an active member")
         if commune == self.coordinator:
             raise ValueError("the coordinator cannot revoke itself")
@@ -366,7 +384,7 @@ def parse(data: bytes, source: str) -> Registry:
     """A registry from its JSON file form, verified."""
     try:
         document = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise RegistryError(f"registry {source}: not JSON ({exc})") from None
     if not isinstance(document, dict) or document.get("format") != 1:
         raise RegistryError(f"registry {source}: expected a registry document (format 1)")
@@ -395,9 +413,24 @@ class RegistryStore:
             return 0, GENESIS
         try:
             held = json.loads(self.held_path.read_bytes())
-            return int(held["version"]), str(held["head"])
-        except (ValueError, KeyError, TypeError):
-            raise KloudError(f"{self.held_path}: unreadable; restore it from a backup") from None
+        except ValueError as exc:
+            raise KloudError(
+                f"registry high-water mark {self.held_path}: not JSON ({exc}); restore it from"
+                " a backup"
+            ) from None
+        version = held.get("version") if isinstance(held, dict) else None
+        head = held.get("head") if isinstance(held, dict) else None
+        for name, bad in (
+            ("version", isinstance(version, bool) or not isinstance(version, int) or version < 0),
+            ("head", not isinstance(head, str) or not _HEAD_RE.fullmatch(head)),
+        ):
+            if bad:
+                raise KloudError(
+                    f"registry high-water mark {self.held_path}: field '{name}' is missing or"
+                    " not valid; restore it from a backup"
+                )
+        assert isinstance(version, int) and isinstance(head, str)
+        return version, head
 
     def load(self) -> Registry:
         path = files.existing_store(

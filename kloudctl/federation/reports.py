@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from kloudctl import files
-from kloudctl.errors import InputError
-from kloudctl.federation import canonical
+from kloudctl.errors import InputError, KloudError
+from kloudctl.federation import LAST_SECOND, canonical
 from kloudctl.federation.keys import MemberKeys, verify
 from kloudctl.federation.registry import Registry, entry_hash
 
@@ -47,9 +47,10 @@ def checked_report(data: Any, registry: Registry) -> dict[str, Any]:
     report, signature = data["report"], data["signature"]
     if not isinstance(report, dict) or set(report) != REPORT_KEYS:
         raise InputError(f"held report: expected the fields {', '.join(sorted(REPORT_KEYS))}")
-    member = registry.members.get(report["commune"])
+    commune = report["commune"]
+    member = registry.members.get(commune) if isinstance(commune, str) else None
     if member is None:
-        raise InputError(f"held report: '{report['commune']}' is not a member")
+        raise InputError(f"held report: {commune!r} is not a member")
     version = report["version"]
     if isinstance(version, bool) or not isinstance(version, int):
         raise InputError("held report: version must be a whole number")
@@ -58,7 +59,9 @@ def checked_report(data: Any, registry: Registry) -> dict[str, Any]:
     if report["head"] != entry_hash(registry.entries[version - 1]):
         raise InputError(f"held report: entry version {version} differs from this registry's")
     moment = report["applied_at_ms"]
-    if not isinstance(moment, int) or isinstance(moment, bool) or moment < 0:
+    if isinstance(moment, bool) or not isinstance(moment, int) or moment < 0:
+        raise InputError("held report: applied_at_ms must be a time in milliseconds")
+    if moment > LAST_SECOND * 1000:
         raise InputError("held report: applied_at_ms must be a time in milliseconds")
     if not isinstance(signature, str) or not verify(
         member.signing_key, signature, canonical.encode(report)
@@ -73,7 +76,15 @@ class ReportBook:
         self.path = folder / REPORTS_FILE
 
     def read(self) -> dict[str, Any]:
-        return files.read_json_object(self.path, "held reports", "not a reports file")
+        data = files.read_json_object(self.path, "held reports", "not a reports file")
+        for commune, entry in data.items():
+            problem = _entry_problem(entry)
+            if problem:
+                raise KloudError(
+                    f"held reports {self.path}: member {commune!r}: {problem} (the file was"
+                    " damaged: delete it, the members' next syncs write it again)"
+                )
+        return data
 
     def record(self, report: dict[str, Any]) -> None:
         with files.exclusive_lock(self.folder / LOCK_FILE):
@@ -87,6 +98,30 @@ class ReportBook:
             key = str(report["version"])
             first[key] = min(first.get(key, moment), moment)
             files.write_atomic(self.path, json.dumps(data, indent=1) + "\n", what="held reports")
+
+
+def _moment(value: Any) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= LAST_SECOND
+    )
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one member's entry of the reports file, or None."""
+    if not isinstance(entry, dict):
+        return "expected an object"
+    version = entry.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        return "field 'version': expected a whole number"
+    if "applied_at" in entry and not _moment(entry["applied_at"]):
+        return "field 'applied_at': expected a time in seconds"
+    first = entry.get("first_applied")
+    if not isinstance(first, dict):
+        return "field 'first_applied': expected an object"
+    for key, moment in first.items():
+        if not key.isdigit() or len(key) > 9 or not _moment(moment):
+            return f"field 'first_applied.{key}': expected a version and a time in seconds"
+    return None
 
 
 def _iso(moment: float | None) -> str | None:

@@ -22,14 +22,18 @@ from kloudctl import files, tls
 from kloudctl.answers import dig
 from kloudctl.capacity.plan import plan_cabinet
 from kloudctl.errors import ExternalError, InputError, KloudError, NotFound
-from kloudctl.federation import choice, mesh, updates
+from kloudctl.federation import LAST_SECOND, choice, mesh, updates
 from kloudctl.federation import endpoint as join_endpoint
 from kloudctl.federation.invites import (
+    COMMUNE_RE,
+    LABEL_RE,
+    SHORT_FINGERPRINT_RE,
     Invite,
     InviteBook,
     InviteRefused,
     join_request,
     normal_fingerprint,
+    quoted,
     short_fingerprint,
 )
 from kloudctl.federation.keys import MemberKeys, ensure_keys, key_fingerprint, load_keys
@@ -112,6 +116,12 @@ class FederationState:
             raise KloudError(f"{path}: unreadable ({exc})") from None
         if not isinstance(data, dict) or "commune" not in data:
             raise KloudError(f"{path}: not a federation member file")
+        problem = _identity_problem(data)
+        if problem:
+            raise KloudError(
+                f"federation member file {path}: {problem} (the file was damaged: restore it"
+                " from a backup)"
+            )
         return data
 
     def _save_identity(self, data: dict[str, Any]) -> None:
@@ -137,6 +147,31 @@ class FederationState:
         return identity, load_keys(self.folder), self.store.load()
 
 
+def _identity_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a member file (`member.json`), or None."""
+    for key in ("federation", "commune", "cabinet", "role"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            return f"field '{key}' is missing or not text"
+    if data["role"] == "coordinator":
+        where: Any = data.get("endpoint")
+        field = "endpoint"
+    elif data["role"] == "member":
+        coordinator = data.get("coordinator")
+        if not isinstance(coordinator, dict):
+            return "field 'coordinator': expected an object"
+        for key in ("tls_fingerprint", "key_fingerprint"):
+            if not isinstance(coordinator.get(key), str):
+                return f"field 'coordinator.{key}' is missing or not text"
+        where, field = coordinator.get("endpoint"), "coordinator.endpoint"
+    else:
+        return f"field 'role': expected coordinator or member, got {data['role']!r}"
+    try:
+        _endpoint(where if isinstance(where, str) else "", field)
+    except InputError:
+        return f"field '{field}': expected HOST:PORT, got {where!r}"
+    return None
+
+
 def init(
     state: FederationState,
     fleet: Fleet,
@@ -150,6 +185,8 @@ def init(
 
     The cabinet must declare `federation: {name: NAME, role: coordinator}`; its WireGuard
     address is the coordinator's mesh address and its network is the address pool."""
+    if not LABEL_RE.fullmatch(federation):
+        raise InputError(f"NAME: expected 1 to 64 printable characters, got {quoted(federation)}")
     if state.store.exists() or (state.folder / MEMBER_FILE).exists():
         raise InputError(
             f"{state.folder} already holds a federation member: nothing changed"
@@ -183,6 +220,7 @@ def init(
     )
     state._make_folder()
     keys = ensure_keys(state.folder)
+    state.book.prepare()
     member = {
         "commune": cabinet.name,
         "cabinet": cabinet.name,
@@ -234,13 +272,24 @@ def tls_fingerprint(state: FederationState) -> str:
     path = files.existing_store(
         state.folder / TLS_CERT, "join endpoint certificate", "run `kloudctl federation init`"
     )
-    return tls.fingerprint_of(path.read_bytes())
+    try:
+        return tls.fingerprint_of(path.read_bytes())
+    except ValueError:
+        raise KloudError(
+            f"join endpoint certificate {path}: not a PEM certificate (the file was damaged:"
+            " restore it, with its key, from a backup)"
+        ) from None
 
 
 def invite(
     state: FederationState, commune: str, ttl: int, now: datetime.datetime | None = None
 ) -> tuple[Invite, str]:
     """A new invite for `commune` and its string (which holds the secret)."""
+    if not COMMUNE_RE.fullmatch(commune):
+        raise InputError(
+            f"COMMUNE: expected a lower-case name such as saint-aubin (letters, digits and"
+            f" dashes, 2 to 32), got {quoted(commune)}"
+        )
     identity, keys, registry = state.coordinator()
     if commune in registry.active():
         raise InputError(f"commune '{commune}' is already a member of '{registry.federation}'")
@@ -261,6 +310,11 @@ def admit(
     state: FederationState, commune: str, fingerprint: str, now: datetime.datetime | None = None
 ) -> Member:
     """Append the admission of `commune` once its fingerprint is confirmed."""
+    if not SHORT_FINGERPRINT_RE.fullmatch(normal_fingerprint(fingerprint)):
+        raise InputError(
+            f"FINGERPRINT: expected the 8 characters `federation join` shows (such as"
+            f" ABCD-EF23), got {quoted(fingerprint)}"
+        )
     identity, keys, _ = state.coordinator()
     book = state.book
     with book.locked() as invites:
@@ -666,9 +720,20 @@ def _own_sync(state: FederationState) -> tuple[int | None, str | None]:
         return None, None
     try:
         data = json.loads(path.read_bytes())
-        return member_sync(data)
-    except (ValueError, AttributeError):
-        raise KloudError(f"{path}: unreadable (it is rewritten by the next sync)") from None
+    except ValueError:
+        data = None
+    if (
+        not isinstance(data, dict)
+        or isinstance(data.get("version"), bool)
+        or not isinstance(data.get("version"), int)
+        or not isinstance(data.get("applied_at"), int | float)
+        or not 0 <= data["applied_at"] <= LAST_SECOND
+    ):
+        raise KloudError(
+            f"sync record {path}: unreadable, or its field 'version' or 'applied_at' is not"
+            " valid (it is rewritten by the next sync)"
+        )
+    return member_sync(data)
 
 
 # --- a member's own update: measured capacity, renewed certificate, endpoints ------------
