@@ -70,12 +70,13 @@ class Bocage:
         return endpoint.call(f"127.0.0.1:{self.port}", pin, "POST", "/v1/update", document)
 
     def post_raw(self, payload: bytes) -> tuple[int, Any]:
-        connection = endpoint._pinned("127.0.0.1", self.port, None, "test")
+        connection, deadline = endpoint._pinned("127.0.0.1", self.port, None, "test")
         try:
             connection.request("POST", "/v1/update", body=payload)
             response = connection.getresponse()
             return response.status, json.loads(response.read())
         finally:
+            deadline.cancel()
             connection.close()
 
     def signed(self, author: str, changes: dict[str, Any], keys: MemberKeys) -> dict[str, Any]:
