@@ -30,6 +30,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,6 +46,9 @@ from kloudctl.federation.updates import accept as accept_update
 from kloudctl.netloc import split_host_port
 
 MAX_BODY = 64 * 1024
+#: What of a refused oversized body is drained after the refusal, and for how long.
+DRAINED_BODY = 16 * MAX_BODY
+LINGER = 2.0
 TIMEOUT = 15.0
 #: The most of an answer the client reads (a registry is a few hundred kilobytes at most).
 MAX_ANSWER = 16 * 1024 * 1024
@@ -123,7 +127,26 @@ class JoinServer:
 
             def handle_one_request(self) -> None:
                 self.body_read, self.headers = False, None  # type: ignore[assignment]
+                self.linger = False
                 super().handle_one_request()
+                if self.linger:
+                    self._linger()
+
+            def _linger(self) -> None:
+                """Read and drop what the client still sends of a refused oversized body,
+                at most DRAINED_BODY bytes and LINGER seconds, before the connection closes."""
+                self.wfile.flush()
+                end = time.monotonic() + LINGER
+                left = DRAINED_BODY
+                try:
+                    while left > 0 and (remaining := end - time.monotonic()) > 0:
+                        self.connection.settimeout(remaining)
+                        piece = self.connection.recv(min(left, MAX_BODY))
+                        if not piece:
+                            break
+                        left -= len(piece)
+                except (OSError, ValueError):
+                    pass  # the client is gone or slow: closing is all that is left to do
 
             def _answer(self, status: int, data: Any) -> None:
                 body = json.dumps(data).encode()
@@ -163,6 +186,11 @@ class JoinServer:
                 if not self.body_read and 0 < length <= MAX_BODY:
                     self.body_read = True
                     self.rfile.read(length)
+                elif not self.body_read and length > MAX_BODY:
+                    # Refused before it is read (as a web server answers 413), then drained
+                    # after the answer for a moment (`_linger`): a client still sending it
+                    # then reads the refusal rather than a reset connection.
+                    self.linger = True
 
             def _read_json(self, length: int, what: str) -> Any:
                 """The request's body (`length` bytes) as JSON; InputError naming `what`
