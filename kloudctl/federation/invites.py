@@ -23,7 +23,7 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,20 @@ def quoted(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def read_records(
+    path: Path, what: str, label: str, problem: Callable[[Any], str | None], remedy: str
+) -> dict[str, Any]:
+    """A small store's JSON object of records (`{}` before its first write), each record
+    checked by `problem`; the first damaged one is an error naming the file, its key and
+    the `remedy`."""
+    records = files.read_json_object(path, what, f"expected an object of {label}s")
+    for key, record in records.items():
+        wrong = problem(record)
+        if wrong:
+            raise KloudError(f"{what} {path}: {label} {quoted(key)}: {wrong} ({remedy})")
+    return records
+
+
 def _unb64_or_empty(text: str) -> bytes:
     try:
         return canonical.unb64(text)
@@ -185,15 +199,13 @@ class InviteBook:
             yield self.read()
 
     def read(self) -> dict[str, Any]:
-        invites = files.read_json_object(self.path, "invites", "expected an object of invites")
-        for invite_id, record in invites.items():
-            problem = _record_problem(record)
-            if problem:
-                raise KloudError(
-                    f"invites {self.path}: invite {quoted(invite_id)}: {problem}"
-                    " (the file was damaged: restore it from a backup, or remove that invite)"
-                )
-        return invites
+        return read_records(
+            self.path,
+            "invites",
+            "invite",
+            _record_problem,
+            "the file was damaged: restore it from a backup, or remove that invite",
+        )
 
     def save(self, invites: dict[str, Any]) -> None:
         data = json.dumps(invites, indent=1, sort_keys=True) + "\n"

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from kloudctl import files
-from kloudctl.errors import InputError, KloudError
+from kloudctl.errors import InputError
 from kloudctl.federation import LAST_SECOND, canonical
+from kloudctl.federation.invites import read_records
 from kloudctl.federation.keys import MemberKeys, verify
 from kloudctl.federation.registry import Registry, entry_hash
 
@@ -76,15 +77,13 @@ class ReportBook:
         self.path = folder / REPORTS_FILE
 
     def read(self) -> dict[str, Any]:
-        data = files.read_json_object(self.path, "held reports", "not a reports file")
-        for commune, entry in data.items():
-            problem = _entry_problem(entry)
-            if problem:
-                raise KloudError(
-                    f"held reports {self.path}: member {commune!r}: {problem} (the file was"
-                    " damaged: delete it, the members' next syncs write it again)"
-                )
-        return data
+        return read_records(
+            self.path,
+            "held reports",
+            "member",
+            _entry_problem,
+            "the file was damaged: delete it, the members' next syncs write it again",
+        )
 
     def record(self, report: dict[str, Any]) -> None:
         with files.exclusive_lock(self.folder / LOCK_FILE):
