@@ -107,15 +107,17 @@ GOOD = {
 }
 
 
-def _role_assertions(tmp_path: Path, **overrides: object) -> subprocess.CompletedProcess[str]:
+def _role_assertions(
+    tmp_path: Path, role: str = "federation_mesh", **overrides: object
+) -> subprocess.CompletedProcess[str]:
     playbook = tmp_path / "assert.yml"
     playbook.write_text(
         "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
-        "    - ansible.builtin.include_role:\n        name: federation_mesh\n"
+        f"    - ansible.builtin.include_role:\n        name: {role}\n"
         "        tasks_from: assert.yml\n"
     )
     extra = tmp_path / "vars.json"
-    extra.write_text(json.dumps({**GOOD, **overrides}))
+    extra.write_text(json.dumps({**(GOOD if role == "federation_mesh" else {}), **overrides}))
     env = {**os.environ, "ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_NOCOLOR": "1"}
     return subprocess.run(
         [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,",
@@ -174,3 +176,40 @@ def test_the_role_refuses_a_calendar_of_the_wrong_shape_first(
     done = _role_assertions(tmp_path, federation_mesh__failover_backup_on_calendar=calendar)
     assert done.returncode == 2, done.stdout[-2000:]
     assert "its OnCalendar (a non-empty one-line calendar expression" in done.stdout
+
+
+REPLICATION_CALENDAR = "must each be an OnCalendar (a non-empty one-line calendar expression"
+
+
+@pytest.mark.parametrize(
+    ("which", "calendar"),
+    [
+        ("run", ""),
+        ("run", "hourly\nExecStart=/bin/sh"),
+        ("check", " daily"),
+        ("check", 3600),
+        ("run", ["hourly"]),
+    ],
+)
+def test_replications_role_refuses_a_calendar_of_the_wrong_shape_first(
+    tmp_path: Path, which: str, calendar: object
+) -> None:
+    done = _role_assertions(
+        tmp_path, "replication_source", **{f"replication_source__{which}_on_calendar": calendar}
+    )
+    assert done.returncode == 2, done.stdout[-2000:]
+    assert REPLICATION_CALENDAR in done.stdout
+
+
+def test_replications_role_takes_the_inventorys_calendars(tmp_path: Path) -> None:
+    """The calendars the inventory gives pass the role's first check: the play goes on to the
+    next assertion (which, given nothing else here, is the one that refuses)."""
+    brieux = ansible_inventory.build(load_fleet(make_fleet_root(tmp_path / "fleet")))["hostvars"][
+        "brieux"
+    ]
+    given = {k: v for k, v in brieux.items() if k.endswith("_on_calendar") and "replication" in k}
+    assert set(given) == {"replication_source__run_on_calendar"}
+    done = _role_assertions(tmp_path, "replication_source", **given)
+    assert REPLICATION_CALENDAR not in done.stdout
+    assert "Check the cabinet, the controller's files and the peers" in done.stdout
+    assert done.returncode == 2, done.stdout[-2000:]
