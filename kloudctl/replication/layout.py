@@ -62,6 +62,7 @@ from kloudctl.errors import InputError, KloudError, NotFound
 from kloudctl.federation.peers import PeerResolver
 from kloudctl.model import Fleet
 from kloudctl.replication.restic import Repo
+from kloudctl.ssh import SshTarget
 
 STATE_ENV = "KLOUDCTL_REPLICATION_STATE"
 NOW_ENV = "KLOUDCTL_NOW"
@@ -113,6 +114,11 @@ class Ssh:
     fleet: str = "/etc/kloudctl/fleet"
     state: str = "/var/lib/kloudctl/replication"
 
+    @property
+    def target(self) -> SshTarget:
+        """The one SSH path's target for this cabinet."""
+        return SshTarget(self.address, self.user, options=self.options)
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -120,6 +126,12 @@ class Endpoint:
     root: Path | None
     server: Server | None
     ssh: Ssh | None = None
+
+
+def state_folder(fleet_root: Path, override: str | Path | None = None) -> Path:
+    """The replication state folder: the one given, else $KLOUDCTL_REPLICATION_STATE, else
+    the fleet's `.state/replication` (not resolved, not made)."""
+    return Path(override or os.environ.get(STATE_ENV) or fleet_root / ".state" / "replication")
 
 
 @dataclass(frozen=True)
@@ -133,8 +145,7 @@ class Layout:
     def for_fleet(
         cls, fleet_root: Path, override: str | Path | None = None, *, read_only: bool = False
     ) -> Layout:
-        chosen = override or os.environ.get(STATE_ENV) or fleet_root / ".state" / "replication"
-        layout = cls(Path(chosen).resolve(), read_only)
+        layout = cls(state_folder(fleet_root, override).resolve(), read_only)
         if read_only:
             files.existing_store(
                 layout.state,

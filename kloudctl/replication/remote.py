@@ -40,8 +40,7 @@ def ask_agent(
     problem = request_problem(document)
     if problem:  # a bug of this side: never send what the agent must refuse
         raise ExternalError(f"request to {tool_name(cabinet)} not sent: {problem}")
-    target = ssh.SshTarget(remote.address, remote.user, options=remote.options)
-    proc = ssh.run(target, [COMMAND], stdin=json.dumps(document), timeout=timeout)
+    proc = ssh.run(remote.target, [COMMAND], stdin=json.dumps(document), timeout=timeout)
     tool = tool_name(cabinet)
     if not proc.stdout.strip():
         hint = ""

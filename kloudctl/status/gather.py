@@ -16,7 +16,6 @@ checks from `replication.status`; the federation membership from the fleet's loc
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -447,14 +446,14 @@ def probes_for(
     deployed cabinet (SSH, for the power record), the replication status where a
     replication state folder exists, and each cabinet's federation membership from the
     local registry. Reading never creates those folders."""
-    from kloudctl.replication.layout import STATE_ENV, Layout
+    from kloudctl.replication.layout import Layout, state_folder
     from kloudctl.replication.ops import Replicator
     from kloudctl.status import federation
 
     folder = federation_state or root / ".state" / "federation"
     members, registry_error = federation.probe(folder)
     mail = mail_targets(fleet)
-    state = replication_state or Path(os.environ.get(STATE_ENV) or root / ".state" / "replication")
+    state = state_folder(root, replication_state)
     if not state.is_dir():
         return Probes(federation=members, federation_error=registry_error, mail=mail)
     layout = Layout(state.resolve(), read_only=True)
@@ -463,9 +462,7 @@ def probes_for(
     for cabinet in fleet:
         remote = layout.endpoint(cabinet.name).ssh
         if remote is not None:
-            targets[cabinet.name] = ssh.SshTarget(
-                remote.address, remote.user, options=remote.options
-            )
+            targets[cabinet.name] = remote.target
 
     def replication(cabinet: str, timeout: float) -> dict[str, Any] | None:
         if cabinet not in targets and not layout.cabinet_dir(cabinet).is_dir():

@@ -18,7 +18,6 @@ recorded how to reach the cabinet); None, and why, when it cannot be read.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,7 @@ from kloudctl.model import Fleet
 from kloudctl.model.schema import Cabinet
 from kloudctl.proxmox.client import Client, RetryPolicy
 from kloudctl.proxmox.target import cabinet_target
-from kloudctl.replication.layout import STATE_ENV, Layout
+from kloudctl.replication.layout import Layout, state_folder
 from kloudctl.status.gather import last_draw
 
 #: The whole measurement's time budget, API and SSH alike.
@@ -91,13 +90,11 @@ def power_headroom(
 def ssh_route(root: Path, replication_state: str | None, cabinet: str) -> ssh.SshTarget | None:
     """How `replication deploy` recorded reaching `cabinet` over SSH (None: not recorded).
     Reading never creates the replication state."""
-    folder = Path(replication_state or os.environ.get(STATE_ENV) or root / ".state/replication")
+    folder = state_folder(root, replication_state)
     if not folder.is_dir():
         return None
     remote = Layout(folder.resolve(), read_only=True).endpoint(cabinet).ssh
-    if remote is None:
-        return None
-    return ssh.SshTarget(remote.address, remote.user, options=remote.options)
+    return None if remote is None else remote.target
 
 
 def measurer_for(
