@@ -1,7 +1,9 @@
-"""Running roles' Molecule scenarios for real, several at once, from pytest."""
+"""Running roles for real from pytest: their Molecule scenarios, several at once, and their
+input assertions alone."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,3 +50,24 @@ def assert_scenario_passed(result: tuple[int, str]) -> None:
     assert rc == 0, log[-4000:]
     for step in ("converge", "idempotence", "verify"):
         assert f"{step}: Executed: Successful" in log, log[-4000:]
+
+
+def run_role_assertions(
+    tmp_path: Path, role: str, variables: dict[str, object]
+) -> subprocess.CompletedProcess[str]:
+    """The role's `tasks/assert.yml` run by ansible-playbook on this machine with
+    `variables` (local connection: assertions touch nothing)."""
+    playbook = tmp_path / "assert.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
+        f"    - ansible.builtin.include_role:\n        name: {role}\n"
+        "        tasks_from: assert.yml\n"
+    )
+    extra = tmp_path / "vars.json"
+    extra.write_text(json.dumps(variables))
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,",
+         str(playbook), "-e", f"@{extra}"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip

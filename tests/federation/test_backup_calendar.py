@@ -8,10 +8,8 @@ which systemd refuses ("bad unit file setting"): the timer never loaded."""
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from kloudctl.hosts.timers import (
 from kloudctl.model import load_fleet
 from kloudctl.model.types import MAX_DURATION
 from kloudctl.testbed.fleets import make_fleet_root
+from tests.molecule_support import run_role_assertions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,20 +109,9 @@ GOOD = {
 def _role_assertions(
     tmp_path: Path, role: str = "federation_mesh", **overrides: object
 ) -> subprocess.CompletedProcess[str]:
-    playbook = tmp_path / "assert.yml"
-    playbook.write_text(
-        "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
-        f"    - ansible.builtin.include_role:\n        name: {role}\n"
-        "        tasks_from: assert.yml\n"
+    return run_role_assertions(
+        tmp_path, role, {**(GOOD if role == "federation_mesh" else {}), **overrides}
     )
-    extra = tmp_path / "vars.json"
-    extra.write_text(json.dumps({**(GOOD if role == "federation_mesh" else {}), **overrides}))
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_NOCOLOR": "1"}
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,",
-         str(playbook), "-e", f"@{extra}"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,12 @@ real by ansible-playbook on this machine (local connection; assertions touch not
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.molecule_support import run_role_assertions
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = {
@@ -20,19 +19,7 @@ GOOD = {
 
 
 def run_assertions(tmp_path: Path, **overrides: object) -> subprocess.CompletedProcess[str]:
-    playbook = tmp_path / "assert.yml"
-    playbook.write_text(
-        "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
-        "    - ansible.builtin.include_role:\n        name: mail\n        tasks_from: assert.yml\n"
-    )
-    extra = tmp_path / "vars.json"
-    extra.write_text(json.dumps({**GOOD, **overrides}))
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"}
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,",
-         str(playbook), "-e", f"@{extra}"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
-    )  # fmt: skip
+    return run_role_assertions(tmp_path, "mail", {**GOOD, **overrides})
 
 
 def test_defaults_and_a_private_directory_pass(tmp_path: Path) -> None:
